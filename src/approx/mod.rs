@@ -1,0 +1,1 @@
+//! Segmented polynomial approximations of non-linear functions (no cryptography).

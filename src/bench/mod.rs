@@ -1,0 +1,1 @@
+//! Benchmarks and reports: per-layer / per-operator records, JSON and SVG output.

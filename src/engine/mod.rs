@@ -1,0 +1,1 @@
+//! Private BERT: one function per block, calling protocols through a profile.

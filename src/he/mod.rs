@@ -1,0 +1,1 @@
+//! BFV homomorphic encryption layer: parameters, keys, encodings, circuit-private conversions.

@@ -1,0 +1,1 @@
+//! Model: config, safetensors weights, tokenizer, plaintext f32 and fixed-point reference passes.
