@@ -1,1 +1,166 @@
-//! Command-line interface (clap). No protocol logic lives here.
+//! Command-line interface (clap). No protocol logic lives here: each subcommand parses its
+//! flags, resolves the model and calls into the library.
+
+pub mod party;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::net::shaping::Link;
+
+#[derive(Parser, Debug)]
+#[command(name = "fastlmpi", version, about = "Two-party private BERT inference (FASTLMPI vs BOLT)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a private inference: starts the server as a child process on 127.0.0.1 and runs the client.
+    Run(RunArgs),
+    /// Run the server party (holds the weights) and wait for a client.
+    Serve(ServeArgs),
+    /// Run the client party (holds the text and the public embeddings) against a server.
+    Client(ClientArgs),
+    /// Plaintext f32 (and fixed-point simulation) forward pass, no cryptography.
+    Plain(PlainArgs),
+}
+
+/// Flags shared by every command that loads a model and tokenizes text.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model name (minilm-l6, mpnet-base, bert-base) or a path to a Hugging Face checkpoint folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub model: String,
+    /// Do not download a known model when it is missing.
+    #[arg(long)]
+    pub no_fetch: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TextArgs {
+    /// The input sentence.
+    #[arg(long)]
+    pub input: String,
+    /// Maximum number of tokens (special tokens included).
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Truncate over-long text to --max-len instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// Socket timeout in seconds (a silent peer is an error after this long).
+    #[arg(long, default_value_t = crate::net::DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Simulated link: local, lan (3 Gbps, 0.8 ms), wan (200 Mbps, 40 ms) or BW,RTT.
+    #[arg(long, default_value = "local")]
+    pub net: String,
+}
+
+impl NetArgs {
+    pub fn link(&self) -> Result<Link> {
+        Link::parse(&self.net)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Pad the input to this many tokens (e.g. 128, BOLT's benchmark length); default: the token count.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Print the full record as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub listen: String,
+    /// Serve one client, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Print `LISTENING <addr>` on stdout once bound and the report as `REPORT <json>` (used by `run`).
+    #[arg(long, hide = true)]
+    pub announce: bool,
+    /// Give up if no client connects within this many seconds (0: wait forever).
+    #[arg(long, default_value_t = 0)]
+    pub accept_timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub connect: String,
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlainArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub text: TextArgs,
+    /// Print JSON (full pooled embedding, logits when a head exists).
+    #[arg(long)]
+    pub json: bool,
+    /// Also run the fixed-point simulation and report its agreement with f32.
+    #[arg(long)]
+    pub fixed: bool,
+}
+
+/// Parse and run. Errors are returned to `main`, which prints them and exits non-zero.
+pub fn main_with_args<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() => return Err(Error::Input(e.to_string().trim_end().to_string())),
+        Err(e) => {
+            // --help / --version: print and succeed.
+            print!("{e}");
+            return Ok(());
+        }
+    };
+    match cli.command {
+        Command::Run(a) => party::run(&a),
+        Command::Serve(a) => party::serve(&a),
+        Command::Client(a) => party::client(&a).map(|_| ()),
+        Command::Plain(a) => party::plain(&a),
+    }
+}
+
+/// Where results are written (`results/` under the current directory unless overridden).
+pub fn results_dir() -> PathBuf {
+    std::env::var_os("FASTLMPI_RESULTS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("results"))
+}

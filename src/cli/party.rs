@@ -1,0 +1,325 @@
+//! The two parties as processes: `serve`, `client`, and `run` (server as a child process of
+//! the same binary on an ephemeral 127.0.0.1 port, client in this process).
+//!
+//! What crosses the wire before the private layers start: the handshake (version, roles,
+//! model *shape* fingerprint, numeric parameters), the public request (sequence length), and a
+//! channel check (random bytes from the client, their SHA-256 from the server). The server
+//! never sends weights; the client never sends its text.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
+use crate::error::{Error, Result};
+use crate::model;
+use crate::net::handshake::{handshake, Hello};
+use crate::net::shaping::Shaped;
+use crate::net::{accept_with_timeout, connect_with_retry, Channel, CommStats, Metered, TcpChannel, TcpTransport};
+use crate::share::Role;
+
+/// Bytes the client sends in the channel check.
+const CHANNEL_CHECK_BYTES: usize = 64 * 1024;
+/// Largest sequence length a client may request (bounded allocation on the server).
+const MAX_SEQ_LEN: u64 = 4096;
+
+/// What each party reports at the end of a session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PartyReport {
+    pub role: Role,
+    pub model: String,
+    pub seq_len: usize,
+    pub wall_secs: f64,
+    pub comm: CommStats,
+    pub channel_check: bool,
+    pub private_inference: Option<serde_json::Value>,
+}
+
+/// The public request the client sends after the handshake.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Request {
+    seq_len: u64,
+}
+
+/// Numeric parameters both parties must agree on (checked in the handshake).
+fn session_params() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("profile".to_string(), "fastlmpi".to_string()),
+        ("frac_bits".to_string(), "12".to_string()),
+    ])
+}
+
+fn resolve(args: &ModelArgs) -> Result<model::ResolvedModel> {
+    let r = model::resolve(&args.model, !args.no_fetch)?;
+    if let Some(note) = &r.note {
+        eprintln!("note: {note}");
+    }
+    Ok(r)
+}
+
+fn open_channel(stream: std::net::TcpStream, net: &NetArgs) -> Result<TcpChannel> {
+    let transport = TcpTransport::new(stream, Duration::from_secs(net.timeout.max(1)))?;
+    Ok(Metered::new(Shaped::new(transport, net.link()?)))
+}
+
+/// `fastlmpi serve`: bind, then serve clients one at a time.
+pub fn serve(args: &ServeArgs) -> Result<()> {
+    let resolved = resolve(&args.model)?;
+    let model = model::Model::load(&resolved.dir)?;
+    let fingerprint = model.public.shape_fingerprint();
+    let listener = TcpListener::bind(&args.listen)
+        .map_err(|e| Error::Net { context: format!("binding {}", args.listen), source: e })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Net { context: "reading the bound address".into(), source: e })?;
+    if args.announce {
+        println!("LISTENING {addr}");
+    } else {
+        eprintln!("fastlmpi server: model {} ({}), listening on {addr}", resolved.name, resolved.dir.display());
+    }
+    let accept_timeout = (args.accept_timeout > 0).then(|| Duration::from_secs(args.accept_timeout));
+    loop {
+        let stream = accept_with_timeout(&listener, accept_timeout)?;
+        let mut ch = open_channel(stream, &args.net)?;
+        let result = serve_session(&mut ch, &model, &resolved.name, &fingerprint);
+        match (&result, args.once) {
+            (Ok(report), _) if args.announce => {
+                let json = serde_json::to_string(report).map_err(|e| Error::protocol("report", e.to_string()))?;
+                println!("REPORT {json}");
+            }
+            (Ok(report), _) => eprintln!(
+                "session done: {} bytes sent, {} received, {} rounds, {:.2} s",
+                report.comm.bytes_sent, report.comm.bytes_recv, report.comm.rounds, report.wall_secs
+            ),
+            (Err(e), false) => eprintln!("session failed: {e}"),
+            (Err(_), true) => {}
+        }
+        if args.once {
+            return result.map(|_| ());
+        }
+    }
+}
+
+fn serve_session(ch: &mut TcpChannel, _model: &model::Model, name: &str, fingerprint: &str) -> Result<PartyReport> {
+    let t0 = Instant::now();
+    handshake(ch, &Hello::new(Role::Server, fingerprint, session_params()))?;
+    ch.set_phase("request");
+    let req: Request = serde_json::from_slice(&ch.recv_frame_limited(4096)?)
+        .map_err(|e| Error::protocol("request", format!("unreadable request: {e}")))?;
+    if req.seq_len == 0 || req.seq_len > MAX_SEQ_LEN {
+        return Err(Error::protocol("request", format!("sequence length {} outside 1..={MAX_SEQ_LEN}", req.seq_len)));
+    }
+    ch.set_phase("channel check");
+    let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
+    ch.recv_bytes(&mut probe)?;
+    ch.send_bytes(&Sha256::digest(&probe))?;
+    ch.flush()?;
+    Ok(PartyReport {
+        role: Role::Server,
+        model: name.to_string(),
+        seq_len: req.seq_len as usize,
+        wall_secs: t0.elapsed().as_secs_f64(),
+        comm: ch.stats(),
+        channel_check: true,
+        private_inference: None,
+    })
+}
+
+/// Everything the client prepares before it connects (so bad input fails fast, offline).
+struct ClientInput {
+    resolved: model::ResolvedModel,
+    public: model::PublicModel,
+    tokens: model::Tokenized,
+}
+
+fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>) -> Result<ClientInput> {
+    let resolved = resolve(model_args)?;
+    let public = model::PublicModel::load(&resolved.dir)?;
+    let tokens = public.encode(&text.input, text.max_len, text.truncate, seq_len)?;
+    Ok(ClientInput { resolved, public, tokens })
+}
+
+/// `fastlmpi client`: connect, handshake, run the session, print the report.
+pub fn client(args: &ClientArgs) -> Result<PartyReport> {
+    let input = prepare_client(&args.model, &args.text, args.seq_len)?;
+    let stream = connect_with_retry(&args.connect, 50, Duration::from_millis(100))?;
+    let mut ch = open_channel(stream, &args.net)?;
+    let report = client_session(&mut ch, &input)?;
+    print_client_report(&report, None, args.json)?;
+    Ok(report)
+}
+
+fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<PartyReport> {
+    let t0 = Instant::now();
+    handshake(ch, &Hello::new(Role::Client, input.public.shape_fingerprint(), session_params()))?;
+    let seq_len = input.tokens.ids.len();
+    ch.set_phase("request");
+    let req = serde_json::to_vec(&Request { seq_len: seq_len as u64 }).map_err(|e| Error::protocol("request", e.to_string()))?;
+    ch.send_frame(&req)?;
+    ch.set_phase("channel check");
+    let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
+    rand::rng().fill_bytes(&mut probe);
+    ch.send_bytes(&probe)?;
+    let mut digest = [0u8; 32];
+    ch.recv_bytes(&mut digest)?;
+    if digest[..] != Sha256::digest(&probe)[..] {
+        return Err(Error::protocol("channel check", "the server's checksum does not match the bytes sent"));
+    }
+    Ok(PartyReport {
+        role: Role::Client,
+        model: input.resolved.name.clone(),
+        seq_len,
+        wall_secs: t0.elapsed().as_secs_f64(),
+        comm: ch.stats(),
+        channel_check: true,
+        private_inference: None,
+    })
+}
+
+fn print_client_report(client: &PartyReport, server: Option<&PartyReport>, json: bool) -> Result<()> {
+    if json {
+        let v = serde_json::json!({ "client": client, "server": server });
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::protocol("report", e.to_string()))?);
+        return Ok(());
+    }
+    println!("model: {}  tokens: {}", client.model, client.seq_len);
+    println!(
+        "handshake + channel check: ok ({} bytes sent, {} bytes received, {} rounds, {:.3} s)",
+        client.comm.bytes_sent, client.comm.bytes_recv, client.comm.rounds, client.wall_secs
+    );
+    if client.private_inference.is_none() {
+        println!("private inference: the encrypted layers are not part of this build yet; no result was computed");
+    }
+    Ok(())
+}
+
+/// A child server process that is always killed and reaped, also on error or Ctrl-C.
+struct ChildGuard(Arc<Mutex<Option<Child>>>);
+
+impl ChildGuard {
+    fn reap(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            if let Some(mut child) = slot.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+/// `fastlmpi run`: spawn `serve --once --announce` on an ephemeral port, run the client.
+pub fn run(args: &RunArgs) -> Result<()> {
+    // Validate input and fetch the model before spawning anything.
+    let input = prepare_client(&args.model, &args.text, args.seq_len)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
+        .args(["--model", &input.resolved.dir.to_string_lossy(), "--no-fetch"])
+        .args(["--timeout", &args.net.timeout.to_string(), "--net", &args.net.net])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().map_err(|e| Error::io("spawning the server process", e))?;
+    let stdout = child.stdout.take().ok_or_else(|| Error::protocol("run", "no stdout from the server process"))?;
+    let guard = ChildGuard(Arc::new(Mutex::new(Some(child))));
+    install_ctrlc(&guard);
+
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
+    let stream = connect_with_retry(&addr, 50, Duration::from_millis(100))?;
+    let mut ch = open_channel(stream, &args.net)?;
+    let report = client_session(&mut ch, &input)?;
+    drop(ch);
+    let server_json = wait_for_line(&rx, "REPORT ", Duration::from_secs(args.net.timeout.max(1)))?;
+    let server: PartyReport = serde_json::from_str(&server_json)
+        .map_err(|e| Error::protocol("run", format!("unreadable server report: {e}")))?;
+    guard.reap();
+    print_client_report(&report, Some(&server), args.json)
+}
+
+fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return Ok(rest.trim().to_string());
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                return Err(Error::Timeout { context: format!("waiting for the server's `{}`", prefix.trim()), secs: timeout.as_secs() })
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::PeerDisconnected("the server process exited early (see its message above)".into()))
+            }
+        }
+    }
+}
+
+fn install_ctrlc(guard: &ChildGuard) {
+    let slot = Arc::clone(&guard.0);
+    // Installing twice (e.g. in tests) fails harmlessly; the guard still reaps on drop.
+    let _ = ctrlc::set_handler(move || {
+        if let Ok(mut s) = slot.lock() {
+            if let Some(mut child) = s.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        eprintln!("interrupted");
+        std::process::exit(130);
+    });
+}
+
+/// `fastlmpi plain`: the plaintext model (and optionally the fixed-point simulation).
+pub fn plain(args: &PlainArgs) -> Result<()> {
+    let resolved = resolve(&args.model)?;
+    let model = model::Model::load(&resolved.dir)?;
+    let tokens = model.public.encode(&args.text.input, args.text.max_len, args.text.truncate, None)?;
+    let out = model::forward_f32(&model, &tokens)?;
+    let fixed = if args.fixed { Some(model::forward_fixed(&model, &tokens, &model::FixedConfig::default())?) } else { None };
+    let agreement = fixed.as_ref().map(|f| crate::model::cosine(&out.pooled, &f.pooled));
+    if args.json {
+        let v = serde_json::json!({
+            "model": resolved.name,
+            "tokens": tokens.ids.len(),
+            "pooled": out.pooled,
+            "logits": out.logits,
+            "fixed_point_cosine": agreement,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::protocol("json", e.to_string()))?);
+        return Ok(());
+    }
+    let norm = out.pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let head: Vec<String> = out.pooled.iter().take(6).map(|v| format!("{v:+.4}")).collect();
+    println!("model: {} ({} tokens)", resolved.name, tokens.ids.len());
+    println!("pooled[0..6]: [{}]  norm {norm:.4}", head.join(", "));
+    if let Some(l) = &out.logits {
+        println!("logits: {l:?}");
+    }
+    if let Some(c) = agreement {
+        println!("fixed-point simulation vs f32: cosine {c:.6}");
+    }
+    Ok(())
+}
