@@ -1,7 +1,11 @@
 //! Command-line interface (clap). No protocol logic lives here: each subcommand parses its
 //! flags, resolves the model and calls into the library.
 
+// pending-merge pub mod bench;
+// pending-merge pub mod eval;
+// pending-merge pub mod fit_approx;
 pub mod party;
+// pending-merge pub mod train_head;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -28,6 +32,14 @@ pub enum Command {
     Client(ClientArgs),
     /// Plaintext f32 (and fixed-point simulation) forward pass, no cryptography.
     Plain(PlainArgs),
+    // pending-merge /// Fit a segmented polynomial approximation (gelu, exp, tanh, sigmoid, rsqrt, reciprocal).
+    // pending-merge FitApprox(fit_approx::FitApproxArgs),
+    // pending-merge /// Micro-benchmarks of the building blocks (OT, non-linear toolkit, HE linear layers).
+    // pending-merge Bench(bench::BenchArgs),
+    // pending-merge /// Train the sentiment head (logistic regression on pooled embeddings).
+    // pending-merge TrainHead(train_head::TrainHeadArgs),
+    // pending-merge /// Accuracy on labelled sentences (plaintext; private when available).
+    // pending-merge Eval(eval::EvalArgs),
 }
 
 /// Flags shared by every command that loads a model and tokenizes text.
@@ -157,6 +169,10 @@ where
         Command::Serve(a) => party::serve(&a),
         Command::Client(a) => party::client(&a).map(|_| ()),
         Command::Plain(a) => party::plain(&a),
+        // pending-merge Command::FitApprox(a) => fit_approx::run(&a),
+        // pending-merge Command::Bench(a) => bench::run(&a),
+        // pending-merge Command::TrainHead(a) => train_head::run(&a),
+        // pending-merge Command::Eval(a) => eval::run(&a),
     }
 }
 

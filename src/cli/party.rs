@@ -73,7 +73,7 @@ fn open_channel(stream: std::net::TcpStream, net: &NetArgs) -> Result<TcpChannel
 pub fn serve(args: &ServeArgs) -> Result<()> {
     let resolved = resolve(&args.model)?;
     let model = model::Model::load(&resolved.dir)?;
-    let fingerprint = model.public.shape_fingerprint();
+    let fingerprint = model.public.config.shape_fingerprint();
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| Error::Net { context: format!("binding {}", args.listen), source: e })?;
     let addr = listener
@@ -142,7 +142,7 @@ struct ClientInput {
 fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>) -> Result<ClientInput> {
     let resolved = resolve(model_args)?;
     let public = model::PublicModel::load(&resolved.dir)?;
-    let tokens = public.encode(&text.input, text.max_len, text.truncate, seq_len)?;
+    let tokens = public.tokenizer.encode_padded(&text.input, text.max_len, text.truncate, seq_len)?;
     Ok(ClientInput { resolved, public, tokens })
 }
 
@@ -158,7 +158,7 @@ pub fn client(args: &ClientArgs) -> Result<PartyReport> {
 
 fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<PartyReport> {
     let t0 = Instant::now();
-    handshake(ch, &Hello::new(Role::Client, input.public.shape_fingerprint(), session_params()))?;
+    handshake(ch, &Hello::new(Role::Client, input.public.config.shape_fingerprint(), session_params()))?;
     let seq_len = input.tokens.ids.len();
     ch.set_phase("request");
     let req = serde_json::to_vec(&Request { seq_len: seq_len as u64 }).map_err(|e| Error::protocol("request", e.to_string()))?;
@@ -296,16 +296,16 @@ fn install_ctrlc(guard: &ChildGuard) {
 pub fn plain(args: &PlainArgs) -> Result<()> {
     let resolved = resolve(&args.model)?;
     let model = model::Model::load(&resolved.dir)?;
-    let tokens = model.public.encode(&args.text.input, args.text.max_len, args.text.truncate, None)?;
+    let tokens = model.public.tokenizer.encode(&args.text.input, args.text.max_len, args.text.truncate)?;
     let out = model::forward_f32(&model, &tokens)?;
     let fixed = if args.fixed { Some(model::forward_fixed(&model, &tokens, &model::FixedConfig::default())?) } else { None };
-    let agreement = fixed.as_ref().map(|f| crate::model::cosine(&out.pooled, &f.pooled));
+    let agreement = fixed.as_ref().map(|f| crate::model::cosine(out.pooled.as_slice().unwrap_or(&[]), f.pooled.as_slice().unwrap_or(&[])));
     if args.json {
         let v = serde_json::json!({
             "model": resolved.name,
             "tokens": tokens.ids.len(),
-            "pooled": out.pooled,
-            "logits": out.logits,
+            "pooled": out.pooled.to_vec(),
+            "logits": out.logits.as_ref().map(|l| l.to_vec()),
             "fixed_point_cosine": agreement,
         });
         println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::protocol("json", e.to_string()))?);

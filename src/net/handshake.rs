@@ -42,9 +42,16 @@ impl Hello {
 pub fn handshake(ch: &mut dyn Channel, mine: &Hello) -> Result<Hello> {
     ch.set_phase("handshake");
     let bytes = serde_json::to_vec(mine).map_err(|e| Error::protocol("handshake", e.to_string()))?;
-    ch.send_frame(&bytes)?;
-    ch.flush()?;
-    let theirs_bytes = ch.recv_frame_limited(MAX_HELLO_BYTES)?;
+    // The client speaks first, so flights alternate and both parties count the same rounds.
+    let theirs_bytes = if mine.role == Role::Client {
+        ch.send_frame(&bytes)?;
+        ch.recv_frame_limited(MAX_HELLO_BYTES)?
+    } else {
+        let theirs = ch.recv_frame_limited(MAX_HELLO_BYTES)?;
+        ch.send_frame(&bytes)?;
+        ch.flush()?;
+        theirs
+    };
     let theirs: Hello = serde_json::from_slice(&theirs_bytes)
         .map_err(|e| Error::protocol("handshake", format!("peer sent an unreadable hello: {e}")))?;
     check_agreement(mine, &theirs)?;

@@ -1,0 +1,161 @@
+//! Per-operator and per-layer records: wall time, bytes each way, rounds, setup vs online.
+//!
+//! Protocol code never formats units; it hands `CommStats` snapshots to a [`Recorder`], and
+//! this module turns them into tables and JSON.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::{Channel, CommStats};
+
+/// Setup work (keys, base OTs, weight encoding) is reported apart from the online inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Setup,
+    Online,
+}
+
+/// One measured region of one party's run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// Encoder layer index, or `None` for work outside the layers (embeddings, pooler, setup).
+    pub layer: Option<usize>,
+    pub op: String,
+    pub phase: Phase,
+    pub wall_secs: f64,
+    pub comm: CommStats,
+}
+
+/// A started measurement; hand it back to [`Recorder::finish`].
+#[must_use]
+pub struct Mark {
+    layer: Option<usize>,
+    op: String,
+    phase: Phase,
+    t0: Instant,
+    stats0: CommStats,
+}
+
+/// Collects [`OpRecord`]s for one party.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Recorder {
+    pub records: Vec<OpRecord>,
+}
+
+impl Recorder {
+    pub fn new() -> Recorder {
+        Recorder::default()
+    }
+    /// Start measuring a region; also names the channel phase so errors say where they happened.
+    pub fn start(&self, ch: &mut dyn Channel, layer: Option<usize>, op: &str, phase: Phase) -> Mark {
+        let label = match layer {
+            Some(l) => format!("layer {l} / {op}"),
+            None => op.to_string(),
+        };
+        ch.set_phase(&label);
+        Mark { layer, op: op.to_string(), phase, t0: Instant::now(), stats0: ch.stats() }
+    }
+    pub fn finish(&mut self, ch: &dyn Channel, mark: Mark) {
+        self.records.push(OpRecord {
+            layer: mark.layer,
+            op: mark.op,
+            phase: mark.phase,
+            wall_secs: mark.t0.elapsed().as_secs_f64(),
+            comm: ch.stats().since(&mark.stats0),
+        });
+    }
+    /// Totals over all records of one phase.
+    pub fn total(&self, phase: Phase) -> (f64, CommStats) {
+        self.records
+            .iter()
+            .filter(|r| r.phase == phase)
+            .fold((0.0, CommStats::default()), |(t, c), r| (t + r.wall_secs, c + r.comm))
+    }
+    /// Records summed per layer (online only), in layer order.
+    pub fn per_layer(&self) -> Vec<(usize, f64, CommStats)> {
+        let mut out: Vec<(usize, f64, CommStats)> = Vec::new();
+        for r in self.records.iter().filter(|r| r.phase == Phase::Online) {
+            let Some(l) = r.layer else { continue };
+            match out.iter_mut().find(|(x, _, _)| *x == l) {
+                Some(e) => {
+                    e.1 += r.wall_secs;
+                    e.2 = e.2 + r.comm;
+                }
+                None => out.push((l, r.wall_secs, r.comm)),
+            }
+        }
+        out.sort_by_key(|e| e.0);
+        out
+    }
+    /// Records summed per operator name (online only), in first-seen order.
+    pub fn per_op(&self) -> Vec<(String, f64, CommStats)> {
+        let mut out: Vec<(String, f64, CommStats)> = Vec::new();
+        for r in self.records.iter().filter(|r| r.phase == Phase::Online) {
+            match out.iter_mut().find(|(x, _, _)| *x == r.op) {
+                Some(e) => {
+                    e.1 += r.wall_secs;
+                    e.2 = e.2 + r.comm;
+                }
+                None => out.push((r.op.clone(), r.wall_secs, r.comm)),
+            }
+        }
+        out
+    }
+}
+
+/// Bytes as MiB with two decimals (the unit BOLT calls "MB"/"GB" is binary).
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// A plain-text table: one row per layer with time, MiB each way and rounds.
+pub fn layer_table(rec: &Recorder) -> String {
+    let mut s = String::from("layer      time (s)   sent (MiB)   recv (MiB)   rounds\n");
+    for (l, t, c) in rec.per_layer() {
+        s.push_str(&format!("{l:>5} {t:>13.3} {:>12.2} {:>12.2} {:>8}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
+    }
+    let (t, c) = rec.total(Phase::Online);
+    s.push_str(&format!("total {t:>13.3} {:>12.2} {:>12.2} {:>8}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::run_pair;
+
+    #[test]
+    fn recorder_meters_each_region_and_sums_per_layer() {
+        let out = run_pair(
+            |ch| {
+                let mut rec = Recorder::new();
+                for layer in 0..2 {
+                    let m = rec.start(ch, Some(layer), "ping", Phase::Online);
+                    ch.send_u64s(&[0; 10])?;
+                    let _ = ch.recv_u64()?;
+                    rec.finish(ch, m);
+                }
+                Ok(rec)
+            },
+            |ch| {
+                for _ in 0..2 {
+                    let _ = ch.recv_u64s(10)?;
+                    ch.send_u64(1)?;
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        let rec = out.server;
+        let layers = rec.per_layer();
+        assert_eq!(layers.len(), 2);
+        for (_, _, c) in &layers {
+            assert_eq!(c.bytes_sent, 80);
+            assert_eq!(c.bytes_recv, 8);
+            assert_eq!(c.rounds, 2);
+        }
+        assert_eq!(rec.total(Phase::Online).1.bytes_sent, 160);
+        assert!(layer_table(&rec).contains("total"));
+    }
+}
