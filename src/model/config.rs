@@ -150,9 +150,9 @@ impl BertConfig {
                     self.relative_attention_num_buckets
                 )))
             }
-            Arch::MPNet if self.max_position_embeddings <= self.pad_token_id as usize + 1 => Err(Error::Model(
-                "max_position_embeddings leaves no room after the pad offset".into(),
-            )),
+            Arch::MPNet if self.max_position_embeddings <= self.pad_token_id as usize + 1 => {
+                Err(Error::Model("max_position_embeddings leaves no room after the pad offset".into()))
+            }
             _ => Ok(()),
         }
     }
@@ -270,8 +270,9 @@ impl PoolingMode {
         };
         let pool_path = dir.join(&pool.path).join("config.json");
         let pooling: StPooling = match std::fs::read_to_string(&pool_path) {
-            Ok(t) => serde_json::from_str(&t)
-                .map_err(|e| Error::Model(format!("malformed {}: {e}", pool_path.display())))?,
+            Ok(t) => {
+                serde_json::from_str(&t).map_err(|e| Error::Model(format!("malformed {}: {e}", pool_path.display())))?
+            }
             // sentence-transformers defaults to mean pooling.
             Err(_) => StPooling {
                 pooling_mode_cls_token: false,

@@ -171,7 +171,11 @@ impl FixedNonLinear for ExactNonLinear {
 
     fn layer_norm(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint) -> Result<Vec<i64>> {
         if x.len() != ln.gamma.len() {
-            return Err(Error::Shape { tensor: "LayerNorm input".into(), expected: vec![ln.gamma.len()], got: vec![x.len()] });
+            return Err(Error::Shape {
+                tensor: "LayerNorm input".into(),
+                expected: vec![ln.gamma.len()],
+                got: vec![x.len()],
+            });
         }
         let n = x.len() as f64;
         let vals: Vec<f64> = x.iter().map(|&v| fp.decode(v)).collect();
@@ -214,7 +218,12 @@ pub fn forward_fixed(model: &Model, tok: &Tokenized, cfg: &FixedConfig) -> Resul
 }
 
 /// Fixed-point forward pass with caller-supplied non-linear functions.
-pub fn forward_fixed_with(model: &Model, tok: &Tokenized, cfg: &FixedConfig, nl: &dyn FixedNonLinear) -> Result<ModelOutput> {
+pub fn forward_fixed_with(
+    model: &Model,
+    tok: &Tokenized,
+    cfg: &FixedConfig,
+    nl: &dyn FixedNonLinear,
+) -> Result<ModelOutput> {
     FixedModel::new(model, *cfg)?.forward_with(tok, nl)
 }
 
@@ -360,7 +369,12 @@ impl<'m> FixedModel<'m> {
     }
 
     /// `(Q·Kᵀ) · (1/√d) (+ bias)` at `frac_bits`: two product-and-truncate steps.
-    pub fn attention_scores(&self, q: ArrayView2<i64>, k: ArrayView2<i64>, bias: Option<&Array2<i64>>) -> Result<Array2<i64>> {
+    pub fn attention_scores(
+        &self,
+        q: ArrayView2<i64>,
+        k: ArrayView2<i64>,
+        bias: Option<&Array2<i64>>,
+    ) -> Result<Array2<i64>> {
         let kt = k.t().as_standard_layout().into_owned();
         let raw = self.act_matmul(q, kt.view(), "query × key")?;
         let mut scaled = Array2::<i64>::zeros(raw.raw_dim());
@@ -385,7 +399,13 @@ impl<'m> FixedModel<'m> {
     }
 
     /// Residual addition (exact) followed by LayerNorm.
-    pub fn add_norm(&self, x: &Array2<i64>, y: &Array2<i64>, ln: &LayerNorm, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
+    pub fn add_norm(
+        &self,
+        x: &Array2<i64>,
+        y: &Array2<i64>,
+        ln: &LayerNorm,
+        nl: &dyn FixedNonLinear,
+    ) -> Result<Array2<i64>> {
         let sum = x + y;
         for &v in sum.iter() {
             self.cfg.check(v, "residual addition")?;
@@ -407,11 +427,19 @@ impl<'m> FixedModel<'m> {
         match self.model.public.pooling {
             PoolingMode::Mean { normalize } => {
                 let mean = self.mean_pool(h, mask)?;
-                if normalize { Ok(Array1::from(nl.l2_normalize(&mean.to_vec(), fp)?)) } else { Ok(mean) }
+                if normalize {
+                    Ok(Array1::from(nl.l2_normalize(&mean.to_vec(), fp)?))
+                } else {
+                    Ok(mean)
+                }
             }
             PoolingMode::Cls { normalize } => {
                 let cls = h.row(0).to_vec();
-                if normalize { Ok(Array1::from(nl.l2_normalize(&cls, fp)?)) } else { Ok(Array1::from(cls)) }
+                if normalize {
+                    Ok(Array1::from(nl.l2_normalize(&cls, fp)?))
+                } else {
+                    Ok(Array1::from(cls))
+                }
             }
             PoolingMode::Pooler => {
                 let pooler = self.pooler.as_ref().ok_or_else(|| Error::Model("model has no pooler weights".into()))?;
@@ -435,7 +463,12 @@ impl<'m> FixedModel<'m> {
             }
         }
         sum.iter()
-            .map(|&v| Ok(floor_shift(self.cfg.check(self.cfg.check(v, "pooling sum")? * inv_count, "mean pooling")?, fp.frac_bits)))
+            .map(|&v| {
+                Ok(floor_shift(
+                    self.cfg.check(self.cfg.check(v, "pooling sum")? * inv_count, "mean pooling")?,
+                    fp.frac_bits,
+                ))
+            })
             .collect::<Result<Vec<_>>>()
             .map(Array1::from)
     }
@@ -450,7 +483,11 @@ impl<'m> FixedModel<'m> {
                 let row = x.row(i);
                 let out = f(&row.to_vec())?;
                 if out.len() != row.len() {
-                    return Err(Error::Shape { tensor: "non-linear output".into(), expected: vec![row.len()], got: vec![out.len()] });
+                    return Err(Error::Shape {
+                        tensor: "non-linear output".into(),
+                        expected: vec![row.len()],
+                        got: vec![out.len()],
+                    });
                 }
                 for &v in &out {
                     self.cfg.check(v, "non-linear output")?;
@@ -549,10 +586,8 @@ mod tests {
     #[test]
     fn int_matmul_is_exact_with_bias_and_floor_truncation() {
         let cfg = FixedConfig::default();
-        let lin = Linear {
-            w: Array2::from_shape_vec((2, 1), vec![0.5f32, -0.25]).unwrap(),
-            b: Array1::from(vec![0.125f32]),
-        };
+        let lin =
+            Linear { w: Array2::from_shape_vec((2, 1), vec![0.5f32, -0.25]).unwrap(), b: Array1::from(vec![0.125f32]) };
         let q = QLinear::quantize(&lin, &cfg);
         let fp = cfg.activation();
         let x = Array2::from_shape_vec((1, 2), vec![fp.encode(1.5), fp.encode(-3.0)]).unwrap();

@@ -199,7 +199,9 @@ pub fn ffn(layer: &EncoderLayer, x: &Array2<f32>) -> Array2<f32> {
 pub fn gelu_inplace(x: &mut Array2<f32>) {
     let cols = x.ncols().max(1);
     match x.as_slice_mut() {
-        Some(flat) => flat.par_chunks_mut(cols).for_each(|row| row.iter_mut().for_each(|v| *v = gelu(*v as f64) as f32)),
+        Some(flat) => {
+            flat.par_chunks_mut(cols).for_each(|row| row.iter_mut().for_each(|v| *v = gelu(*v as f64) as f32))
+        }
         None => x.mapv_inplace(|v| gelu(v as f64) as f32),
     }
 }
@@ -282,7 +284,11 @@ pub fn relative_position_bias(server: &ServerWeights, cfg: &BertConfig, n: usize
     let mut bias = Array3::<f32>::zeros((heads, n, n));
     for i in 0..n {
         for j in 0..n {
-            let b = relative_position_bucket(j as i64 - i as i64, cfg.relative_attention_num_buckets, RELATIVE_ATTENTION_MAX_DISTANCE);
+            let b = relative_position_bucket(
+                j as i64 - i as i64,
+                cfg.relative_attention_num_buckets,
+                RELATIVE_ATTENTION_MAX_DISTANCE,
+            );
             for h in 0..heads {
                 bias[[h, i, j]] = table[[b, h]];
             }
@@ -303,7 +309,8 @@ pub fn pool(mode: PoolingMode, pooler: Option<&Linear>, hidden: &Array2<f32>, ma
             Ok(if normalize { l2_normalize(&v) } else { v })
         }
         PoolingMode::Pooler => {
-            let lin = pooler.ok_or_else(|| Error::Model("pooler pooling requested but the model has no pooler".into()))?;
+            let lin =
+                pooler.ok_or_else(|| Error::Model("pooler pooling requested but the model has no pooler".into()))?;
             Ok(bert_pooler(lin, hidden.row(0)))
         }
     }

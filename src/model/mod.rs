@@ -34,4 +34,6 @@ pub use resolve::{
     KNOWN_MODELS,
 };
 pub use tokenize::{TextTokenizer, Tokenized};
-pub use weights::{f16_to_f32, EncoderLayer, LayerNorm, Linear, Model, PublicModel, ServerWeights, TensorSource, HEAD_FILE};
+pub use weights::{
+    f16_to_f32, EncoderLayer, LayerNorm, Linear, Model, PublicModel, ServerWeights, TensorSource, HEAD_FILE,
+};

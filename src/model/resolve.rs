@@ -80,7 +80,10 @@ pub fn resolve_in(models: &Path, name_or_path: &str, fetch_if_missing: bool) -> 
 }
 
 fn looks_like_path(arg: &str) -> bool {
-    arg.contains(std::path::MAIN_SEPARATOR) || arg.contains('/') || arg.starts_with('.') || arg.starts_with('~')
+    arg.contains(std::path::MAIN_SEPARATOR)
+        || arg.contains('/')
+        || arg.starts_with('.')
+        || arg.starts_with('~')
         || Path::new(arg).is_dir()
 }
 
@@ -88,10 +91,7 @@ fn resolve_path(dir: &Path) -> Result<ResolvedModel> {
     if !dir.is_dir() {
         return Err(Error::Model(format!("model folder {} does not exist", dir.display())));
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
     Ok(ResolvedModel { name, dir: dir.to_path_buf(), note: None })
 }
 

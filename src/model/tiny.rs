@@ -76,7 +76,8 @@ pub fn tiny_vocab(arch: Arch) -> Vec<String> {
     };
     let words = ["the", "a", "is", "movie", "new", "great", "good", "bad", "man", "food", "eating", "awesome"];
     let punct = [".", ",", "!", "?", "'"];
-    let mut vocab: Vec<String> = specials.iter().chain(words.iter()).chain(punct.iter()).map(|s| s.to_string()).collect();
+    let mut vocab: Vec<String> =
+        specials.iter().chain(words.iter()).chain(punct.iter()).map(|s| s.to_string()).collect();
     for c in ('a'..='z').chain('0'..='9') {
         if !vocab.contains(&c.to_string()) {
             vocab.push(c.to_string());
@@ -125,12 +126,16 @@ pub fn tiny_tensors(spec: &TinySpec) -> Vec<NamedTensor> {
             "attention.output.dense",
             "attention.output.LayerNorm",
         ),
-        Arch::MPNet => ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm"),
+        Arch::MPNet => {
+            ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm")
+        }
     };
     let lin_scale = |fan_in: usize| 1.5 / (fan_in as f32).sqrt();
     for i in 0..spec.layers {
         let base = format!("{p}encoder.layer.{i}");
-        for (name, out_dim, in_dim) in [(q, h, h), (k, h, h), (v, h, h), (o, h, h), ("intermediate.dense", f, h), ("output.dense", h, f)] {
+        for (name, out_dim, in_dim) in
+            [(q, h, h), (k, h, h), (v, h, h), (o, h, h), ("intermediate.dense", f, h), ("output.dense", h, f)]
+        {
             push(format!("{base}.{name}.weight"), vec![out_dim, in_dim], lin_scale(in_dim), 0.0, &mut rng);
             push(format!("{base}.{name}.bias"), vec![out_dim], 0.1, 0.0, &mut rng);
         }
@@ -154,7 +159,11 @@ pub fn tiny_head(spec: &TinySpec, labels: usize) -> Vec<NamedTensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x4ead);
     let mut gen = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
     vec![
-        NamedTensor { name: "classifier.weight".into(), shape: vec![labels, spec.hidden], data: gen(labels * spec.hidden) },
+        NamedTensor {
+            name: "classifier.weight".into(),
+            shape: vec![labels, spec.hidden],
+            data: gen(labels * spec.hidden),
+        },
         NamedTensor { name: "classifier.bias".into(), shape: vec![labels], data: gen(labels) },
     ]
 }
@@ -171,7 +180,8 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> Result<()> {
                 .map_err(|e| Error::Model(format!("tensor `{}`: {e}", t.name)))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::Model(format!("writing {}: {e}", path.display())))
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|e| Error::Model(format!("writing {}: {e}", path.display())))
 }
 
 /// Write a complete tiny checkpoint into `dir` (created if needed).
@@ -244,8 +254,10 @@ fn tiny_tokenizer(arch: Arch) -> serde_json::Value {
     let added: Vec<serde_json::Value> = vocab[..5]
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"id": i, "special": true, "content": t, "single_word": false, "lstrip": false,
-                             "rstrip": false, "normalized": false}))
+        .map(|(i, t)| {
+            json!({"id": i, "special": true, "content": t, "single_word": false, "lstrip": false,
+                             "rstrip": false, "normalized": false})
+        })
         .collect();
     json!({
         "version": "1.0",

@@ -136,7 +136,13 @@ impl TextTokenizer {
     }
 
     /// As [`Self::encode`], then pad to `pad_to` tokens when given.
-    pub fn encode_padded(&self, text: &str, max_len: usize, truncate: bool, pad_to: Option<usize>) -> Result<Tokenized> {
+    pub fn encode_padded(
+        &self,
+        text: &str,
+        max_len: usize,
+        truncate: bool,
+        pad_to: Option<usize>,
+    ) -> Result<Tokenized> {
         let tok = self.encode(text, max_len, truncate)?;
         match pad_to {
             Some(n) => tok.pad_to(n, self.pad_id, &self.pad_token()),

@@ -119,19 +119,22 @@ impl<'a> TensorSource<'a> {
     }
 
     fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'_>> {
-        self.st
-            .tensor(name)
-            .map_err(|_| Error::Model(format!("tensor `{name}` not found in {}", self.file)))
+        self.st.tensor(name).map_err(|_| Error::Model(format!("tensor `{name}` not found in {}", self.file)))
     }
 
     /// The tensor's values as f32 (F32, F64, F16 and BF16 accepted), after checking its shape.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let view = self.view(name)?;
         if view.shape() != expected {
-            return Err(Error::Shape { tensor: name.to_string(), expected: expected.to_vec(), got: view.shape().to_vec() });
+            return Err(Error::Shape {
+                tensor: name.to_string(),
+                expected: expected.to_vec(),
+                got: view.shape().to_vec(),
+            });
         }
-        decode_floats(view.dtype(), view.data())
-            .ok_or_else(|| Error::Model(format!("tensor `{name}` in {} has unsupported dtype {:?}", self.file, view.dtype())))
+        decode_floats(view.dtype(), view.data()).ok_or_else(|| {
+            Error::Model(format!("tensor `{name}` in {} has unsupported dtype {:?}", self.file, view.dtype()))
+        })
     }
 
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Array2<f32>> {
@@ -158,22 +161,24 @@ impl<'a> TensorSource<'a> {
         } else {
             ("weight", "bias")
         };
-        Ok(LayerNorm { gamma: self.vector(&format!("{base}.{g}"), dim)?, beta: self.vector(&format!("{base}.{b}"), dim)?, eps })
+        Ok(LayerNorm {
+            gamma: self.vector(&format!("{base}.{g}"), dim)?,
+            beta: self.vector(&format!("{base}.{b}"), dim)?,
+            eps,
+        })
     }
 
     /// The prefix under which this file stores the encoder.
     pub fn detect_prefix(&self) -> Result<&'static str> {
-        PREFIXES
-            .iter()
-            .copied()
-            .find(|p| self.contains(&format!("{p}embeddings.word_embeddings.weight")))
-            .ok_or_else(|| {
+        PREFIXES.iter().copied().find(|p| self.contains(&format!("{p}embeddings.word_embeddings.weight"))).ok_or_else(
+            || {
                 Error::Model(format!(
                     "tensor `embeddings.word_embeddings.weight` not found in {} (also tried prefixes {})",
                     self.file,
                     PREFIXES[1..].join(", ")
                 ))
-            })
+            },
+        )
     }
 }
 
@@ -185,7 +190,9 @@ fn decode_floats(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+        Dtype::BF16 => {
+            data.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect()
+        }
         Dtype::F16 => data.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
         _ => return None,
     };
@@ -232,11 +239,21 @@ impl PublicModel {
         let position_embeddings =
             src.matrix(&format!("{p}embeddings.position_embeddings.weight"), config.max_position_embeddings, h)?;
         let token_type_embeddings = match config.arch {
-            Arch::Bert => Some(src.matrix(&format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?),
+            Arch::Bert => {
+                Some(src.matrix(&format!("{p}embeddings.token_type_embeddings.weight"), config.type_vocab_size, h)?)
+            }
             Arch::MPNet => None,
         };
         let embedding_norm = src.layer_norm(&format!("{p}embeddings.LayerNorm"), h, config.layer_norm_eps)?;
-        Ok(PublicModel { config, tokenizer, pooling, word_embeddings, position_embeddings, token_type_embeddings, embedding_norm })
+        Ok(PublicModel {
+            config,
+            tokenizer,
+            pooling,
+            word_embeddings,
+            position_embeddings,
+            token_type_embeddings,
+            embedding_norm,
+        })
     }
 
     /// Short stable hash of the config shape, the pooling mode and the public tensor shapes: two parties
@@ -261,7 +278,13 @@ impl PublicModel {
     }
 
     /// As [`Self::encode`], then pad to `pad_to` tokens when given.
-    pub fn encode_padded(&self, text: &str, max_len: usize, truncate: bool, pad_to: Option<usize>) -> Result<super::Tokenized> {
+    pub fn encode_padded(
+        &self,
+        text: &str,
+        max_len: usize,
+        truncate: bool,
+        pad_to: Option<usize>,
+    ) -> Result<super::Tokenized> {
         let tok = self.encode(text, max_len, truncate)?;
         match pad_to {
             Some(n) => tok.pad_to(self.checked_max_len(n)?, self.config.pad_token_id, &self.tokenizer.pad_token()),
@@ -302,7 +325,8 @@ impl ServerWeights {
             Arch::Bert => None,
         };
         let pooler_name = format!("{p}pooler.dense");
-        let pooler = if src.contains(&format!("{pooler_name}.weight")) { Some(src.linear(&pooler_name, h, h)?) } else { None };
+        let pooler =
+            if src.contains(&format!("{pooler_name}.weight")) { Some(src.linear(&pooler_name, h, h)?) } else { None };
         let classifier = load_classifier(dir, src, h)?;
         Ok(ServerWeights { layers, relative_attention_bias, pooler, classifier })
     }
@@ -318,7 +342,9 @@ fn load_layer(src: &TensorSource, c: &BertConfig, base: &str) -> Result<EncoderL
             "attention.output.dense",
             "attention.output.LayerNorm",
         ),
-        Arch::MPNet => ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm"),
+        Arch::MPNet => {
+            ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm")
+        }
     };
     Ok(EncoderLayer {
         query: src.linear(&format!("{base}.{q}"), h, h)?,
@@ -351,9 +377,7 @@ fn classifier_from(src: &TensorSource, hidden: usize) -> Result<Linear> {
     let shape = src.shape("classifier.weight")?;
     let labels = match shape.as_slice() {
         [labels, h] if *h == hidden && *labels >= 1 => *labels,
-        _ => {
-            return Err(Error::Shape { tensor: "classifier.weight".into(), expected: vec![2, hidden], got: shape })
-        }
+        _ => return Err(Error::Shape { tensor: "classifier.weight".into(), expected: vec![2, hidden], got: shape }),
     };
     src.linear("classifier", hidden, labels)
 }
