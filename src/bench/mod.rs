@@ -1,1 +1,2 @@
 //! Benchmarks and reports: per-layer / per-operator records, JSON and SVG output.
+pub mod linear;

@@ -64,7 +64,8 @@ pub struct HePreset {
 
 impl HePreset {
     /// Linear layers and attention products at 12+12 fraction bits: N = 8192,
-    /// Q = 55+55+54+54 = 218 bits (exactly the 128-bit bound), t a 54-bit prime.
+    /// Q = 55+55+54+54 = 218 bits (exactly the 128-bit bound), t a 54-bit prime (below every
+    /// q_i, as the crate requires).
     /// Signed results must satisfy |y| < 2^53 (X·W at scale 24 needs ≤ 51 bits, see
     /// `proto::linear`). Measured flooding slack is documented in `proto::linear`.
     pub fn linear() -> HePreset {
@@ -80,9 +81,14 @@ impl HePreset {
     /// `simd(8192, 60)` is a candidate for depth-1 polynomial evaluation (GeLU powers).
     pub fn simd(degree: usize, t_bits: u32) -> HePreset {
         let max = max_log_q_128(degree).unwrap_or(109) as usize;
-        let count = max.div_ceil(55).max(1);
-        let base = max / count;
-        let extra = max - base * count;
+        // Prefer ~55-bit primes; every modulus must exceed t, so with a larger t use fewer,
+        // larger primes (capped at 62 bits).
+        let mut count = max.div_ceil(55).max(1);
+        if max / count < t_bits as usize {
+            count = (max / t_bits as usize).max(1);
+        }
+        let base = (max / count).min(62);
+        let extra = if base == 62 { 0 } else { (max - base * count).min(count) };
         let moduli_bits = (0..count).map(|i| base + usize::from(i < extra)).collect();
         HePreset { name: format!("n{degree}-t{t_bits}"), degree, moduli_bits, t_bits }
     }
@@ -130,9 +136,11 @@ impl HeContext {
     pub fn new(preset: &HePreset) -> Result<HeContext> {
         preset.check_security()?;
         let two_n = 2 * preset.degree as u64;
-        let t = generate_prime(preset.t_bits as usize, two_n, 1u64 << preset.t_bits)
-            .ok_or_else(|| Error::Config(format!("no {}-bit prime ≡ 1 mod {two_n}", preset.t_bits)))?;
-        let moduli = pick_moduli(&preset.moduli_bits, two_n, t)?;
+        let moduli = pick_moduli(&preset.moduli_bits, two_n)?;
+        // The crate needs t < q_i for every i: take the largest suitable prime below all of them.
+        let below = moduli.iter().copied().min().unwrap_or(0).min(1u64 << preset.t_bits);
+        let t = generate_prime(preset.t_bits as usize, two_n, below)
+            .ok_or_else(|| Error::Config(format!("no {}-bit prime ≡ 1 mod {two_n} below the moduli", preset.t_bits)))?;
         let par = BfvParametersBuilder::new()
             .set_degree(preset.degree)
             .set_moduli(&moduli)
@@ -219,15 +227,15 @@ impl HeContext {
     }
 }
 
-/// Distinct primes ≡ 1 mod `two_n`, the largest below 2^bits for each size, avoiding `t`.
-fn pick_moduli(sizes: &[usize], two_n: u64, t: u64) -> Result<Vec<u64>> {
+/// Distinct primes ≡ 1 mod `two_n`, the largest below 2^bits for each size.
+fn pick_moduli(sizes: &[usize], two_n: u64) -> Result<Vec<u64>> {
     let mut out: Vec<u64> = Vec::with_capacity(sizes.len());
     for &bits in sizes {
         let mut upper = 1u64 << bits;
         loop {
             let p = generate_prime(bits, two_n, upper)
                 .ok_or_else(|| Error::Config(format!("ran out of {bits}-bit NTT primes")))?;
-            if p != t && !out.contains(&p) {
+            if !out.contains(&p) {
                 out.push(p);
                 break;
             }
@@ -387,6 +395,14 @@ mod tests {
         assert!(weak.check_security().is_err());
         let weak = HePreset { name: "weak".into(), degree: 8192, moduli_bits: vec![60, 60, 60, 40], t_bits: 54 };
         assert!(weak.check_security().is_err());
+        assert_eq!(HePreset::linear().moduli_bits, vec![55, 55, 54, 54]);
+        assert_eq!(HePreset::simd(8192, 60).moduli_bits, vec![62, 62, 62]);
+        for p in [HePreset::linear(), HePreset::simd(8192, 60)] {
+            let ctx = HeContext::new(&p).unwrap();
+            assert_eq!(64 - ctx.t().leading_zeros(), p.t_bits);
+            assert!(ctx.params().moduli().iter().all(|&q| q > ctx.t()));
+            assert!(ctx.log_q_at(0) <= 218.0);
+        }
     }
 
     #[test]

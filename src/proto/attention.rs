@@ -1,0 +1,1 @@
+//! Share × share products for attention (placeholder, filled below).
