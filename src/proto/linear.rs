@@ -507,19 +507,25 @@ impl EncodedLinear {
     }
 
     /// Server evaluation: returns the circuit-private result ciphertexts (ready to send) and
-    /// the server's output share.
+    /// the server's output share. `x_s = None` means the server holds no share of the input
+    /// (the encrypted operand is the client's alone); its share is then b − R.
     pub fn evaluate(
         &self,
         ctx: &HeContext,
         keys: &ServerKeys,
         uploads: &[Ciphertext],
-        x_s: &[u64],
+        x_s: Option<&[u64]>,
     ) -> Result<(Vec<Ciphertext>, Vec<u64>)> {
         let plan = &self.plan;
         plan.check_len("uploads", uploads.len(), plan.uploads())?;
-        plan.check_len("server share", x_s.len(), plan.shape.n * plan.shape.d_in)?;
         let field = ctx.field();
-        let mut share = self.clear_product(field, x_s);
+        let mut share = match x_s {
+            Some(x_s) => {
+                plan.check_len("server share", x_s.len(), plan.shape.n * plan.shape.d_in)?;
+                self.clear_product(field, x_s)
+            }
+            None => self.bias.repeat(plan.shape.n),
+        };
         let outs: Result<Vec<(Ciphertext, Vec<u64>)>> = (0..plan.outputs())
             .into_par_iter()
             .map(|o| {
@@ -596,7 +602,7 @@ pub fn linear_server(
     x_s: &[u64],
 ) -> Result<Vec<u64>> {
     let ups = server_recv(ch, ctx, &enc.plan)?;
-    let (cts, share) = enc.evaluate(ctx, keys, &ups, x_s)?;
+    let (cts, share) = enc.evaluate(ctx, keys, &ups, Some(x_s))?;
     server_send(ch, ctx, &enc.plan, &cts)?;
     Ok(share)
 }
