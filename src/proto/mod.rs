@@ -20,11 +20,13 @@
 //! * Batches larger than [`ctx::CHUNK`] elements are processed in chunks of `CHUNK` elements
 //!   to bound memory; rounds then scale with the number of chunks, bytes do not.
 
+pub mod attention;
 pub mod b2a;
 pub mod bits;
 pub mod cmp;
 pub mod convert;
 pub mod ctx;
+pub mod linear;
 pub mod mul;
 pub mod mux;
 pub mod trunc;
