@@ -1,6 +1,6 @@
 //! Benchmarks and reports: per-layer / per-operator records, JSON and SVG output.
 
-// pending-merge pub mod linear;
+pub mod linear;
 // pending-merge pub mod ot;
 pub mod report;
 // pending-merge pub mod toolkit;

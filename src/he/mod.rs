@@ -1,1 +1,426 @@
-//! BFV homomorphic encryption layer: parameters, keys, encodings, circuit-private conversions.
+//! BFV homomorphic-encryption layer over `fhe` 0.1.1: parameter presets with a checked
+//! security level, the shared [`HeContext`], client/server key material and its *setup*
+//! exchange, centred SIMD encoding, compact ciphertext transport ([`wire`]), circuit-private
+//! returns ([`privacy`]) and HE↔share conversions ([`convert`]).
+//!
+//! Conventions used by every protocol on top of this module:
+//! * Shares that enter or leave HE are additive over the plaintext field Z_t (`share::Field`),
+//!   t prime with t ≡ 1 (mod 2N) so that SIMD batching works. Signed values are centred in
+//!   (−t/2, t/2].
+//! * Only the client owns a secret key. The server sees the client's public key and, for
+//!   the BSGS packing, Galois (column-rotation) keys; both are sent once as *setup* traffic
+//!   (channel phase `he-setup`).
+//! * Every ciphertext in a run is built against the single `Arc<BfvParameters>` held by the
+//!   [`HeContext`] (`fhe` panics when two ciphertexts carry different `Arc`s).
+//! * Ciphertexts coming from the peer are decoded by [`wire`] with exact size and range checks,
+//!   so a malformed frame gives `Error::Protocol`, never a panic.
+
+pub mod convert;
+pub mod privacy;
+pub mod wire;
+
+use std::sync::Arc;
+
+use fhe::bfv::{BfvParameters, BfvParametersBuilder, Ciphertext, Encoding, EvaluationKey, Plaintext, PublicKey, SecretKey};
+use fhe_math::ntt::NttOperator;
+use fhe_math::rq::traits::TryConvertFrom;
+use fhe_math::rq::{Poly, Representation};
+use fhe_math::zq::primes::generate_prime;
+use fhe_math::zq::Modulus;
+use fhe_traits::{DeserializeParametrized, FheDecoder, FheDecrypter, FheEncoder, FheEncrypter, Serialize};
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize as SerdeSerialize};
+
+use crate::error::{Error, Result};
+use crate::net::Channel;
+use crate::share::Field;
+
+/// Largest log2 Q for 128-bit classical security with a ternary/CBD secret (HomomorphicEncryption.org
+/// standard, Table 1), by ring degree.
+pub fn max_log_q_128(degree: usize) -> Option<u32> {
+    match degree {
+        1024 => Some(27),
+        2048 => Some(54),
+        4096 => Some(109),
+        8192 => Some(218),
+        16384 => Some(438),
+        32768 => Some(881),
+        _ => None,
+    }
+}
+
+/// A named BFV parameter set: ring degree, ciphertext moduli sizes and plaintext size.
+///
+/// The actual primes are the largest primes below 2^size that are ≡ 1 mod 2N and different
+/// from t and from each other, so log2 Q ≤ Σ sizes: the security check on Σ sizes is
+/// conservative.
+#[derive(Clone, Debug, PartialEq, Eq, SerdeSerialize, Deserialize)]
+pub struct HePreset {
+    pub name: String,
+    pub degree: usize,
+    pub moduli_bits: Vec<usize>,
+    pub t_bits: u32,
+}
+
+impl HePreset {
+    /// Linear layers and attention products at 12+12 fraction bits: N = 8192,
+    /// Q = 55+55+54+54 = 218 bits (exactly the 128-bit bound), t a 54-bit prime (below every
+    /// q_i, as the crate requires).
+    /// Signed results must satisfy |y| < 2^53 (X·W at scale 24 needs ≤ 51 bits, see
+    /// `proto::linear`). Measured flooding slack is documented in `proto::linear`.
+    pub fn linear() -> HePreset {
+        HePreset::simd(8192, 54)
+    }
+    /// A fast preset for unit tests: N = 4096, Q = 55+54 = 109 bits, t a 20-bit prime. It only
+    /// supports short dot products (the flooding planner rejects what does not fit).
+    pub fn small_test() -> HePreset {
+        HePreset { name: "n4096-t20".into(), degree: 4096, moduli_bits: vec![55, 54], t_bits: 20 }
+    }
+    /// The largest 128-bit-secure modulus for `degree`, split into ~55-bit primes, with a
+    /// `t_bits`-bit SIMD plaintext prime. `simd(8192, 54)` is [`HePreset::linear`];
+    /// `simd(8192, 60)` is a candidate for depth-1 polynomial evaluation (GeLU powers).
+    pub fn simd(degree: usize, t_bits: u32) -> HePreset {
+        let max = max_log_q_128(degree).unwrap_or(109) as usize;
+        // Prefer ~55-bit primes; every modulus must exceed t, so with a larger t use fewer,
+        // larger primes (capped at 62 bits).
+        let mut count = max.div_ceil(55).max(1);
+        if max / count < t_bits as usize {
+            count = (max / t_bits as usize).max(1);
+        }
+        let base = (max / count).min(62);
+        let extra = if base == 62 { 0 } else { (max - base * count).min(count) };
+        let moduli_bits = (0..count).map(|i| base + usize::from(i < extra)).collect();
+        HePreset { name: format!("n{degree}-t{t_bits}"), degree, moduli_bits, t_bits }
+    }
+    /// Σ of the moduli sizes: an upper bound on log2 Q.
+    pub fn log_q_bound(&self) -> u32 {
+        self.moduli_bits.iter().sum::<usize>() as u32
+    }
+    /// Rejects any preset below 128-bit security or with malformed sizes.
+    pub fn check_security(&self) -> Result<()> {
+        let max = max_log_q_128(self.degree)
+            .ok_or_else(|| Error::Config(format!("preset {}: degree {} not in the security table", self.name, self.degree)))?;
+        if self.log_q_bound() > max {
+            return Err(Error::Config(format!(
+                "preset {}: log2 Q ≤ {} exceeds the 128-bit bound {} for N = {}",
+                self.name,
+                self.log_q_bound(),
+                max,
+                self.degree
+            )));
+        }
+        if self.moduli_bits.iter().any(|&b| !(20..=62).contains(&b)) || !(12..=61).contains(&self.t_bits) {
+            return Err(Error::Config(format!("preset {}: modulus or plaintext size out of range", self.name)));
+        }
+        Ok(())
+    }
+}
+
+/// Everything both parties need to agree on to run HE protocols. Cheap to share by `&`.
+pub struct HeContext {
+    preset: HePreset,
+    par: Arc<BfvParameters>,
+    field: Field,
+    /// SIMD slot i lives at NTT position `slot_map[i]` (the crate's batch-encoder order).
+    slot_map: Vec<usize>,
+    ntt_t: NttOperator,
+}
+
+impl std::fmt::Debug for HeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeContext").field("preset", &self.preset).field("moduli", &self.par.moduli()).finish()
+    }
+}
+
+impl HeContext {
+    pub fn new(preset: &HePreset) -> Result<HeContext> {
+        preset.check_security()?;
+        let two_n = 2 * preset.degree as u64;
+        let moduli = pick_moduli(&preset.moduli_bits, two_n)?;
+        // The crate needs t < q_i for every i: take the largest suitable prime below all of them.
+        let below = moduli.iter().copied().min().unwrap_or(0).min(1u64 << preset.t_bits);
+        let t = generate_prime(preset.t_bits as usize, two_n, below)
+            .ok_or_else(|| Error::Config(format!("no {}-bit prime ≡ 1 mod {two_n} below the moduli", preset.t_bits)))?;
+        let par = BfvParametersBuilder::new()
+            .set_degree(preset.degree)
+            .set_moduli(&moduli)
+            .set_plaintext_modulus(t)
+            .build_arc()?;
+        let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
+            .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
+        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t })
+    }
+    pub fn preset(&self) -> &HePreset {
+        &self.preset
+    }
+    pub fn params(&self) -> &Arc<BfvParameters> {
+        &self.par
+    }
+    /// The plaintext field Z_t in which shares entering/leaving HE live.
+    pub fn field(&self) -> Field {
+        self.field
+    }
+    pub fn t(&self) -> u64 {
+        self.par.plaintext()
+    }
+    pub fn degree(&self) -> usize {
+        self.par.degree()
+    }
+    /// SIMD slots per ciphertext (= N, as two rows of N/2).
+    pub fn slots(&self) -> usize {
+        self.par.degree()
+    }
+    pub fn max_level(&self) -> usize {
+        self.par.max_level()
+    }
+    /// log2 of the ciphertext modulus at `level`.
+    pub fn log_q_at(&self, level: usize) -> f64 {
+        self.par.moduli()[..self.par.moduli().len() - level].iter().map(|&q| (q as f64).log2()).sum()
+    }
+    pub fn largest_modulus(&self) -> u64 {
+        self.par.moduli().iter().copied().max().unwrap_or(0)
+    }
+    /// Bound on the fresh encryption error (centred binomial, variance σ² = 10 ⇒ |e| ≤ 20) plus
+    /// one unit of encoding rounding.
+    pub fn fresh_noise(&self) -> f64 {
+        21.0
+    }
+
+    /// SIMD plaintext polynomial of `slots` (values mod t, zero-padded) with *centred*
+    /// coefficients in (−t/2, t/2], in NTT form at `level`, ready for `dot_product`.
+    pub fn simd_poly(&self, slots: &[u64], level: usize) -> Result<Poly> {
+        let mut coeffs = self.slots_to_coeffs(slots)?;
+        let t = self.t();
+        let centred: Vec<i64> =
+            coeffs.iter_mut().map(|c| if *c > t / 2 { *c as i64 - t as i64 } else { *c as i64 }).collect();
+        let ctx = self.par.context_at_level(level)?;
+        let mut p = Poly::try_convert_from(&centred[..], ctx, true, Representation::PowerBasis)?;
+        p.change_representation(Representation::Ntt);
+        Ok(p)
+    }
+
+    /// Inverse SIMD map: coefficients in [0, t) of the plaintext polynomial holding `slots`.
+    fn slots_to_coeffs(&self, slots: &[u64]) -> Result<Vec<u64>> {
+        let n = self.degree();
+        if slots.len() > n {
+            return Err(Error::He(format!("{} values do not fit {} slots", slots.len(), n)));
+        }
+        let t = self.t();
+        let mut v = vec![0u64; n];
+        for (i, &x) in slots.iter().enumerate() {
+            v[self.slot_map[i]] = x % t;
+        }
+        self.ntt_t.backward(&mut v);
+        Ok(v)
+    }
+
+    /// A crate plaintext (values mod t) at `level`, for additions to ciphertexts.
+    pub fn plaintext(&self, slots: &[u64], level: usize) -> Result<Plaintext> {
+        Ok(Plaintext::try_encode(slots, Encoding::simd_at_level(level), &self.par)?)
+    }
+
+    /// Decrypt a ciphertext and decode its N slots (values in [0, t)).
+    pub fn decrypt(&self, sk: &SecretKey, ct: &Ciphertext) -> Result<Vec<u64>> {
+        let level = self.par.level_of_context(ct[0].ctx())?;
+        let pt = sk.try_decrypt(ct)?;
+        Ok(Vec::<u64>::try_decode(&pt, Encoding::simd_at_level(level))?)
+    }
+}
+
+/// Distinct primes ≡ 1 mod `two_n`, the largest below 2^bits for each size.
+fn pick_moduli(sizes: &[usize], two_n: u64) -> Result<Vec<u64>> {
+    let mut out: Vec<u64> = Vec::with_capacity(sizes.len());
+    for &bits in sizes {
+        let mut upper = 1u64 << bits;
+        loop {
+            let p = generate_prime(bits, two_n, upper)
+                .ok_or_else(|| Error::Config(format!("ran out of {bits}-bit NTT primes")))?;
+            if !out.contains(&p) {
+                out.push(p);
+                break;
+            }
+            upper = p;
+        }
+    }
+    Ok(out)
+}
+
+/// The batch-encoder slot order: slot i of row 0 (row 1) sits at the bit-reversed index of
+/// (3^i mod 2N − 1)/2 (resp. of (2N − 3^i mod 2N − 1)/2), so that the Galois element 3 acts
+/// as a cyclic shift of each row by one slot.
+fn batch_slot_map(n: usize) -> Vec<usize> {
+    let row = n / 2;
+    let m = 2 * n;
+    let log_n = n.trailing_zeros();
+    let bitrev = |x: usize| x.reverse_bits() >> (usize::BITS - log_n);
+    let mut map = vec![0usize; n];
+    let mut power = 1usize;
+    for i in 0..row {
+        map[i] = bitrev((power - 1) / 2);
+        map[row + i] = bitrev((m - power - 1) / 2);
+        power = (power * 3) % m;
+    }
+    map
+}
+
+/// The client's key material. The secret key never leaves the client.
+pub struct ClientKeys {
+    pub sk: SecretKey,
+    pub pk: PublicKey,
+    /// Galois keys, built only when some plan needs column rotations.
+    pub ek: Option<EvaluationKey>,
+    /// The secret key as an NTT polynomial at the top level (for seeded uploads).
+    s_top: Poly,
+}
+
+/// What the server holds: the client's public key and (optionally) its Galois keys.
+pub struct ServerKeys {
+    pub pk: PublicKey,
+    pub ek: Option<EvaluationKey>,
+}
+
+impl ClientKeys {
+    /// Fresh keys; `rotations` lists the column-rotation amounts (in slots, 1..N/2) the
+    /// server will need (empty: no Galois keys).
+    pub fn generate<R: RngCore + CryptoRng>(ctx: &HeContext, rotations: &[usize], rng: &mut R) -> Result<ClientKeys> {
+        let sk = SecretKey::random(ctx.params(), rng);
+        let pk = PublicKey::new(&sk, rng);
+        let ek = if rotations.is_empty() {
+            None
+        } else {
+            let mut b = fhe::bfv::EvaluationKeyBuilder::new(&sk)?;
+            for &r in rotations {
+                b.enable_column_rotation(r)?;
+            }
+            Some(b.build(rng)?)
+        };
+        let coeffs = fhe::proto::bfv::SecretKey::from(&sk).coeffs;
+        let mut s_top = Poly::try_convert_from(&coeffs[..], ctx.params().context_at_level(0)?, false, Representation::PowerBasis)?;
+        s_top.change_representation(Representation::Ntt);
+        Ok(ClientKeys { sk, pk, ek, s_top })
+    }
+
+    /// Secret-key encryption of `slots` at the top level, returned in seeded form: the
+    /// server regenerates c1 from the 32-byte seed, so an upload costs half a ciphertext.
+    pub fn encrypt_seeded<R: RngCore + CryptoRng>(&self, ctx: &HeContext, slots: &[u64], rng: &mut R) -> Result<wire::SeededCt> {
+        let pt = ctx.plaintext(slots, 0)?;
+        let ct: Ciphertext = self.sk.try_encrypt(&pt, rng)?;
+        // Re-express (c0, c1) with c1 drawn from a seed we know: c0' = c0 + (c1 − a)·s keeps
+        // c0' + a·s = c0 + c1·s, hence the same message and noise.
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let a = Poly::random_from_seed(ctx.params().context_at_level(0)?, Representation::Ntt, seed);
+        let mut diff = ct[1].clone();
+        diff -= &a;
+        diff *= &self.s_top;
+        let mut c0 = ct[0].clone();
+        c0 += &diff;
+        Ok(wire::SeededCt { seed, c0 })
+    }
+}
+
+const PHASE_SETUP: &str = "he-setup";
+
+/// Client side of the key setup: sends the public key and, when `rotations` is non-empty,
+/// the Galois keys. All bytes are setup traffic (phase `he-setup`).
+pub fn client_setup<R: RngCore + CryptoRng>(
+    ch: &mut dyn Channel,
+    ctx: &HeContext,
+    rotations: &[usize],
+    rng: &mut R,
+) -> Result<ClientKeys> {
+    ch.set_phase(PHASE_SETUP);
+    let keys = ClientKeys::generate(ctx, rotations, rng)?;
+    ch.send_frame(&keys.pk.to_bytes())?;
+    if let Some(ek) = &keys.ek {
+        ch.send_frame(&ek.to_bytes())?;
+    }
+    ch.flush()?;
+    Ok(keys)
+}
+
+/// Server side of the key setup. The expected frame sizes are learnt from throw-away keys of
+/// the same shape, so a frame of any other size is rejected before it is parsed; parsing is
+/// additionally guarded against panics inside the crate.
+pub fn server_setup(ch: &mut dyn Channel, ctx: &HeContext, rotations: &[usize]) -> Result<ServerKeys> {
+    ch.set_phase(PHASE_SETUP);
+    let mut rng = rand::rng();
+    let probe = ClientKeys::generate(ctx, rotations, &mut rng)?;
+    let pk_len = probe.pk.to_bytes().len();
+    let pk_bytes = ch.recv_frame_limited(pk_len)?;
+    expect_len("public key", pk_bytes.len(), pk_len)?;
+    let pk = guarded("public key", || PublicKey::from_bytes(&pk_bytes, ctx.params()).map_err(Error::from))?;
+    let ek = match &probe.ek {
+        None => None,
+        Some(probe_ek) => {
+            let ek_len = probe_ek.to_bytes().len();
+            let ek_bytes = ch.recv_frame_limited(ek_len)?;
+            expect_len("Galois keys", ek_bytes.len(), ek_len)?;
+            let ek = guarded("Galois keys", || EvaluationKey::from_bytes(&ek_bytes, ctx.params()).map_err(Error::from))?;
+            if let Some(r) = rotations.iter().find(|&&r| !ek.supports_column_rotation_by(r)) {
+                return Err(Error::protocol(PHASE_SETUP, format!("Galois keys lack rotation by {r}")));
+            }
+            Some(ek)
+        }
+    };
+    Ok(ServerKeys { pk, ek })
+}
+
+fn expect_len(what: &str, got: usize, want: usize) -> Result<()> {
+    if got != want {
+        return Err(Error::protocol(PHASE_SETUP, format!("{what}: {got} bytes, expected {want}")));
+    }
+    Ok(())
+}
+
+/// Run a crate parser on peer bytes, turning an internal panic into a protocol error.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::protocol(PHASE_SETUP, format!("{what}: {e}"))),
+        Err(_) => Err(Error::protocol(PHASE_SETUP, format!("{what}: malformed encoding"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_preset_is_128_bit_secure() {
+        for p in [HePreset::linear(), HePreset::small_test(), HePreset::simd(8192, 60), HePreset::simd(16384, 60)] {
+            p.check_security().unwrap();
+        }
+        let weak = HePreset { name: "weak".into(), degree: 4096, moduli_bits: vec![55, 55], t_bits: 20 };
+        assert!(weak.check_security().is_err());
+        let weak = HePreset { name: "weak".into(), degree: 8192, moduli_bits: vec![60, 60, 60, 40], t_bits: 54 };
+        assert!(weak.check_security().is_err());
+        assert_eq!(HePreset::linear().moduli_bits, vec![55, 55, 54, 54]);
+        assert_eq!(HePreset::simd(8192, 60).moduli_bits, vec![62, 62, 62]);
+        for p in [HePreset::linear(), HePreset::simd(8192, 60)] {
+            let ctx = HeContext::new(&p).unwrap();
+            assert_eq!(64 - ctx.t().leading_zeros(), p.t_bits);
+            assert!(ctx.params().moduli().iter().all(|&q| q > ctx.t()));
+            assert!(ctx.log_q_at(0) <= 218.0);
+        }
+    }
+
+    #[test]
+    fn centred_simd_poly_matches_crate_encoding() {
+        let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+        let f = ctx.field();
+        let mut rng = rand::rng();
+        let vals: Vec<u64> = (0..ctx.slots()).map(|_| f.random(&mut rng)).collect();
+        let mine = ctx.simd_poly(&vals, 0).unwrap();
+        let pt = ctx.plaintext(&vals, 0).unwrap();
+        let crate_poly = Poly::try_convert_from(&pt, ctx.params().context_at_level(0).unwrap(), false, None).unwrap();
+        let mut m = mine.clone();
+        m.change_representation(Representation::PowerBasis);
+        let q0 = ctx.params().moduli()[0];
+        let t = ctx.t();
+        for (a, b) in m.coefficients().row(0).iter().zip(crate_poly.coefficients().row(0).iter()) {
+            let centred = if *a > q0 / 2 { (*a as i128 - q0 as i128).rem_euclid(t as i128) as u64 } else { a % t };
+            assert_eq!(centred, *b);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Linear-layer micro-benchmark table (filled below).

@@ -1,0 +1,153 @@
+//! Circuit-private return of a server-computed ciphertext as additive shares (H2S).
+//!
+//! A result ciphertext computed by the server from client ciphertexts and server plaintexts
+//! leaks the server's plaintexts through (a) its c1 part (c1 = Σ a_k·w_k with the a_k known to
+//! the client) and (b) its noise (Σ e_k·w_k with the e_k known to the client). Before any such
+//! ciphertext leaves the server, [`private_return`]:
+//! 1. adds a uniform mask R ∈ Z_t^N (the server keeps −R as its share),
+//! 2. adds a fresh public-key encryption of zero under the client's key (re-randomises c1),
+//! 3. adds to c0 uniform flooding noise in [−F, F) with F = 2^f ≥ 2^40 · V, where V is a
+//!    worst-case ℓ∞ bound on the data-dependent noise supplied by the caller (see the
+//!    `*_bound` helpers), so the noise distribution is within statistical distance
+//!    N·V/F ≤ N·2^−40 per ciphertext of one independent of the server's inputs,
+//! 4. switches down to the lowest level at which decryption is still guaranteed
+//!    ([`return_level`]), and only then is the ciphertext serialised.
+//!
+//! Noise bounds (ℓ∞, worst case, N the ring degree, e = 21 the fresh-noise bound):
+//! * fresh secret-key ciphertext: e;
+//! * Σ_{k<K} ct_k·p_k with plaintext polynomials of coefficients |p| ≤ B (B = ⌊t/2⌋ for any
+//!   centred SIMD plaintext): K·N·B·V_in ([`ct_pt_sum_bound`]);
+//! * one column rotation (BV key switching over L RNS digits, no special prime): input
+//!   noise + L·N·q_max·e ([`rotation_bound`]).
+//!
+//! Level rule: at level ℓ with modulus q_ℓ the switched noise is at most
+//! (q_ℓ/Q)(2F + V + E_pk) + N·e (rounding), and decryption is exact when it stays below
+//! q_ℓ/(2t); we require a factor 4 of slack. The top-level condition is F < Q/(16t); planning
+//! fails with `Error::He` when it does not hold (parameters too small for the operation).
+
+use fhe::bfv::{Ciphertext, Encoding, Plaintext, PublicKey};
+use fhe_math::rq::traits::TryConvertFrom;
+use fhe_math::rq::{Poly, Representation};
+use fhe_traits::FheEncrypter;
+use ndarray::Array2;
+use rand::{CryptoRng, Rng, RngCore};
+
+use super::HeContext;
+use crate::error::{Error, Result};
+
+/// Statistical security parameter of the flooding.
+pub const FLOOD_STAT_BITS: u32 = 40;
+
+/// Σ_{k<terms} ct_k · p_k with |p_k coefficients| ≤ `plain_bound` and input noise ≤ `input`.
+pub fn ct_pt_sum_bound(ctx: &HeContext, terms: usize, plain_bound: f64, input: f64) -> f64 {
+    terms as f64 * ctx.degree() as f64 * plain_bound * input
+}
+
+/// A centred SIMD plaintext has coefficients bounded by ⌊t/2⌋ whatever the slot values.
+pub fn simd_plain_bound(ctx: &HeContext) -> f64 {
+    (ctx.t() / 2) as f64
+}
+
+/// Noise added by one column rotation at the top level.
+pub fn rotation_bound(ctx: &HeContext) -> f64 {
+    let digits = ctx.params().moduli().len() as f64;
+    digits * ctx.degree() as f64 * ctx.largest_modulus() as f64 * ctx.fresh_noise()
+}
+
+/// Worst-case noise of a fresh public-key encryption of zero (u, e1, e2 all |·| ≤ 20).
+fn pk_zero_bound(ctx: &HeContext) -> f64 {
+    2.0 * ctx.degree() as f64 * 20.0 * 20.0 + 20.0
+}
+
+/// The flooding exponent f for a data-dependent bound `v`: F = 2^f ≥ 2^40 · v.
+pub fn flood_bits(v: f64) -> u32 {
+    (v.max(1.0).log2().ceil() as u32) + FLOOD_STAT_BITS
+}
+
+/// The lowest (deepest) level at which a ciphertext at `level` flooded for data noise `v`
+/// still decrypts exactly; `Error::He` if even `level` is not enough.
+pub fn return_level(ctx: &HeContext, level: usize, v: f64) -> Result<usize> {
+    let f = flood_bits(v);
+    if f > 126 {
+        return Err(Error::He(format!("flooding width 2^{f} exceeds the 126-bit sampler")));
+    }
+    let log_t = (ctx.t() as f64).log2();
+    let log_q_top = ctx.log_q_at(level);
+    let top_noise = (2.0f64).powi(f as i32 + 1) + v + pk_zero_bound(ctx);
+    // Top-level condition: 4·noise < Q/(2t).
+    if top_noise.log2() + 2.0 >= log_q_top - log_t - 1.0 {
+        return Err(Error::He(format!(
+            "parameters too small: flooding 2^{f} needs log2 Q > {:.1}, have {:.1}",
+            top_noise.log2() + 3.0 + log_t,
+            log_q_top
+        )));
+    }
+    let rounding = ctx.degree() as f64 * ctx.fresh_noise();
+    let mut best = level;
+    for l in level..=ctx.max_level() {
+        let log_q = ctx.log_q_at(l);
+        let scaled = (top_noise.log2() + log_q - log_q_top).exp2() + rounding;
+        if scaled.log2() + 2.0 < log_q - log_t - 1.0 {
+            best = l;
+        }
+    }
+    Ok(best)
+}
+
+/// Uniform integers in [−2^f, 2^f) as an NTT polynomial at the ciphertext's level.
+fn flooding_poly<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32, rng: &mut R) -> Result<Poly> {
+    let c = ctx.params().context_at_level(level)?;
+    let moduli = c.moduli();
+    let n = ctx.degree();
+    let span_mask: u128 = if f + 1 >= 128 { u128::MAX } else { (1u128 << (f + 1)) - 1 };
+    let mut a = Array2::<u64>::zeros((moduli.len(), n));
+    for j in 0..n {
+        let x = (rng.random::<u128>() & span_mask) as i128 - (1i128 << f);
+        for (i, &q) in moduli.iter().enumerate() {
+            a[[i, j]] = x.rem_euclid(q as i128) as u64;
+        }
+    }
+    let mut p = Poly::try_convert_from(a, c, false, Representation::PowerBasis)?;
+    p.change_representation(Representation::Ntt);
+    Ok(p)
+}
+
+/// Steps 1–3 at the ciphertext's current level: mask, re-randomise, flood. Returns the
+/// server's share −R (slot values in Z_t).
+pub fn mask_and_flood<R: RngCore + CryptoRng>(
+    ctx: &HeContext,
+    pk: &PublicKey,
+    ct: &mut Ciphertext,
+    v: f64,
+    rng: &mut R,
+) -> Result<Vec<u64>> {
+    let level = ctx.params().level_of_context(ct[0].ctx())?;
+    if ct.len() != 2 {
+        return Err(Error::He("circuit-private return needs a 2-part ciphertext".into()));
+    }
+    let field = ctx.field();
+    let mask: Vec<u64> = (0..ctx.slots()).map(|_| field.random(rng)).collect();
+    *ct += &ctx.plaintext(&mask, level)?;
+    let zero = Plaintext::zero(Encoding::simd_at_level(level), ctx.params())?;
+    let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
+    *ct += &enc_zero;
+    let flood = flooding_poly(ctx, level, flood_bits(v), rng)?;
+    ct[0] += &flood;
+    Ok(mask.into_iter().map(|r| field.neg(r)).collect())
+}
+
+/// The circuit-private return: [`mask_and_flood`], then switch down to [`return_level`].
+/// Returns the ciphertext to send and the server's share (−R).
+pub fn private_return<R: RngCore + CryptoRng>(
+    ctx: &HeContext,
+    pk: &PublicKey,
+    mut ct: Ciphertext,
+    v: f64,
+    rng: &mut R,
+) -> Result<(Ciphertext, Vec<u64>)> {
+    let level = ctx.params().level_of_context(ct[0].ctx())?;
+    let target = return_level(ctx, level, v)?;
+    let share = mask_and_flood(ctx, pk, &mut ct, v, rng)?;
+    ct.switch_to_level(target)?;
+    Ok((ct, share))
+}

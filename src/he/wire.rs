@@ -1,0 +1,182 @@
+//! Compact ciphertext transport with strict validation.
+//!
+//! Format (no headers: the receiver always knows the shape it expects from the public plan):
+//! * seeded upload (client → server, top level): 32-byte seed ‖ c0;
+//! * full ciphertext (server → client, at the return level): c0 ‖ c1;
+//! where each polynomial is sent in coefficient form, residue by residue, each residue
+//! bit-packed to ⌈log2 q_i⌉ bits. A batch of ciphertexts is one message of
+//! `count × size` bytes; the size is computed locally, never read from the peer.
+//! Decoding rejects (with `Error::Protocol`) any residue ≥ q_i, so nothing malformed reaches
+//! the crate's arithmetic.
+
+use fhe::bfv::Ciphertext;
+use fhe_math::rq::traits::TryConvertFrom;
+use fhe_math::rq::{Poly, Representation};
+use rayon::prelude::*;
+
+use super::HeContext;
+use crate::error::{Error, Result};
+use crate::net::{pack_bits, packed_len, unpack_bits, Channel};
+
+/// A fresh secret-key ciphertext whose c1 is regenerated from `seed`.
+pub struct SeededCt {
+    pub seed: [u8; 32],
+    pub c0: Poly,
+}
+
+const SEED_LEN: usize = 32;
+/// Batches are cut into messages of at most this many bytes (bounds peak buffer memory).
+const CHUNK_BYTES: usize = 64 << 20;
+
+fn moduli_at(ctx: &HeContext, level: usize) -> Result<&[u64]> {
+    let all = ctx.params().moduli();
+    if level > ctx.max_level() {
+        return Err(Error::He(format!("level {level} above the maximum {}", ctx.max_level())));
+    }
+    Ok(&all[..all.len() - level])
+}
+
+fn bits_of(q: u64) -> u32 {
+    64 - q.leading_zeros()
+}
+
+/// Bytes of one polynomial at `level`.
+pub fn poly_len(ctx: &HeContext, level: usize) -> Result<usize> {
+    Ok(moduli_at(ctx, level)?.iter().map(|&q| packed_len(ctx.degree(), bits_of(q))).sum())
+}
+/// Bytes of one seeded upload (top level).
+pub fn seeded_len(ctx: &HeContext) -> Result<usize> {
+    Ok(SEED_LEN + poly_len(ctx, 0)?)
+}
+/// Bytes of one two-part ciphertext at `level`.
+pub fn full_len(ctx: &HeContext, level: usize) -> Result<usize> {
+    Ok(2 * poly_len(ctx, level)?)
+}
+
+fn encode_poly(p: &Poly, out: &mut Vec<u8>) {
+    let mut c = p.clone();
+    c.change_representation(Representation::PowerBasis);
+    for (row, &q) in c.coefficients().outer_iter().zip(p.ctx().moduli()) {
+        let v: Vec<u64> = row.iter().copied().collect();
+        out.extend_from_slice(&pack_bits(&v, bits_of(q)));
+    }
+}
+
+fn decode_poly(ctx: &HeContext, level: usize, bytes: &[u8]) -> Result<Poly> {
+    let moduli = moduli_at(ctx, level)?;
+    let n = ctx.degree();
+    if bytes.len() != poly_len(ctx, level)? {
+        return Err(Error::protocol("ciphertext", "polynomial of the wrong size"));
+    }
+    let mut coeffs = Vec::with_capacity(n * moduli.len());
+    let mut off = 0;
+    for &q in moduli {
+        let len = packed_len(n, bits_of(q));
+        let row = unpack_bits(&bytes[off..off + len], n, bits_of(q));
+        if row.iter().any(|&c| c >= q) {
+            return Err(Error::protocol("ciphertext", "coefficient outside [0, q_i)"));
+        }
+        coeffs.extend_from_slice(&row);
+        off += len;
+    }
+    let mut p = Poly::try_convert_from(coeffs, ctx.params().context_at_level(level)?, false, Representation::PowerBasis)?;
+    p.change_representation(Representation::Ntt);
+    Ok(p)
+}
+
+pub fn encode_seeded(ct: &SeededCt) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SEED_LEN + ct.c0.coefficients().len() * 8);
+    out.extend_from_slice(&ct.seed);
+    encode_poly(&ct.c0, &mut out);
+    out
+}
+
+pub fn decode_seeded(ctx: &HeContext, bytes: &[u8]) -> Result<Ciphertext> {
+    if bytes.len() != seeded_len(ctx)? {
+        return Err(Error::protocol("ciphertext", format!("seeded upload of {} bytes", bytes.len())));
+    }
+    let mut seed = [0u8; SEED_LEN];
+    seed.copy_from_slice(&bytes[..SEED_LEN]);
+    let c0 = decode_poly(ctx, 0, &bytes[SEED_LEN..])?;
+    let c1 = Poly::random_from_seed(ctx.params().context_at_level(0)?, Representation::Ntt, seed);
+    Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+}
+
+/// Encode a two-part ciphertext; errors if it is not at `level` or has more parts.
+pub fn encode_full(ctx: &HeContext, ct: &Ciphertext, level: usize) -> Result<Vec<u8>> {
+    if ct.len() != 2 || ctx.params().level_of_context(ct[0].ctx())? != level {
+        return Err(Error::He(format!("expected a 2-part ciphertext at level {level}")));
+    }
+    let mut out = Vec::with_capacity(full_len(ctx, level)?);
+    encode_poly(&ct[0], &mut out);
+    encode_poly(&ct[1], &mut out);
+    Ok(out)
+}
+
+pub fn decode_full(ctx: &HeContext, level: usize, bytes: &[u8]) -> Result<Ciphertext> {
+    let half = poly_len(ctx, level)?;
+    if bytes.len() != 2 * half {
+        return Err(Error::protocol("ciphertext", format!("ciphertext of {} bytes, expected {}", bytes.len(), 2 * half)));
+    }
+    let c0 = decode_poly(ctx, level, &bytes[..half])?;
+    let c1 = decode_poly(ctx, level, &bytes[half..])?;
+    Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+}
+
+fn send_blobs(ch: &mut dyn Channel, blobs: Vec<Vec<u8>>) -> Result<()> {
+    let mut buf = Vec::new();
+    for b in blobs {
+        buf.extend_from_slice(&b);
+        if buf.len() >= CHUNK_BYTES {
+            ch.send_bytes(&buf)?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        ch.send_bytes(&buf)?;
+    }
+    Ok(())
+}
+
+/// Receive `count` items of `size` bytes (chunked like [`send_blobs`]) and decode each.
+fn recv_items<T: Send>(
+    ch: &mut dyn Channel,
+    count: usize,
+    size: usize,
+    decode: impl Fn(&[u8]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let per_chunk = CHUNK_BYTES.div_ceil(size).max(1);
+    let mut out = Vec::with_capacity(count);
+    let mut left = count;
+    while left > 0 {
+        let k = left.min(per_chunk);
+        let mut buf = vec![0u8; k * size];
+        ch.recv_bytes(&mut buf)?;
+        let items: Result<Vec<T>> = buf.par_chunks_exact(size).map(&decode).collect();
+        out.extend(items?);
+        left -= k;
+    }
+    Ok(out)
+}
+
+/// Send seeded uploads as one flight.
+pub fn send_seeded(ch: &mut dyn Channel, cts: &[SeededCt]) -> Result<()> {
+    let blobs: Vec<Vec<u8>> = cts.par_iter().map(encode_seeded).collect();
+    send_blobs(ch, blobs)
+}
+
+pub fn recv_seeded(ch: &mut dyn Channel, ctx: &HeContext, count: usize) -> Result<Vec<Ciphertext>> {
+    let size = seeded_len(ctx)?;
+    recv_items(ch, count, size, |b| decode_seeded(ctx, b))
+}
+
+/// Send two-part ciphertexts, all at `level`, as one flight.
+pub fn send_full(ch: &mut dyn Channel, ctx: &HeContext, cts: &[Ciphertext], level: usize) -> Result<()> {
+    let blobs: Result<Vec<Vec<u8>>> = cts.par_iter().map(|c| encode_full(ctx, c, level)).collect();
+    send_blobs(ch, blobs?)
+}
+
+pub fn recv_full(ch: &mut dyn Channel, ctx: &HeContext, count: usize, level: usize) -> Result<Vec<Ciphertext>> {
+    let size = full_len(ctx, level)?;
+    recv_items(ch, count, size, |b| decode_full(ctx, level, b))
+}

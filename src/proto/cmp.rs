@@ -1,0 +1,325 @@
+//! Secure comparison: millionaire, MSB / DReLU of an arithmetic share, comparison with public
+//! thresholds, and the reduced-bit-width comparison.
+//!
+//! **Reference.** CrypTFlow2 (Rathee et al., CCS'20) §3.1, Algorithm 1 (millionaire with
+//! 1-out-of-2^m OT on m-bit digits, m = 4, and a log-depth tree combining `lt/eq` bits) and
+//! §3.2 (DReLU from the millionaire on the low ℓ−1 bits); SIRNN (Rathee et al., S&P'21) for
+//! the MSB-to-wrap relations; Cheetah (Huang et al., USENIX Sec'22) §5 for comparing only the
+//! bits that matter.
+//!
+//! **Functionality.**
+//! * [`millionaire_gt`]: the client holds `x`, the server `y` (both `< 2^w`); output
+//!   boolean shares of `[x > y]`.
+//! * [`msb`] / [`drelu`]: for `x = x_S + x_C mod 2^ℓ`, shares of `msb(x)` (= `[x < 0]`) and
+//!   of `1 ⊕ msb(x)`: `msb(x) = msb(x_S) ⊕ msb(x_C) ⊕ carry`, `carry = [x'_S + x'_C ≥ 2^(ℓ−1)]`
+//!   with `x'` the low ℓ−1 bits, i.e. the millionaire `[x'_C > 2^(ℓ−1) − 1 − x'_S]`.
+//! * [`lt_public`]: shares of `[x < T]` for public thresholds `T` (one batched MSB of `x − T`).
+//! * [`msb_reduced`] / reduced `lt_public`: MSB using only bits `d .. k−1` of the shares.
+//!
+//! **Message flow (millionaire on w bits, q = ⌈w/4⌉ digits, batch n).**
+//! 1. Triples: `n·A(q)` random bit triples ([`super::bits::bit_triples`]: 2 batches of 1-bit COTs).
+//! 2. Leaves: one batch of `n·q` 1-out-of-16 OTs with 2-bit messages, server = sender: for each
+//!    digit `y_j` and every possible client digit `v`, the server offers
+//!    `(gt_S ⊕ [v > y_j], eq_S ⊕ [v = y_j])` with fresh random `gt_S, eq_S`.
+//! 3. Tree: `L = ⌈log2 q⌉` levels; a level combines adjacent nodes (hi, lo) into
+//!    `gt = gt_hi ⊕ (eq_hi ∧ gt_lo)`, `eq = eq_hi ∧ eq_lo` (the two terms of the XOR are
+//!    mutually exclusive); the `eq` of the node holding digit 0 is never needed and not
+//!    computed. All ANDs of a level are one [`super::bits::and_with`] exchange.
+//!
+//! `A(q)` = [`millionaire_and_count`]`(q)` = 2(q−1) − L (q ≥ 2), e.g. A(10) = 14 (ℓ = 37 MSB:
+//! w = 36, q = 9, A = 12). Bytes per element: `q·C16 + 2A·C_cot(1) + 2·(2A)/8` where `C16`
+//! is the OT layer's cost of one 1-out-of-16 OT with 2-bit messages and `C_cot(1)` of one
+//! 1-bit correlated OT (the last term is the toolkit's own opening traffic, bit-packed per
+//! level). Flights: 2 COT batches + 1 OT-16 batch + L exchanges.
+//!
+//! **Domains and exactness.**
+//! * `msb`, `drelu`: exact for every ring element (two's complement sign).
+//! * `lt_public(x, T)` with `k = ℓ, d = 0`: exact iff `x − T` does not overflow, i.e.
+//!   `−2^(ℓ−1) ≤ x − T < 2^(ℓ−1)`.
+//! * **Reduced width** (`k < ℓ`, `d > 0`): the shares are reduced mod 2^k (a ring
+//!   homomorphism) and the low `d` bits of each share's low part are dropped, so the
+//!   millionaire runs on `w = k−1−d` bits instead of ℓ−1. Writing `z = x − T` and
+//!   `e = (x_S mod 2^d) + (x_C mod 2^d) ∈ [0, 2^(d+1) − 2]` (random, from the shares), the
+//!   output is exactly `[z − e < 0]` provided `−2^(k−1) + e ≤ z < 2^(k−1)`. Hence the result
+//!   equals `[x < T]` **exactly** whenever `−2^(k−1) + 2^(d+1) − 2 ≤ x − T < 0` or
+//!   `2^(d+1) − 2 ≤ x − T < 2^(k−1)`; inside the window `0 ≤ x − T < 2^(d+1) − 2` it may
+//!   report `x < T` (an input at most `2^(d+1)−3` units above the threshold can be classified
+//!   below it). With `d = 0` the window is empty and the reduced comparison is exact on
+//!   `|x − T| < 2^(k−1)`. For GeLU segment selection at s fraction bits, `d` bits dropped
+//!   move the breakpoint by less than `2^(d+1−s)`, and `k` only needs to cover the input range.
+//!
+//! **Security (semi-honest).** The server's OT messages are one-time-padded with its fresh
+//! random `gt_S, eq_S`, so the client's outputs are uniform; the server learns nothing from
+//! OT (receiver privacy). The tree uses the AND protocol (simulatable, see `bits`). Outputs
+//! are fresh XOR shares; neither party sees anything but uniform bits and its own input.
+
+use rand::RngCore;
+use rayon::prelude::*;
+
+use super::bits::{self, and_with, bit_triples, BitShare};
+use super::ctx::{Cost, Party, CHUNK};
+use crate::error::{Error, Result};
+use crate::share::Ring;
+
+/// Digit width of the millionaire (1-out-of-16 OT).
+pub const DIGIT_BITS: u32 = 4;
+const RADIX: usize = 1 << DIGIT_BITS;
+
+/// Number of 4-bit digits for a `w`-bit comparison.
+pub fn digit_count(w: u32) -> usize {
+    w.div_ceil(DIGIT_BITS) as usize
+}
+
+/// Number of tree levels for `q` digits.
+pub fn tree_levels(q: usize) -> usize {
+    let mut levels = 0;
+    let mut nodes = q;
+    while nodes > 1 {
+        nodes = nodes.div_ceil(2);
+        levels += 1;
+    }
+    levels
+}
+
+/// ANDs per element of the combining tree for `q` digits: per level, 2 per pair, minus one for
+/// the pair holding digit 0 (its `eq` is never needed).
+pub fn millionaire_and_count(q: usize) -> usize {
+    let mut nodes = q;
+    let mut ands = 0;
+    while nodes > 1 {
+        ands += 2 * (nodes / 2) - 1;
+        nodes = nodes.div_ceil(2);
+    }
+    ands
+}
+
+/// Split a `w`-bit value into q digits, least significant first.
+fn digit(v: u64, j: usize) -> u8 {
+    ((v >> (DIGIT_BITS as usize * j)) & (RADIX as u64 - 1)) as u8
+}
+
+/// The server's 1-out-of-16 messages for one digit: 2-bit `(gt, eq)` masked by its shares.
+fn leaf_messages(y_digit: u8, gt_mask: u8, eq_mask: u8, out: &mut [u64]) {
+    for (v, m) in out.iter_mut().enumerate() {
+        let gt = (v as u8 > y_digit) as u8 ^ gt_mask;
+        let eq = (v as u8 == y_digit) as u8 ^ eq_mask;
+        *m = (gt | (eq << 1)) as u64;
+    }
+}
+
+/// One node of the combining tree: shares of `[x > y]` and `[x = y]` on a digit range.
+struct Node {
+    gt: BitShare,
+    eq: Option<BitShare>,
+}
+
+/// Boolean shares of `[x_client > y_server]` for inputs `< 2^bits` (each party passes its own
+/// input; `bits ≤ 64`).
+pub fn millionaire_gt(p: &mut Party, input: &[u64], bits: u32) -> Result<BitShare> {
+    if bits > 64 {
+        return Err(Error::Config(format!("millionaire on {bits} bits (max 64)")));
+    }
+    let mut out = Vec::with_capacity(input.len());
+    for chunk in input.chunks(CHUNK) {
+        out.extend(millionaire_chunk(p, chunk, bits)?);
+    }
+    Ok(out)
+}
+
+fn millionaire_chunk(p: &mut Party, input: &[u64], bits: u32) -> Result<BitShare> {
+    let n = input.len();
+    let q = digit_count(bits);
+    if q == 0 || n == 0 {
+        return Ok(vec![0; n]);
+    }
+    p.ch.set_phase("millionaire");
+    let mut triples = bit_triples(p, n * millionaire_and_count(q))?;
+    let leaves = leaf_shares(p, input, q)?;
+    let mut nodes: Vec<Node> = (0..q)
+        .map(|j| Node {
+            gt: (0..n).map(|i| leaves[i * q + j] & 1).collect(),
+            eq: (j > 0).then(|| (0..n).map(|i| (leaves[i * q + j] >> 1) & 1).collect()),
+        })
+        .collect();
+    while nodes.len() > 1 {
+        nodes = combine_level(p, nodes, &mut triples)?;
+    }
+    nodes.pop().map(|node| node.gt).ok_or_else(|| Error::protocol("millionaire", "empty tree"))
+}
+
+/// Leaf shares as 2-bit values `gt | eq << 1`, element-major (`i * q + j`).
+fn leaf_shares(p: &mut Party, input: &[u64], q: usize) -> Result<Vec<u8>> {
+    let n = input.len();
+    if p.is_server() {
+        let mut masks = vec![0u8; n * q];
+        p.rng().fill_bytes(&mut masks);
+        masks.iter_mut().for_each(|m| *m &= 3);
+        let mut msgs = vec![0u64; n * q * RADIX];
+        msgs.par_chunks_mut(q * RADIX).enumerate().for_each(|(i, row)| {
+            for (j, slot) in row.chunks_mut(RADIX).enumerate() {
+                let m = masks[i * q + j];
+                leaf_messages(digit(input[i], j), m & 1, m >> 1, slot);
+            }
+        });
+        p.ot_n_send(&msgs, RADIX, 2)?;
+        Ok(masks)
+    } else {
+        let choices: Vec<u8> = (0..n * q).map(|k| digit(input[k / q], k % q)).collect();
+        let got = p.ot_n_recv(&choices, RADIX, 2)?;
+        Ok(got.iter().map(|&v| (v & 3) as u8).collect())
+    }
+}
+
+/// Combine adjacent (lo, hi) nodes; one AND exchange for the whole level.
+fn combine_level(p: &mut Party, nodes: Vec<Node>, triples: &mut bits::BitTriples) -> Result<Vec<Node>> {
+    let pairs = nodes.len() / 2;
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for k in 0..pairs {
+        let (lo, hi) = (&nodes[2 * k], &nodes[2 * k + 1]);
+        let eq_hi = hi.eq.as_ref().ok_or_else(|| Error::protocol("millionaire", "missing eq share"))?;
+        left.extend_from_slice(eq_hi);
+        right.extend_from_slice(&lo.gt);
+        if let Some(eq_lo) = &lo.eq {
+            left.extend_from_slice(eq_hi);
+            right.extend_from_slice(eq_lo);
+        }
+    }
+    let prod = and_with(p, &left, &right, triples)?;
+    let mut pos = 0;
+    let mut next = Vec::with_capacity(nodes.len().div_ceil(2));
+    let mut iter = nodes.into_iter();
+    for _ in 0..pairs {
+        let (lo, hi) = match (iter.next(), iter.next()) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            _ => return Err(Error::protocol("millionaire", "tree shape")),
+        };
+        let n = lo.gt.len();
+        let gt = bits::xor(&hi.gt, &prod[pos..pos + n]);
+        pos += n;
+        let eq = match lo.eq {
+            Some(_) => {
+                let e = prod[pos..pos + n].to_vec();
+                pos += n;
+                Some(e)
+            }
+            None => None,
+        };
+        next.push(Node { gt, eq });
+    }
+    next.extend(iter);
+    Ok(next)
+}
+
+/// Shares of `msb(x)` (= `[x < 0]` in two's complement) for ring shares `x`.
+pub fn msb(p: &mut Party, ring: Ring, x: &[u64]) -> Result<BitShare> {
+    msb_reduced(p, ring, x, ring.bits(), 0)
+}
+
+/// Shares of `DReLU(x) = [x ≥ 0] = 1 ⊕ msb(x)`.
+pub fn drelu(p: &mut Party, ring: Ring, x: &[u64]) -> Result<BitShare> {
+    let m = msb(p, ring, x)?;
+    Ok(bits::not(p, &m))
+}
+
+/// MSB of `x mod 2^k`, ignoring the low `d` bits of each share (see the module header for the
+/// exact condition); `k = ℓ, d = 0` is the exact [`msb`].
+pub fn msb_reduced(p: &mut Party, ring: Ring, x: &[u64], k: u32, d: u32) -> Result<BitShare> {
+    check_reduced(ring, k, d)?;
+    let w = k - 1 - d;
+    let low_mask = if w == 0 { 0 } else { (1u64 << w) - 1 };
+    let top: Vec<u8> = x.iter().map(|&v| ((v >> (k - 1)) & 1) as u8).collect();
+    let low: Vec<u64> = x.iter().map(|&v| (v >> d) & low_mask).collect();
+    // carry = [low_S + low_C ≥ 2^w] = [low_C > 2^w − 1 − low_S]
+    let mill_in: Vec<u64> = if p.is_server() { low.iter().map(|&l| low_mask - l).collect() } else { low };
+    let carry = millionaire_gt(p, &mill_in, w)?;
+    Ok(bits::xor(&top, &carry))
+}
+
+fn check_reduced(ring: Ring, k: u32, d: u32) -> Result<()> {
+    if k == 0 || k > ring.bits() || d >= k {
+        return Err(Error::Config(format!("reduced comparison needs 1 ≤ k ≤ ℓ = {} and d < k (k = {k}, d = {d})", ring.bits())));
+    }
+    Ok(())
+}
+
+/// Shares of `[x < T]` for each public threshold `T` (one batched comparison). The result
+/// holds one `BitShare` per threshold. `k`, `d` select the reduced width (`ring.bits(), 0`
+/// for the exact comparison); see the module header for the exact domain.
+pub fn lt_public(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64], k: u32, d: u32) -> Result<Vec<BitShare>> {
+    check_reduced(ring, k, d)?;
+    let n = x.len();
+    let shifted: Vec<u64> = thresholds
+        .iter()
+        .flat_map(|&t| {
+            let t_enc = if p.is_server() { ring.from_signed(t) } else { 0 };
+            x.iter().map(move |&v| ring.sub(v, t_enc))
+        })
+        .collect();
+    let all = msb_reduced(p, ring, &shifted, k, d)?;
+    Ok(all.chunks(n.max(1)).take(thresholds.len()).map(|c| c.to_vec()).collect())
+}
+
+/// Shares of `[x < T]` for one public threshold, exact on `−2^(ℓ−1) ≤ x − T < 2^(ℓ−1)`.
+pub fn lt_const(p: &mut Party, ring: Ring, x: &[u64], t: i64) -> Result<BitShare> {
+    let mut v = lt_public(p, ring, x, &[t], ring.bits(), 0)?;
+    v.pop().ok_or_else(|| Error::protocol("comparison", "no output"))
+}
+
+/// Documented cost of [`millionaire_gt`] on `n` inputs of `w` bits (chunked by `CHUNK`).
+pub fn millionaire_cost(n: usize, w: u32) -> Cost {
+    let q = digit_count(w);
+    let mut cost = Cost::default();
+    if q == 0 {
+        return cost;
+    }
+    let mut left = n;
+    while left > 0 {
+        let c = left.min(CHUNK);
+        left -= c;
+        cost = cost + Cost::cot(1, 2 * c * millionaire_and_count(q)) + Cost::one_of_n(RADIX, 2, c * q);
+        let mut nodes = q;
+        while nodes > 1 {
+            let ands_in_level = 2 * (nodes / 2) - 1;
+            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level));
+            nodes = nodes.div_ceil(2);
+        }
+    }
+    cost
+}
+
+/// Documented cost of [`msb_reduced`] (and of [`msb`] with `k = ℓ, d = 0`).
+pub fn msb_cost(n: usize, k: u32, d: u32) -> Cost {
+    millionaire_cost(n, k - 1 - d)
+}
+
+/// Documented cost of [`lt_public`] with `t` thresholds.
+pub fn lt_public_cost(n: usize, t: usize, k: u32, d: u32) -> Cost {
+    millionaire_cost(n * t, k - 1 - d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn and_counts_match_tree_shape() {
+        assert_eq!(millionaire_and_count(1), 0);
+        assert_eq!(millionaire_and_count(2), 1);
+        assert_eq!(millionaire_and_count(3), 1 + 1);
+        assert_eq!(millionaire_and_count(9), 2 * 8 - 4);
+        assert_eq!(millionaire_and_count(10), 2 * 9 - 4);
+        assert_eq!(tree_levels(9), 4);
+        assert_eq!(tree_levels(1), 0);
+    }
+
+    #[test]
+    fn leaf_messages_encode_gt_and_eq() {
+        let mut out = [0u64; 16];
+        leaf_messages(5, 0, 0, &mut out);
+        for v in 0..16u64 {
+            assert_eq!(out[v as usize] & 1, (v > 5) as u64);
+            assert_eq!(out[v as usize] >> 1, (v == 5) as u64);
+        }
+    }
+}

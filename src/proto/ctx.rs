@@ -1,0 +1,261 @@
+//! The execution context of the non-linear toolkit: one party's role, channel, OT session and
+//! local randomness, plus an account of every OT call (for cost reports and tests).
+//!
+//! All OT traffic of the toolkit goes through the `Party::cot_*`, `Party::ot_*` and
+//! `Party::ot16_*`-style wrappers below, which forward to the [`Ot`] session and record the
+//! call (kind, count, message bits, bytes and rounds seen on the channel during the call).
+//! The toolkit's own messages (opening masked bits in [`super::bits`]) go directly over the
+//! channel. The recorded log lets a test check the exact number of OTs each protocol uses and
+//! that every other byte on the wire is accounted for by the documented formula.
+//!
+//! Randomness: each party draws masks from a ChaCha20 generator seeded from the operating
+//! system, so masks are uniform over the whole ring/field.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use crate::error::{Error, Result};
+use crate::net::{Channel, CommStats};
+use crate::ot::Ot;
+use crate::share::Role;
+
+/// Largest batch processed in one go; longer vectors are split (bounds the memory of the
+/// 1-out-of-16 OT messages and of the bit decompositions in multiplication).
+pub const CHUNK: usize = 1 << 15;
+
+/// The kind of an OT call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OtKind {
+    /// Correlated 1-out-of-2 OT over Z_{2^bits}.
+    Correlated,
+    /// Chosen-message 1-out-of-2 OT with `bits`-bit messages.
+    Chosen,
+    /// Chosen-message 1-out-of-N OT (N given) with `bits`-bit messages.
+    OneOfN(usize),
+}
+
+/// One recorded OT call, as seen by this party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OtCall {
+    pub kind: OtKind,
+    /// Whether this party was the OT sender.
+    pub sender: bool,
+    /// Number of OTs in the batch.
+    pub count: usize,
+    /// Message length in bits.
+    pub bits: u32,
+    /// Channel traffic during the call (bytes and flights).
+    pub stats: CommStats,
+}
+
+/// One party's handle on a two-party computation.
+pub struct Party<'a> {
+    pub role: Role,
+    pub ch: &'a mut dyn Channel,
+    pub ot: &'a mut dyn Ot,
+    rng: ChaCha20Rng,
+    log: Vec<OtCall>,
+}
+
+impl<'a> Party<'a> {
+    /// A party with randomness seeded from the operating system.
+    pub fn new(role: Role, ch: &'a mut dyn Channel, ot: &'a mut dyn Ot) -> Party<'a> {
+        Party { role, ch, ot, rng: ChaCha20Rng::from_os_rng(), log: Vec::new() }
+    }
+
+    pub fn is_server(&self) -> bool {
+        self.role.is_server()
+    }
+
+    /// This party's mask generator (cryptographically secure).
+    pub fn rng(&mut self) -> &mut ChaCha20Rng {
+        &mut self.rng
+    }
+
+    pub fn stats(&self) -> CommStats {
+        self.ch.stats()
+    }
+
+    /// Every OT call made so far.
+    pub fn ot_log(&self) -> &[OtCall] {
+        &self.log
+    }
+
+    /// Forget the OT log (e.g. after a setup phase).
+    pub fn clear_ot_log(&mut self) {
+        self.log.clear();
+    }
+
+    fn record<T>(&mut self, kind: OtKind, sender: bool, count: usize, bits: u32, f: impl FnOnce(&mut dyn Ot, &mut dyn Channel) -> Result<T>) -> Result<T> {
+        let before = self.ch.stats();
+        let out = f(&mut *self.ot, &mut *self.ch)?;
+        let stats = self.ch.stats().since(&before);
+        self.log.push(OtCall { kind, sender, count, bits, stats });
+        Ok(out)
+    }
+
+    /// Correlated OT, sender side: returns the uniform `x_i`; the receiver gets `x_i + c_i·Δ_i`.
+    pub fn cot_send(&mut self, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        if deltas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.record(OtKind::Correlated, true, deltas.len(), bits, |ot, ch| ot.send_correlated(ch, deltas, bits))?;
+        expect_len("correlated OT (sender)", &out, deltas.len())?;
+        Ok(out)
+    }
+
+    /// Correlated OT, receiver side, with 0/1 choice bytes.
+    pub fn cot_recv(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = to_bools(choices);
+        let out = self.record(OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated(ch, &c, bits))?;
+        expect_len("correlated OT (receiver)", &out, c.len())?;
+        Ok(out)
+    }
+
+    /// Chosen-message 1-out-of-2 OT, sender side.
+    pub fn ot_send(&mut self, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        self.record(OtKind::Chosen, true, msgs.len(), bits, |ot, ch| ot.send_chosen(ch, msgs, bits))
+    }
+
+    /// Chosen-message 1-out-of-2 OT, receiver side, with 0/1 choice bytes.
+    pub fn ot_recv(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = to_bools(choices);
+        let out = self.record(OtKind::Chosen, false, c.len(), bits, |ot, ch| ot.recv_chosen(ch, &c, bits))?;
+        expect_len("chosen OT (receiver)", &out, c.len())?;
+        Ok(out)
+    }
+
+    /// 1-out-of-`n` OT, sender side (`msgs` row-major, `batch × n`).
+    pub fn ot_n_send(&mut self, msgs: &[u64], n: usize, bits: u32) -> Result<()> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let count = msgs.len() / n.max(1);
+        self.record(OtKind::OneOfN(n), true, count, bits, |ot, ch| ot.send_1_of_n(ch, msgs, n, bits))
+    }
+
+    /// 1-out-of-`n` OT, receiver side.
+    pub fn ot_n_recv(&mut self, choices: &[u8], n: usize, bits: u32) -> Result<Vec<u64>> {
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.record(OtKind::OneOfN(n), false, choices.len(), bits, |ot, ch| ot.recv_1_of_n(ch, choices, n, bits))?;
+        expect_len("1-out-of-N OT (receiver)", &out, choices.len())?;
+        Ok(out)
+    }
+}
+
+fn to_bools(bits: &[u8]) -> Vec<bool> {
+    bits.iter().map(|&b| b & 1 == 1).collect()
+}
+
+fn expect_len(step: &str, got: &[u64], want: usize) -> Result<()> {
+    if got.len() != want {
+        return Err(Error::protocol(step, format!("OT returned {} values for a batch of {want}", got.len())));
+    }
+    Ok(())
+}
+
+/// Check that two input vectors of one protocol call have the same length.
+pub(crate) fn same_len(step: &str, a: usize, b: usize) -> Result<()> {
+    if a != b {
+        return Err(Error::Input(format!("{step}: operand lengths differ ({a} vs {b})")));
+    }
+    Ok(())
+}
+
+/// Sum of the OT calls of one kind in a log: (number of OTs, bytes sent + received).
+pub fn ot_totals(log: &[OtCall], kind: OtKind, bits: u32) -> (usize, u64) {
+    log.iter()
+        .filter(|c| c.kind == kind && c.bits == bits)
+        .fold((0, 0), |(n, b), c| (n + c.count, b + c.stats.total_bytes()))
+}
+
+/// Total channel traffic spent inside OT calls.
+pub fn ot_bytes(log: &[OtCall]) -> u64 {
+    log.iter().map(|c| c.stats.total_bytes()).sum()
+}
+
+/// The documented cost of a protocol call: OTs by kind and message width, plus the toolkit's
+/// own (non-OT) bytes, counted in both directions. Byte cost of the OTs themselves is whatever
+/// the OT layer charges per OT (measured in the benchmark).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// (bits → number of OTs) of 1-out-of-2 correlated OTs.
+    pub correlated: std::collections::BTreeMap<u32, usize>,
+    /// (bits → number of OTs) of chosen-message 1-out-of-2 OTs.
+    pub chosen: std::collections::BTreeMap<u32, usize>,
+    /// ((N, bits) → number of OTs) of 1-out-of-N OTs.
+    pub one_of_n: std::collections::BTreeMap<(usize, u32), usize>,
+    /// Bytes of the toolkit's own messages (both directions).
+    pub own_bytes: u64,
+}
+
+impl Cost {
+    pub fn cot(bits: u32, count: usize) -> Cost {
+        let mut c = Cost::default();
+        c.add_ot(OtKind::Correlated, bits, count);
+        c
+    }
+    pub fn chosen(bits: u32, count: usize) -> Cost {
+        let mut c = Cost::default();
+        c.add_ot(OtKind::Chosen, bits, count);
+        c
+    }
+    pub fn one_of_n(n: usize, bits: u32, count: usize) -> Cost {
+        let mut c = Cost::default();
+        c.add_ot(OtKind::OneOfN(n), bits, count);
+        c
+    }
+    pub fn own(bytes: u64) -> Cost {
+        Cost { own_bytes: bytes, ..Cost::default() }
+    }
+    fn add_ot(&mut self, kind: OtKind, bits: u32, count: usize) {
+        if count == 0 {
+            return;
+        }
+        match kind {
+            OtKind::Correlated => *self.correlated.entry(bits).or_default() += count,
+            OtKind::Chosen => *self.chosen.entry(bits).or_default() += count,
+            OtKind::OneOfN(n) => *self.one_of_n.entry((n, bits)).or_default() += count,
+        }
+    }
+    /// What one party observed: its OT log and its total traffic over the same region.
+    pub fn observed(log: &[OtCall], total: CommStats) -> Cost {
+        let mut c = Cost::own(total.total_bytes() - ot_bytes(log));
+        for call in log {
+            c.add_ot(call.kind, call.bits, call.count);
+        }
+        c
+    }
+    /// Total number of OTs of all kinds.
+    pub fn ot_count(&self) -> usize {
+        self.correlated.values().chain(self.chosen.values()).chain(self.one_of_n.values()).sum()
+    }
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(mut self, o: Cost) -> Cost {
+        for (&b, &n) in &o.correlated {
+            self.add_ot(OtKind::Correlated, b, n);
+        }
+        for (&b, &n) in &o.chosen {
+            self.add_ot(OtKind::Chosen, b, n);
+        }
+        for (&(k, b), &n) in &o.one_of_n {
+            self.add_ot(OtKind::OneOfN(k), b, n);
+        }
+        self.own_bytes += o.own_bytes;
+        self
+    }
+}
