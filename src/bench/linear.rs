@@ -1,1 +1,186 @@
-//! Linear-layer micro-benchmark table (filled below).
+//! Linear-layer benchmark table: bytes each way, rounds and wall time of the private linear
+//! layer and of the attention share × share products, for each packing, over real loopback
+//! TCP (`net::run_pair`). Every run is also checked against the cleartext product mod t.
+//!
+//! Produced by [`run_linear_bench`]; `tests/linear_bench.rs` (ignored, release) writes
+//! `results/linear-bench.json` for the BERT-base shapes at n = 128.
+
+use std::time::Instant;
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::he::{client_setup, server_setup, HeContext, HePreset};
+use crate::net::{run_pair, CommStats};
+use crate::proto::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
+use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
+
+/// Weight-cache limit used by the benchmark (768×768 fits, the FFN matrices are encoded on
+/// the fly, chunk by chunk, inside the timed call).
+pub const BENCH_WEIGHT_CACHE_BYTES: usize = 2_600 << 20;
+
+/// One benchmark row's workload.
+#[derive(Clone, Debug, Serialize)]
+pub enum BenchKind {
+    /// X (n × d_in, shared) · W (server) + b.
+    Linear(LinearShape),
+    /// Per-head A·B with both operands shared, all heads in one call.
+    Shared { n: usize, k: usize, m: usize, heads: usize },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchShape {
+    pub name: String,
+    pub kind: BenchKind,
+}
+
+/// The BERT-base shapes at sequence length `n`.
+pub fn bert_base_shapes(n: usize) -> Vec<BenchShape> {
+    let lin = |name: &str, d_in, d_out| BenchShape { name: name.into(), kind: BenchKind::Linear(LinearShape { n, d_in, d_out }) };
+    vec![
+        lin("qkv/out 768x768", 768, 768),
+        lin("ffn1 768x3072", 768, 3072),
+        lin("ffn2 3072x768", 3072, 768),
+        BenchShape { name: "QK^T 12 heads".into(), kind: BenchKind::Shared { n, k: 64, m: n, heads: 12 } },
+        BenchShape { name: "PV 12 heads".into(), kind: BenchKind::Shared { n, k: n, m: 64, heads: 12 } },
+    ]
+}
+
+fn online(stats: CommStats, setup: CommStats) -> CommStats {
+    stats - setup
+}
+
+fn random_field(ctx: &HeContext, len: usize) -> Vec<u64> {
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    (0..len).map(|_| f.random(&mut rng)).collect()
+}
+
+fn bench_linear(ctx: &HeContext, shape: LinearShape, packing: Packing) -> Result<serde_json::Value> {
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    let w: Vec<i64> = (0..shape.d_in * shape.d_out).map(|_| rng.random_range(-(1i64 << 15)..(1 << 15))).collect();
+    let b: Vec<i64> = (0..shape.d_out).map(|_| rng.random_range(-(1i64 << 30)..(1 << 30))).collect();
+    let (x_c, x_s) = (random_field(ctx, shape.n * shape.d_in), random_field(ctx, shape.n * shape.d_in));
+    let plan = LinearPlan::new(ctx, shape, packing)?;
+    let t_enc = Instant::now();
+    let enc = EncodedLinear::with_cache_limit(ctx, plan.clone(), &w, Some(&b), BENCH_WEIGHT_CACHE_BYTES)?;
+    let encode_s = t_enc.elapsed().as_secs_f64();
+    let rot = plan.rotations();
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, ctx, &rot)?;
+            linear_server(ch, ctx, &keys, &enc, &x_s)
+        },
+        |ch| {
+            let keys = client_setup(ch, ctx, &rot, &mut rand::rng())?;
+            let setup = ch.stats();
+            let t0 = Instant::now();
+            let y = linear_client(ch, ctx, &keys, &plan, &x_c, &mut rand::rng())?;
+            Ok((y, setup, t0.elapsed().as_secs_f64()))
+        },
+    )?;
+    let (y_c, setup, wall) = out.client;
+    // Check: reconstruction equals (x_c + x_s)·W + b mod t.
+    let x: Vec<u64> = x_c.iter().zip(&x_s).map(|(&a, &c)| f.add(a, c)).collect();
+    let wf: Vec<u64> = w.iter().map(|&v| f.from_signed(v)).collect();
+    let mut expect = field_matmul(f, &x, &wf, MatmulShape { n: shape.n, k: shape.d_in, m: shape.d_out });
+    for (i, e) in expect.iter_mut().enumerate() {
+        *e = f.add(*e, f.from_signed(b[i % shape.d_out]));
+    }
+    let correct = f.reconstruct(&out.server, &y_c) == expect;
+    if !correct {
+        return Err(Error::He(format!("benchmark result mismatch for {shape:?} {packing:?}")));
+    }
+    let on = online(out.client_stats, setup);
+    Ok(json!({
+        "packing": packing.name(), "layout": plan.describe(),
+        "uploads": plan.uploads(), "downloads": plan.outputs(), "ct_pt_products": plan.products(),
+        "galois_keys": rot.len(), "weights_cached": enc.is_cached(), "weight_encode_s": encode_s,
+        "setup_bytes_client_to_server": setup.bytes_sent,
+        "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "correct": correct,
+        "return_level": plan.return_level, "flood_bits": crate::he::privacy::flood_bits(plan.noise_bound),
+    }))
+}
+
+fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Packing) -> Result<serde_json::Value> {
+    let f = ctx.field();
+    let gen = |len| (0..heads).map(|_| random_field(ctx, len)).collect::<Vec<_>>();
+    let (a_c, a_s, b_c, b_s) = (gen(shape.n * shape.k), gen(shape.n * shape.k), gen(shape.k * shape.m), gen(shape.k * shape.m));
+    let plan = SharedMatmulPlan::new(ctx, shape, packing)?;
+    let rot = plan.rotations();
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, ctx, &rot)?;
+            shared_matmul_server(ch, ctx, &keys, &plan, &a_s, &b_s)
+        },
+        |ch| {
+            let keys = client_setup(ch, ctx, &rot, &mut rand::rng())?;
+            let setup = ch.stats();
+            let t0 = Instant::now();
+            let y = shared_matmul_client(ch, ctx, &keys, &plan, &a_c, &b_c, &mut rand::rng())?;
+            Ok((y, setup, t0.elapsed().as_secs_f64()))
+        },
+    )?;
+    let (y_c, setup, wall) = out.client;
+    let mut correct = true;
+    for h in 0..heads {
+        let a: Vec<u64> = a_c[h].iter().zip(&a_s[h]).map(|(&x, &y)| f.add(x, y)).collect();
+        let b: Vec<u64> = b_c[h].iter().zip(&b_s[h]).map(|(&x, &y)| f.add(x, y)).collect();
+        correct &= f.reconstruct(&out.server[h], &y_c[h]) == field_matmul(f, &a, &b, shape);
+    }
+    if !correct {
+        return Err(Error::He(format!("benchmark result mismatch for {shape:?} {packing:?}")));
+    }
+    let on = online(out.client_stats, setup);
+    Ok(json!({
+        "packing": packing.name(),
+        "layout": format!("{} | {}", plan.direct.describe(), plan.transposed.describe()),
+        "uploads": heads * (plan.direct.uploads() + plan.transposed.uploads()),
+        "downloads": heads * (plan.direct.outputs() + plan.transposed.outputs()),
+        "ct_pt_products": heads * (plan.direct.products() + plan.transposed.products()),
+        "galois_keys": rot.len(), "weights_cached": true, "weight_encode_s": 0.0,
+        "setup_bytes_client_to_server": setup.bytes_sent,
+        "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "correct": correct,
+        "return_level": plan.direct.return_level,
+        "flood_bits": crate::he::privacy::flood_bits(plan.direct.noise_bound),
+    }))
+}
+
+/// Run every (shape, packing) pair with [`HePreset::linear`] and return the table as JSON:
+/// `{ preset, threads, rows: [ {shape, packing, …bytes, rounds, wall…} ], best: {shape: packing} }`.
+/// Online figures exclude the key setup (reported separately) and the one-off weight encoding
+/// when the weights fit the cache. Rounds are the client's flights including setup: the key
+/// setup and the uploads share the first flight, the returns form the second, so a call is
+/// one round trip.
+pub fn run_linear_bench(shapes: &[BenchShape], packings: &[Packing]) -> Result<serde_json::Value> {
+    let ctx = HeContext::new(&HePreset::linear())?;
+    let mut rows = Vec::new();
+    let mut best = serde_json::Map::new();
+    for s in shapes {
+        let mut best_here: Option<(f64, Packing)> = None;
+        for &p in packings {
+            let mut row = match s.kind {
+                BenchKind::Linear(shape) => bench_linear(&ctx, shape, p)?,
+                BenchKind::Shared { n, k, m, heads } => bench_shared(&ctx, MatmulShape { n, k, m }, heads, p)?,
+            };
+            let wall = row["online_wall_s"].as_f64().unwrap_or(f64::INFINITY);
+            if best_here.is_none_or(|(w, _)| wall < w) {
+                best_here = Some((wall, p));
+            }
+            row["shape"] = json!(s.name);
+            rows.push(row);
+        }
+        if let Some((_, p)) = best_here {
+            best.insert(s.name.clone(), json!(p.name()));
+        }
+    }
+    Ok(json!({
+        "preset": ctx.preset(), "t": ctx.t(), "moduli": ctx.params().moduli(),
+        "threads": rayon::current_num_threads(), "rows": rows, "best_by_wall_time": best,
+    }))
+}
