@@ -17,6 +17,7 @@
 pub mod approx;
 pub mod bench;
 pub mod cli;
+pub mod data;
 pub mod engine;
 pub mod error;
 pub mod he;

@@ -1,0 +1,1 @@
+//! Labelled sentence data sets (UCI Sentiment Labelled Sentences, user files) and the sentiment head.
