@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use crate::model::{forward_f32, Model};
 use crate::{Error, Result};
 
-/// Token limit (special tokens included); the engine's default sequence length. No UCI sentence
+/// Token limit (special tokens included; lowered to the model's own limit when smaller); the
+/// engine's default sequence length. No UCI sentence
 /// exceeds 100 tokens with either tokenizer.
 pub const MAX_TOKENS: usize = 128;
 
@@ -42,7 +43,8 @@ impl PlainEncoder {
 
     /// The pooled vector of one sentence.
     pub fn pooled(&self, text: &str) -> Result<Vec<f32>> {
-        let tok = self.model.public.encode(text, MAX_TOKENS, true)?;
+        let max_len = MAX_TOKENS.min(self.model.config().max_seq_len());
+        let tok = self.model.public.encode(text, max_len, true)?;
         Ok(forward_f32(&self.model, &tok)?.pooled.to_vec())
     }
 

@@ -256,6 +256,7 @@ pub fn normalize_whitespace(text: &str) -> String {
 
 /// JSONL: one `{"text", "label"}` object per non-blank line.
 pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
+    let text = strip_bom(text);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -271,6 +272,7 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Example>> {
 
 /// A JSON array of `{"text", "label"}` objects.
 pub fn parse_json_array(text: &str) -> Result<Vec<Example>> {
+    let text = strip_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| Error::Input(format!("not valid JSON ({e})")))?;
     let rows = value
         .as_array()
@@ -341,6 +343,7 @@ fn push_row(out: &mut Vec<Example>, ex: Example, at: &str) -> Result<()> {
 
 /// CSV `label,text` (see the module doc for the quoting rules).
 pub fn parse_csv(text: &str) -> Result<Vec<Example>> {
+    let text = strip_bom(text);
     let mut reader = CsvReader { rest: text, line: 1 };
     let mut out = Vec::new();
     let mut first = true;
