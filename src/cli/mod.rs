@@ -2,10 +2,10 @@
 //! flags, resolves the model and calls into the library.
 
 // pending-merge pub mod bench;
-// pending-merge pub mod eval;
+pub mod eval;
 // pending-merge pub mod fit_approx;
 pub mod party;
-// pending-merge pub mod train_head;
+pub mod train_head;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -36,10 +36,10 @@ pub enum Command {
     // pending-merge FitApprox(fit_approx::FitApproxArgs),
     // pending-merge /// Micro-benchmarks of the building blocks (OT, non-linear toolkit, HE linear layers).
     // pending-merge Bench(bench::BenchArgs),
-    // pending-merge /// Train the sentiment head (logistic regression on pooled embeddings).
-    // pending-merge TrainHead(train_head::TrainHeadArgs),
-    // pending-merge /// Accuracy on labelled sentences (plaintext; private when available).
-    // pending-merge Eval(eval::EvalArgs),
+    /// Train the sentiment head (logistic regression on pooled embeddings).
+    TrainHead(train_head::TrainHeadArgs),
+    /// Accuracy on labelled sentences (plaintext; private when available).
+    Eval(eval::EvalArgs),
 }
 
 /// Flags shared by every command that loads a model and tokenizes text.
@@ -171,8 +171,8 @@ where
         Command::Plain(a) => party::plain(&a),
         // pending-merge Command::FitApprox(a) => fit_approx::run(&a),
         // pending-merge Command::Bench(a) => bench::run(&a),
-        // pending-merge Command::TrainHead(a) => train_head::run(&a),
-        // pending-merge Command::Eval(a) => eval::run(&a),
+        Command::TrainHead(a) => train_head::run(&a),
+        Command::Eval(a) => eval::run(&a),
     }
 }
 

@@ -1,0 +1,270 @@
+//! `fastlmpi eval`: accuracy of the sentiment head on labelled sentences.
+//!
+//! Plaintext: pooled embeddings (parallel, with a progress bar) → head → label. Every sentence gets a
+//! record in `results/eval-<model>-<UTC timestamp>.json` together with the summary.
+//!
+//! Private (`--private`): not available yet; [`run`] returns `Error::Config`. The engine plugs in
+//! through [`run_with`] and a [`PrivateRun`]: one connection and one key/OT setup made by the caller
+//! (its cost passed in as `setup_*`), then one [`PrivateClassify::classify`] call per sentence; the
+//! records then carry private label, logits, pooled cosine and per-sentence time and bytes, and the
+//! summary private accuracy, label agreement and the worst pooled cosine.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::data::embed::{progress_bar, PlainEncoder};
+use crate::data::eval::{make_record, summarize, EvalRecord, EvalSummary, PlainResult, PrivateClassify};
+use crate::data::head::head_paths;
+use crate::data::{results_dir, DataSource, LinearHead, Split};
+use crate::model::resolve;
+use crate::{Error, Result};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Model name (minilm-l6, mpnet-base, bert-base) or a checkpoint folder.
+    #[arg(long, default_value = "minilm-l6")]
+    pub model: String,
+    /// Do not download a known model when it is missing.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// `uci` (scripts/fetch-data.sh) or a labelled file (JSONL {"text","label"} or CSV label,text).
+    #[arg(long, default_value = "uci")]
+    pub data: String,
+    /// Which sentences: test = odd-numbered (held out from train-head), train = even-numbered, all.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    pub split: Split,
+    /// Evaluate at most N sentences of the split (the first N).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Also run every sentence through the private protocol and compare with plaintext.
+    #[arg(long)]
+    pub private: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Head file (default: MODEL_DIR/head.safetensors, written by `fastlmpi train-head`).
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// Records file (default: results/eval-<model>-<timestamp>.json).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// A private engine ready to classify sentences, with the cost of its one-off setup.
+pub struct PrivateRun<'a> {
+    pub classify: &'a mut dyn PrivateClassify,
+    pub setup_seconds: f64,
+    pub setup_bytes: u64,
+}
+
+/// Everything written to the records file.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub data: String,
+    pub split: Split,
+    pub limit: Option<usize>,
+    pub head: String,
+    pub created_utc: String,
+    pub plain_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_setup_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_setup_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_seconds: Option<f64>,
+    pub summary: EvalSummary,
+    pub records: Vec<EvalRecord>,
+}
+
+/// Run the command and print the summary (text or `--json`).
+pub fn run(args: &EvalArgs) -> Result<()> {
+    if args.private {
+        return Err(Error::Config(
+            "--private: the private inference engine is not available yet; run without --private for \
+             plaintext accuracy"
+                .into(),
+        ));
+    }
+    let (report, path) = run_with(args, None)?;
+    print_report(&report, &path, args.json)
+}
+
+/// Evaluate and write the records file; `private` adds the private comparison.
+pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<(EvalReport, PathBuf)> {
+    let resolved = resolve(&args.model, !args.no_fetch)?;
+    if let Some(note) = &resolved.note {
+        eprintln!("note: {note}");
+    }
+    let head_path = args.head.clone().unwrap_or_else(|| head_paths(&resolved.dir).0);
+    if !head_path.is_file() {
+        return Err(Error::Model(format!(
+            "no sentiment head at {}; train one with `fastlmpi train-head --model {}`",
+            head_path.display(),
+            args.model
+        )));
+    }
+    let head = LinearHead::load(&head_path)?;
+    let source = DataSource::parse(&args.data)?;
+    let dataset = source.load()?;
+    let rows = dataset.select(args.split, args.limit);
+    if rows.is_empty() {
+        return Err(Error::Input(format!("the {} split of {} is empty", args.split.name(), source.describe())));
+    }
+    let encoder = PlainEncoder::load(&resolved.dir)?;
+    if encoder.hidden() != head.hidden() {
+        return Err(Error::Shape { tensor: "classifier.weight".into(), expected: vec![2, encoder.hidden()], got: vec![2, head.hidden()] });
+    }
+
+    let plain_start = Instant::now();
+    let texts: Vec<&str> = rows.iter().map(|(_, e)| e.text.as_str()).collect();
+    let bar = progress_bar(texts.len(), "plaintext");
+    let pooled = encoder.pooled_all(&texts, &bar)?;
+    bar.finish_and_clear();
+    let plain = pooled.into_iter().map(|p| PlainResult::from_pooled(&head, p)).collect::<Result<Vec<_>>>()?;
+    let plain_seconds = plain_start.elapsed().as_secs_f64();
+
+    let private_start = Instant::now();
+    let mut records = Vec::with_capacity(rows.len());
+    let bar = private.as_ref().map(|_| progress_bar(rows.len(), "private"));
+    for ((index, ex), plain) in rows.iter().zip(&plain) {
+        let private_result = match private.as_mut() {
+            Some(p) => Some(p.classify.classify(&ex.text).map_err(|e| with_sentence(*index, e))?),
+            None => None,
+        };
+        records.push(make_record(*index, dataset.origin_of(*index), ex, plain, private_result.as_ref()));
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+
+    let now = SystemTime::now();
+    let report = EvalReport {
+        model: resolved.name.clone(),
+        data: source.describe(),
+        split: args.split,
+        limit: args.limit,
+        head: head_path.display().to_string(),
+        created_utc: utc_timestamp(now, true),
+        plain_seconds,
+        private_setup_seconds: private.as_ref().map(|p| p.setup_seconds),
+        private_setup_bytes: private.as_ref().map(|p| p.setup_bytes),
+        private_seconds: private.as_ref().map(|_| private_start.elapsed().as_secs_f64()),
+        summary: summarize(&records),
+        records,
+    };
+    let path = match &args.output {
+        Some(p) => p.clone(),
+        None => results_dir().join(format!("eval-{}-{}.json", file_safe(&resolved.name), utc_timestamp(now, false))),
+    };
+    write_report(&report, &path)?;
+    Ok((report, path))
+}
+
+fn with_sentence(index: usize, e: Error) -> Error {
+    match e {
+        Error::Input(msg) => Error::Input(format!("sentence {index}: {msg}")),
+        other => other,
+    }
+}
+
+fn write_report(report: &EvalReport, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let text = serde_json::to_string_pretty(report).map_err(|e| Error::Input(format!("cannot serialise records: {e}")))?;
+    std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+}
+
+fn print_report(report: &EvalReport, path: &Path, json: bool) -> Result<()> {
+    let s = &report.summary;
+    if json {
+        let doc = serde_json::json!({
+            "model": report.model, "data": report.data, "split": report.split, "limit": report.limit,
+            "plain_seconds": report.plain_seconds, "private_setup_seconds": report.private_setup_seconds,
+            "private_seconds": report.private_seconds, "summary": s, "records_file": path.display().to_string(),
+        });
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Input(format!("cannot serialise summary: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!("model {}, data {} ({} split, {} sentences)", report.model, report.data, report.split.name(), s.sentences);
+    let correct = (s.plain_accuracy * s.sentences as f64).round() as usize;
+    println!("plaintext accuracy {:.4} ({correct}/{})  [{:.1} s]", s.plain_accuracy, s.sentences, report.plain_seconds);
+    if s.plain_accuracy_by_origin.len() > 1 {
+        for (origin, n, acc) in &s.plain_accuracy_by_origin {
+            println!("  {origin:<10} {acc:.4} ({n})");
+        }
+    }
+    if let Some(p) = &s.private {
+        println!("private accuracy   {:.4}", p.accuracy);
+        println!("label agreement    {:.4}", p.agreement);
+        println!("worst pooled cosine {:.6}, max |logit error| {:.4}", p.worst_pooled_cosine, p.max_abs_logit_error);
+        println!(
+            "private: setup {:.1} s, {:.2} s and {:.1} MB per sentence",
+            report.private_setup_seconds.unwrap_or(0.0),
+            p.mean_seconds,
+            p.mean_bytes / 1e6
+        );
+    }
+    println!("records written to {}", path.display());
+    Ok(())
+}
+
+/// Keep `[A-Za-z0-9._-]`, replace anything else (e.g. path separators) with `_`.
+fn file_safe(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+}
+
+/// `2026-11-23T21:50:00Z` (`pretty`) or `20261123T215000Z`.
+pub fn utc_timestamp(t: SystemTime, pretty: bool) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    if pretty {
+        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    } else {
+        format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+    }
+}
+
+/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(utc_timestamp(UNIX_EPOCH, true), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_470_600); // 2026-11-23 21:50:00 UTC
+        assert_eq!(utc_timestamp(t, false), "20261123T215000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(utc_timestamp(leap, true), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn file_names_are_sanitised() {
+        assert_eq!(file_safe("minilm-l6"), "minilm-l6");
+        assert_eq!(file_safe("my model/x"), "my_model_x");
+    }
+}
