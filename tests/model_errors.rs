@@ -201,3 +201,12 @@ fn bad_token_ids_are_rejected_by_the_forward_pass() {
     tok.attention_mask = vec![0; tok.len()];
     assert!(matches!(fastlmpi::model::forward_f32(&model, &tok), Err(Error::Input(_))));
 }
+
+#[test]
+fn a_path_resolves_to_that_folder() {
+    let dir = scratch("by-path");
+    write_tiny_checkpoint(&dir, &TinySpec::bert()).unwrap();
+    let r = resolve(dir.to_str().unwrap(), false).unwrap();
+    assert_eq!((r.dir.as_path(), r.note), (dir.as_path(), None));
+    assert!(Model::load(&r.dir).is_ok());
+}

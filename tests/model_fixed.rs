@@ -81,3 +81,32 @@ fn coarser_fixed_point_is_measurably_worse() {
     assert!(fine > 0.0, "12-bit simulation is bit-identical to f32, which integer arithmetic cannot be");
     assert!(coarse > 4.0 * fine, "6-bit error {coarse:.2e} not clearly above 12-bit error {fine:.2e}");
 }
+
+/// Ignored: needs mpnet-base (400 MB, `scripts/fetch-models.sh mpnet-base`) and takes one to two minutes
+/// in a debug build. Same check as above on the BERT-base-shaped model, relative position bias included.
+#[test]
+#[ignore]
+fn mpnet_fixed_point_tracks_f32() {
+    let dir = match resolve("mpnet-base", false) {
+        Ok(r) => r.dir,
+        Err(e) => {
+            panic!("model `mpnet-base` is not available ({e}); fetch it with `scripts/fetch-models.sh mpnet-base`")
+        }
+    };
+    let model = Model::load(&dir).unwrap();
+    let fixed = FixedModel::new(&model, FixedConfig::default()).unwrap();
+    let t = Instant::now();
+    let mut worst = f64::INFINITY;
+    for text in SENTENCES {
+        let tok = model.public.encode(text, 128, false).unwrap();
+        let c =
+            cosine(&forward_f32(&model, &tok).unwrap().pooled.to_vec(), &fixed.forward(&tok).unwrap().pooled.to_vec());
+        assert!(c >= 0.999, "fixed-point pooled cosine {c:.6} < 0.999 for {text:?}");
+        worst = worst.min(c);
+    }
+    eprintln!(
+        "mpnet fixed point: worst pooled cosine over {} sentences {worst:.6}; {:?}",
+        SENTENCES.len(),
+        t.elapsed()
+    );
+}

@@ -281,6 +281,14 @@ pub fn relative_position_bias(server: &ServerWeights, cfg: &BertConfig, n: usize
         };
     };
     let heads = cfg.num_attention_heads;
+    let expected = [cfg.relative_attention_num_buckets, heads];
+    if table.shape() != expected {
+        return Err(Error::Shape {
+            tensor: "encoder.relative_attention_bias.weight".into(),
+            expected: expected.to_vec(),
+            got: table.shape().to_vec(),
+        });
+    }
     let mut bias = Array3::<f32>::zeros((heads, n, n));
     for i in 0..n {
         for j in 0..n {

@@ -45,7 +45,8 @@ pub fn resolve(name_or_path: &str, fetch_if_missing: bool) -> Result<ResolvedMod
 
 /// Resolve against an explicit models folder.
 ///
-/// * a path (contains a separator, starts with `.` or `~`, or names an existing folder) → that folder;
+/// * a path (contains a separator, starts with `.` or `~`, or names an existing folder) → that folder
+///   (known names win over a same-named folder in the working directory: write `./NAME` for the folder);
 /// * `minilm-l6`, `mpnet-base` → `MODELS/NAME/`, fetched with the fetch script when absent and allowed;
 /// * `bert-base` → `MODELS/bert-base/` if a user placed a checkpoint there, otherwise the `mpnet-base`
 ///   weights (same 12×768 shape), with a note saying so;
@@ -55,7 +56,7 @@ pub fn resolve_in(models: &Path, name_or_path: &str, fetch_if_missing: bool) -> 
     if arg.is_empty() {
         return Err(Error::Input(format!("empty model name; known models: {}", KNOWN_MODELS.join(", "))));
     }
-    if looks_like_path(arg) {
+    if !KNOWN_MODELS.contains(&arg) && looks_like_path(arg) {
         return resolve_path(Path::new(arg));
     }
     match arg {
