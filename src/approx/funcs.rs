@@ -27,7 +27,7 @@ pub fn erf(x: f64) -> f64 {
         term *= 2.0 * x2 / (2.0 * n + 3.0);
         sum += term;
         n += 1.0;
-        if term < sum * 1e-17 {
+        if term <= sum * 1e-17 {
             break;
         }
     }
@@ -183,8 +183,8 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: Some(Linear::IDENTITY),
             // GeLU''(x) = φ(x)(2 − x²) vanishes at ±√2 (inflection points).
             structural_knots: vec![SQRT_2],
-            default_segments: 9,
-            default_degree: 4,
+            default_segments: 7,
+            default_degree: 3,
             note: "exact erf-based GeLU; GeLU(x) - x/2 is even: the right half is fitted and \
                    mirrored; tails 0 and x",
         },
@@ -199,7 +199,7 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: None,
             structural_knots: vec![],
             default_segments: 6,
-            default_degree: 4,
+            default_degree: 3,
             note: "exp on x <= 0 (SoftMax after max subtraction, no range reduction); the tail \
                    knot -T is searched starting where exp(-T) < 2^-frac; inputs > 0 are outside \
                    the domain",
@@ -230,8 +230,8 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: Some(Linear::constant(1.0)),
             // tanh''' = 0 at ±atanh(1/√3): maximum curvature.
             structural_knots: vec![(1.0 / 3f64.sqrt()).atanh()],
-            default_segments: 7,
-            default_degree: 4,
+            default_segments: 9,
+            default_degree: 3,
             note: "tanh (BERT pooler); odd: the right half is fitted and mirrored; tails -1 and 1",
         },
         "sigmoid" => FunctionSpec {
@@ -245,8 +245,8 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: Some(Linear::constant(1.0)),
             // σ''' = 0 at ±ln(2 + √3).
             structural_knots: vec![(2.0 + 3f64.sqrt()).ln()],
-            default_segments: 7,
-            default_degree: 4,
+            default_segments: 9,
+            default_degree: 3,
             note: "sigmoid; sigmoid(-x) = 1 - sigmoid(x): the right half is fitted and mirrored; \
                    tails 0 and 1",
         },
@@ -261,7 +261,7 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: None,
             structural_knots: vec![],
             default_segments: 3,
-            default_degree: 4,
+            default_degree: 3,
             note: "1/sqrt(m) on the normalised interval m in [1, 4): LayerNorm's variance v is \
                    written v = 4^e * m (e from the position of the leading bit), then \
                    1/sqrt(v) = 2^-e / sqrt(m). Conservative default until activation ranges \
@@ -278,7 +278,7 @@ pub fn function_spec(name: &str) -> Result<FunctionSpec> {
             right_tail: None,
             structural_knots: vec![],
             default_segments: 2,
-            default_degree: 4,
+            default_degree: 3,
             note: "1/m on the normalised interval m in [1, 2): a SoftMax row sum s in [1, n] \
                    (n = sequence length, the row maximum contributes exp(0) = 1) is written \
                    s = 2^e * m, then 1/s = 2^-e / m. Conservative default until activation \

@@ -220,7 +220,8 @@ pub fn bumblebee_gelu() -> Result<PiecewisePoly> {
     )
 }
 
-/// Measures a published approximation at `spec` (acc_frac raised if its degree needs it).
+/// Measures a published approximation at `spec` (acc_frac raised to degree·in_frac + 8 if
+/// its degree needs it).
 pub fn compare_row(
     name: &str,
     poly: &PiecewisePoly,
@@ -229,7 +230,8 @@ pub fn compare_row(
     range: (f64, f64),
 ) -> Result<ComparisonRow> {
     let degree = poly.degree();
-    let acc_frac = spec.acc_frac.max(degree as u32 * spec.in_frac);
+    // Same headroom as our default (8 bits above degree·in_frac) for the top coefficient.
+    let acc_frac = spec.acc_frac.max(degree as u32 * spec.in_frac + 8);
     let spec = FixedEvalSpec { acc_frac, ..spec };
     let quantized = poly.quantize(spec)?;
     let (errors, _) = measure(poly, &quantized, f, range)?;
