@@ -132,8 +132,11 @@ fn continuity_constraints_hold_when_asked() {
         let (c0_value, _) = jumps(Continuity::C0);
         let (c1_value, c1_slope) = jumps(Continuity::C1);
         println!("{name}: jumps none {none_value:.2e}/{none_slope:.2e} c0 {c0_value:.2e} c1 {c1_value:.2e}/{c1_slope:.2e}");
-        assert!(c0_value < 1e-9 && c1_value < 1e-9, "{name}: value jumps {c0_value} {c1_value}");
-        assert!(c1_slope < 1e-6, "{name}: slope jump {c1_slope}");
+        // Exact before rounding; after it, only the coefficients that could not be frozen
+        // (rounded at 2^-(acc_frac - k·in_frac)) can open a jump.
+        assert!(c0_value < 1e-6 && c1_value < 1e-6, "{name}: value jumps {c0_value} {c1_value}");
+        assert!(c1_slope < 1e-5, "{name}: slope jump {c1_slope}");
+        assert!(c1_slope < none_slope / 100.0);
         assert!(none_value > 1e-7, "{name}: unconstrained fit unexpectedly continuous");
     }
 }
@@ -164,7 +167,11 @@ fn checked_in_sets_are_consistent_with_their_polynomials() {
         assert_eq!(file.poly.quantize(file.spec).unwrap(), file.quantized, "{name}");
         let func = function_spec(name).unwrap();
         let (errors, segments) = measure(&file.poly, &file.quantized, func.f, file.range).unwrap();
-        assert_eq!(errors, file.errors, "{name}: recorded errors differ");
+        // Max errors are exact; means may differ in the last bits between optimisation levels.
+        for (got, want) in [(errors.f64, file.errors.f64), (errors.fixed, file.errors.fixed), (errors.horner, file.errors.horner)] {
+            assert_eq!((got.max_abs, got.argmax, got.points), (want.max_abs, want.argmax, want.points), "{name}");
+            assert!((got.mean_abs - want.mean_abs).abs() <= 1e-9 * want.mean_abs, "{name}");
+        }
         assert_eq!(segments, file.segment_errors, "{name}");
         assert_eq!(file.quantized.accumulator_profile(file.range).unwrap(), file.accumulator, "{name}");
         assert_fixed_matches_f64(&file.poly, file.spec, file.range, name);

@@ -1,5 +1,5 @@
-//! SVG plot: the function with its approximations (top panel) and their fixed-point errors
-//! (bottom panel).
+//! SVG plot: the function with its approximations (top panel) and their absolute fixed-point
+//! errors on a log scale (bottom panel), so errors from 1e-5 to 1e-1 are all readable.
 
 use std::path::Path;
 
@@ -17,6 +17,8 @@ pub struct PlotCurve<'a> {
 }
 
 const SAMPLES: usize = 1600;
+/// Errors below this are drawn at this value (log axis).
+const ERROR_FLOOR: f64 = 1e-6;
 const COLOURS: [RGBColor; 5] = [RED, BLUE, GREEN, MAGENTA, CYAN];
 
 fn plot_error(e: impl std::fmt::Display) -> Error {
@@ -41,7 +43,7 @@ pub fn write_svg(
                 .map(|&x| {
                     let xi = (x * in_s).round() as i64;
                     let y = c.quantized.eval(xi).map(|y| y as f64 / out_s).unwrap_or(f64::NAN);
-                    (x, y - f(xi as f64 / in_s))
+                    (x, (y - f(xi as f64 / in_s)).abs().max(ERROR_FLOOR))
                 })
                 .collect()
         })
@@ -49,7 +51,7 @@ pub fn write_svg(
     let ys: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let pad = 0.05 * (ymax - ymin).max(1e-9);
-    let emax = errors.iter().flatten().map(|(_, e)| e.abs()).filter(|e| e.is_finite()).fold(1e-9f64, f64::max) * 1.1;
+    let emax = errors.iter().flatten().map(|(_, e)| *e).filter(|e| e.is_finite()).fold(1e-5f64, f64::max) * 2.0;
 
     let root = SVGBackend::new(path, (1000, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
@@ -79,13 +81,19 @@ pub fn write_svg(
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_error)?;
 
     let mut err_chart = ChartBuilder::on(&bottom)
-        .caption("fixed-point error (approximation − reference)", ("sans-serif", 16))
+        .caption("absolute fixed-point error |approximation − reference| (log scale)", ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(range.0..range.1, -emax..emax)
+        .build_cartesian_2d(range.0..range.1, (ERROR_FLOOR..emax).log_scale())
         .map_err(plot_error)?;
-    err_chart.configure_mesh().x_desc("x").y_desc("error").draw().map_err(plot_error)?;
+    err_chart
+        .configure_mesh()
+        .x_desc("x")
+        .y_desc("|error|")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()
+        .map_err(plot_error)?;
     for (i, (c, e)) in curves.iter().zip(&errors).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         err_chart
