@@ -453,3 +453,34 @@ fn multiplication_square_and_fixed_point_product() {
     }
     assert_cost(&s, &c, &mul_trunc_cost(xs.len(), ring, s_bits, TruncMode::Faithful));
 }
+
+#[test]
+fn gelu_style_segment_indicators_are_one_hot() {
+    use fastlmpi::proto::cmp::segment_indicators;
+    let ring = Ring::new(37).unwrap();
+    let (k, d) = (20u32, 5u32);
+    let grid = 1i64 << d;
+    let round = |v: f64| ((v * 4096.0 / grid as f64).round() as i64) * grid;
+    let bps = [round(-5.075), round(-std::f64::consts::SQRT_2), round(std::f64::consts::SQRT_2), round(5.075)];
+    let mut r = rng(61);
+    let mut extra = Vec::new();
+    for &t in &bps {
+        extra.extend_from_slice(&[t - 1, t, t + 1, t + 2 * grid - 2, t + 2 * grid - 3]);
+    }
+    let vals = signed_values(ring, 17, &extra, 400, &mut r);
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    for (kk, dd) in [(37u32, 0u32), (k, d)] {
+        let (s, c) = run(|p| segment_indicators(p, ring, if p.is_server() { &x0 } else { &x1 }, &bps, kk, dd));
+        let ind: Vec<Vec<u8>> = s.out.iter().zip(&c.out).map(|(a, b)| bools(a, b)).collect();
+        let window = (1i64 << (dd + 1)) - 2;
+        for (i, &v) in vals.iter().enumerate() {
+            let hot: Vec<usize> = (0..ind.len()).filter(|&j| ind[j][i] == 1).collect();
+            assert_eq!(hot.len(), 1, "x={v}: not one-hot");
+            let exact = bps.iter().filter(|&&t| t <= v).count();
+            let near = bps.iter().any(|&t| (0..window).contains(&(v - t)));
+            assert!(hot[0] == exact || (near && hot[0] + 1 == exact), "x={v} got segment {} want {exact}", hot[0]);
+        }
+        assert_cost(&s, &c, &lt_public_cost(vals.len(), bps.len(), kk, dd));
+    }
+}

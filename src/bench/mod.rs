@@ -1,1 +1,3 @@
 //! Benchmarks and reports: per-layer / per-operator records, JSON and SVG output.
+
+pub mod toolkit;

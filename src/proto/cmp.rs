@@ -266,6 +266,37 @@ pub fn lt_const(p: &mut Party, ring: Ring, x: &[u64], t: i64) -> Result<BitShare
     v.pop().ok_or_else(|| Error::protocol("comparison", "no output"))
 }
 
+/// One-hot segment indicators for sorted public breakpoints `T_0 < … < T_{m−1}`: returns
+/// `m + 1` shares, `b_0 = [x < T_0]`, `b_i = [T_{i−1} ≤ x < T_i]`, `b_m = [x ≥ T_{m−1}]`.
+/// One batched comparison; the indicators are XORs of adjacent `[x < T_i]` bits (monotone in
+/// `i`), so no AND is needed. With a reduced width (`d > 0`) every comparison sees the same
+/// share-dependent offset `e` **if every `T_i` is a multiple of `2^d`**; the indicators are
+/// then exactly one-hot for the shifted input `x − e`, `0 ≤ e ≤ 2^(d+1) − 2` (the breakpoints
+/// move by less than `2^(d+1)` units). Otherwise an error is returned for `d > 0`.
+pub fn segment_indicators(p: &mut Party, ring: Ring, x: &[u64], breakpoints: &[i64], k: u32, d: u32) -> Result<Vec<BitShare>> {
+    if breakpoints.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::Config("segment breakpoints must be strictly increasing".into()));
+    }
+    if d > 0 && breakpoints.iter().any(|&t| t.rem_euclid(1i64 << d) != 0) {
+        return Err(Error::Config(format!("reduced segment selection needs breakpoints that are multiples of 2^{d}")));
+    }
+    let lt = lt_public(p, ring, x, breakpoints, k, d)?;
+    let mut out = Vec::with_capacity(lt.len() + 1);
+    let mut prev: Option<&BitShare> = None;
+    for cur in &lt {
+        out.push(match prev {
+            None => cur.clone(),
+            Some(prev) => bits::xor(cur, prev),
+        });
+        prev = Some(cur);
+    }
+    match lt.last() {
+        Some(last) => out.push(bits::not(p, last)),
+        None => out.push(bits::public(p, &vec![1; x.len()])),
+    }
+    Ok(out)
+}
+
 /// Documented cost of [`millionaire_gt`] on `n` inputs of `w` bits (chunked by `CHUNK`).
 pub fn millionaire_cost(n: usize, w: u32) -> Cost {
     let q = digit_count(w);
