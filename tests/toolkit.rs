@@ -46,14 +46,17 @@ mod support {
         }
         impl Ot for IdealOt {
             fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], _bits: u32) -> Result<()> {
+                ch.recv_u64()?;
                 let flat: Vec<u64> = msgs.iter().flat_map(|m| [m[0], m[1]]).collect();
                 ch.send_u64s(&flat)
             }
             fn recv_chosen(&mut self, ch: &mut dyn Channel, choices: &[bool], _bits: u32) -> Result<Vec<u64>> {
+                ch.send_u64(choices.len() as u64)?;
                 let flat = ch.recv_u64s(2 * choices.len())?;
                 Ok(choices.iter().enumerate().map(|(i, &c)| flat[2 * i + c as usize]).collect())
             }
             fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+                ch.recv_u64()?;
                 let x: Vec<u64> = deltas.iter().map(|_| self.rng.next_u64() & mask(bits)).collect();
                 let flat: Vec<u64> = x.iter().zip(deltas).flat_map(|(&x, &d)| [x, x.wrapping_add(d) & mask(bits)]).collect();
                 ch.send_u64s(&flat)?;
@@ -63,9 +66,11 @@ mod support {
                 self.recv_chosen(ch, choices, bits)
             }
             fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], _n: usize, _bits: u32) -> Result<()> {
+                ch.recv_u64()?;
                 ch.send_u64s(msgs)
             }
             fn recv_1_of_n(&mut self, ch: &mut dyn Channel, choices: &[u8], n: usize, _bits: u32) -> Result<Vec<u64>> {
+                ch.send_u64(choices.len() as u64)?;
                 let flat = ch.recv_u64s(n * choices.len())?;
                 Ok(choices.iter().enumerate().map(|(i, &c)| flat[i * n + c as usize]).collect())
             }
@@ -87,6 +92,13 @@ mod support {
 
     fn side<T>(ch: &mut dyn Channel, role: Role, f: &(dyn Fn(&mut Party) -> Result<T> + Sync)) -> Result<Side<T>> {
         let mut ot = new_ot(ch, role)?;
+        // Settle the channel direction (server sent last, client received last) so that the
+        // first flight of the protocol is counted as a round on both sides.
+        if role.is_server() {
+            ch.send_bytes(&[0])?;
+        } else {
+            ch.recv_bytes(&mut [0u8])?;
+        }
         let mut p = Party::new(role, ch, &mut *ot);
         let before = p.stats();
         let out = f(&mut p)?;
@@ -102,8 +114,10 @@ mod support {
     /// Both parties observed exactly the documented OT counts and own-message bytes, and
     /// both saw the same number of own bytes.
     pub fn assert_cost<T>(s: &Side<T>, c: &Side<T>, want: &Cost) {
-        assert_eq!(&s.cost(), want, "server-observed cost");
-        assert_eq!(&c.cost(), want, "client-observed cost");
+        assert_eq!(s.cost(), want.without_steps(), "server-observed cost");
+        assert_eq!(c.cost(), want.without_steps(), "client-observed cost");
+        assert_eq!(s.stats.rounds, want.rounds(), "server rounds");
+        assert_eq!(c.stats.rounds, want.rounds(), "client rounds");
     }
 
     pub fn rng(seed: u64) -> ChaCha20Rng {

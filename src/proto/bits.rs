@@ -29,7 +29,7 @@
 
 use rand::RngCore;
 
-use super::ctx::{same_len, Cost, Party};
+use super::ctx::{same_len, Cost, Party, Step};
 use crate::error::{Error, Result};
 
 /// XOR share of a bit vector, one bit (0/1) per byte.
@@ -175,7 +175,7 @@ pub fn and_cost(m: usize) -> Cost {
     if m == 0 {
         return Cost::default();
     }
-    Cost::cot(1, 2 * m) + Cost::own(and_exchange_bytes(m))
+    (Cost::cot(1, 2 * m) + Cost::own(and_exchange_bytes(m))).then(&[Step::OtServerSends, Step::OtClientSends, Step::Exchange])
 }
 
 #[cfg(test)]

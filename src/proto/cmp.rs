@@ -57,7 +57,7 @@ use rand::RngCore;
 use rayon::prelude::*;
 
 use super::bits::{self, and_with, bit_triples, BitShare};
-use super::ctx::{Cost, Party, CHUNK};
+use super::ctx::{Cost, Party, Step, CHUNK};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -308,11 +308,15 @@ pub fn millionaire_cost(n: usize, w: u32) -> Cost {
     while left > 0 {
         let c = left.min(CHUNK);
         left -= c;
-        cost = cost + Cost::cot(1, 2 * c * millionaire_and_count(q)) + Cost::one_of_n(RADIX, 2, c * q);
+        let ands = millionaire_and_count(q);
+        if ands > 0 {
+            cost = cost + Cost::cot(1, 2 * c * ands).then(&[Step::OtServerSends, Step::OtClientSends]);
+        }
+        cost = cost + Cost::one_of_n(RADIX, 2, c * q).then(&[Step::OtServerSends]);
         let mut nodes = q;
         while nodes > 1 {
             let ands_in_level = 2 * (nodes / 2) - 1;
-            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level));
+            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level)).then(&[Step::Exchange]);
             nodes = nodes.div_ceil(2);
         }
     }

@@ -49,7 +49,7 @@
 
 use super::b2a::{b2a_ring, b2a_ring_cost};
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party};
+use super::ctx::{Cost, Party, Step};
 use super::trunc::{trunc, trunc_cost, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::{Field, Ring};
@@ -155,7 +155,7 @@ pub fn field_to_ring_trunc_cost(n: usize, field: Field, ring: Ring, bound_bits: 
 
 /// Documented cost of [`ring_to_field`] on `n` elements.
 pub fn ring_to_field_cost(n: usize, field: Field) -> Cost {
-    Cost::chosen(field.bits(), n)
+    Cost::chosen(field.bits(), n).then(&[Step::OtServerSends])
 }
 
 #[cfg(test)]

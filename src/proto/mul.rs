@@ -32,7 +32,7 @@
 
 use rayon::prelude::*;
 
-use super::ctx::{same_len, Cost, Party, CHUNK};
+use super::ctx::{same_len, Cost, Party, Step, CHUNK};
 use super::trunc::{trunc, trunc_cost, TruncMode};
 use crate::error::Result;
 use crate::share::Ring;
@@ -95,12 +95,15 @@ pub fn mul_trunc(p: &mut Party, ring: Ring, x: &[u64], y: &[u64], s: u32, mode: 
 
 /// Documented cost of [`mul`] on `n` elements.
 pub fn mul_cost(n: usize, ring: Ring) -> Cost {
-    Cost::cot(ring.bits(), 2 * ring.bits() as usize * n)
+    let chunks = n.div_ceil(CHUNK);
+    let steps: Vec<Step> = (0..chunks).flat_map(|_| [Step::OtServerSends, Step::OtClientSends]).collect();
+    Cost::cot(ring.bits(), 2 * ring.bits() as usize * n).then(&steps)
 }
 
 /// Documented cost of [`square`] on `n` elements.
 pub fn square_cost(n: usize, ring: Ring) -> Cost {
-    Cost::cot(ring.bits(), ring.bits() as usize * n)
+    let steps = vec![Step::OtServerSends; n.div_ceil(CHUNK)];
+    Cost::cot(ring.bits(), ring.bits() as usize * n).then(&steps)
 }
 
 /// Documented cost of [`mul_trunc`] on `n` elements.

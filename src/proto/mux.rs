@@ -19,7 +19,7 @@
 //! receiver privacy). Outputs are fresh uniform shares of `b·x`.
 
 use super::bits::BitShare;
-use super::ctx::{same_len, Cost, Party};
+use super::ctx::{same_len, Cost, Party, Step};
 use crate::error::Result;
 use crate::share::Ring;
 
@@ -57,5 +57,5 @@ pub fn mux(p: &mut Party, ring: Ring, b: &BitShare, x: &[u64]) -> Result<Vec<u64
 
 /// Documented cost of [`mux`] on `n` elements.
 pub fn mux_cost(n: usize, ring: Ring) -> Cost {
-    Cost::cot(ring.bits(), 2 * n)
+    Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
 }

@@ -36,7 +36,7 @@
 //! shares reveal nothing.
 
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party};
+use super::ctx::{Cost, Party, Step};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -139,8 +139,8 @@ pub fn trunc_cost(n: usize, ring: Ring, s: u32, mode: TruncMode) -> Cost {
         return Cost::default();
     }
     match mode {
-        TruncMode::Faithful => millionaire_cost(n, s) + Cost::cot(ring.bits(), 2 * n),
-        TruncMode::Approx => Cost::cot(s, n),
+        TruncMode::Faithful => millionaire_cost(n, s) + Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends]),
+        TruncMode::Approx => Cost::cot(s, n).then(&[Step::OtServerSends]),
     }
 }
 
