@@ -154,3 +154,22 @@ pub fn run_toolkit_bench_with(sizes: &[usize], make_ot: OtFactory) -> Result<Val
         "rows": rows,
     }))
 }
+
+/// A Markdown table of a [`run_toolkit_bench_with`] result.
+pub fn table(v: &Value) -> String {
+    let mut out = String::from("| op | params | n | µs/elem | bytes/elem | OTs/elem | rounds | total s |\n|---|---|---|---|---|---|---|---|\n");
+    for row in v["rows"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {:.2} |\n",
+            row["op"].as_str().unwrap_or("?"),
+            row["params"],
+            row["n"],
+            row["us_per_element"].as_f64().unwrap_or(f64::NAN),
+            row["bytes_per_element"].as_f64().unwrap_or(f64::NAN),
+            row["ots_per_element"].as_f64().unwrap_or(f64::NAN),
+            row["rounds"],
+            row["seconds"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    out
+}

@@ -17,7 +17,7 @@
 //! **Domain / error.** Any bits; exact.
 //!
 //! **Bytes per element.** Ring: `C_cot(ℓ)` (one ℓ-bit correlated OT). Field: `C_ot(⌈log2 p⌉)`
-//! (one chosen OT with `bits(p)`-bit messages). No other traffic. Flights: 1 OT batch.
+//! (one chosen OT with `bits(p)`-bit messages). No other traffic. Flights: 2 (one OT batch).
 //!
 //! **Security (semi-honest).** The client's view is one OT output, uniform because `r` is
 //! uniform over the whole ring/field; the server learns nothing (OT receiver privacy).

@@ -20,7 +20,8 @@
 //! **Domain / error.** Any bits; exact.
 //!
 //! **Cost per AND.** 2 correlated OTs of 1 bit + 2 bits sent by each party (own messages:
-//! `2·⌈2m/8⌉` bytes in total for a batch of `m`). Flights: 2 COT batches + 1 exchange.
+//! `2·⌈2m/8⌉` bytes in total for a batch of `m`). Flights: 5 for [`and`] (2 COT batches, 1
+//! exchange, adjacent same-direction flights merged).
 //!
 //! **Security (semi-honest).** The COT outputs of a party are uniform and independent of the
 //! peer's bits (COT security), so triples are uniformly random shares. The opened `d, e` are

@@ -30,7 +30,9 @@
 //! w = 36, q = 9, A = 12). Bytes per element: `q·C16 + 2A·C_cot(1) + 2·(2A)/8` where `C16`
 //! is the OT layer's cost of one 1-out-of-16 OT with 2-bit messages and `C_cot(1)` of one
 //! 1-bit correlated OT (the last term is the toolkit's own opening traffic, bit-packed per
-//! level). Flights: 2 COT batches + 1 OT-16 batch + L exchanges.
+//! level). Flights (each OT batch = receiver flight + sender flight; counted by
+//! [`super::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 3` for `q ≥ 2`,
+//! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 11 flights).
 //!
 //! **Domains and exactness.**
 //! * `msb`, `drelu`: exact for every ring element (two's complement sign).
@@ -346,6 +348,19 @@ mod tests {
         assert_eq!(millionaire_and_count(10), 2 * 9 - 4);
         assert_eq!(tree_levels(9), 4);
         assert_eq!(tree_levels(1), 0);
+    }
+
+    #[test]
+    fn documented_round_counts() {
+        use crate::proto::trunc::{trunc_cost, TruncMode};
+        let ring = Ring::new(37).unwrap();
+        assert_eq!(millionaire_cost(10, 36).rounds(), 2 * 4 + 3);
+        assert_eq!(millionaire_cost(10, 4).rounds(), 2);
+        assert_eq!(trunc_cost(10, ring, 12, TruncMode::Faithful).rounds(), 8);
+        assert_eq!(trunc_cost(10, ring, 4, TruncMode::Faithful).rounds(), 4);
+        assert_eq!(trunc_cost(10, ring, 12, TruncMode::Approx).rounds(), 2);
+        // Two chunks repeat the step list.
+        assert_eq!(millionaire_cost(CHUNK + 1, 36).rounds(), 2 * (2 * 4 + 3) - 1);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //! needs `|x·y| < 2^(ℓ−2)` and has the error of the chosen truncation mode.
 //!
 //! **Bytes per element.** `mul`: `2ℓ·C_cot(ℓ)`; `square`: `ℓ·C_cot(ℓ)`; `mul_trunc` adds the
-//! truncation cost. (Sending bit `j` with `ℓ − j` bits instead of ℓ would save about
+//! truncation cost. Flights per chunk of `CHUNK` elements: `mul` 3, `square` 2. (Sending bit `j` with `ℓ − j` bits instead of ℓ would save about
 //! `ℓ²/2` bits per cross term but needs ℓ OT batches of different widths; not done.)
 //! With IKNP-style COT (about 128 + ℓ bits each) this is ≈ 2·37·(128+37)/8 ≈ 1.5 KB per
 //! product at ℓ = 37 — the reason HE-generated triples are measured as the alternative.

@@ -12,7 +12,8 @@
 //!
 //! **Domain / error.** Any `x ∈ Z_{2^ℓ}`, any bit; exact.
 //!
-//! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 2 OT batches.
+//! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 3 (two OT batches in opposite directions share
+//! one flight).
 //!
 //! **Security (semi-honest).** Each party sees only the output of one correlated OT as
 //! receiver, which is masked by the sender's uniform `s`; as sender it sees nothing (OT
