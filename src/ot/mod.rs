@@ -8,6 +8,10 @@
 //! Both parties must call matching methods in the same order (sender side on one party,
 //! receiver side on the other), with equal batch lengths, `n` and `bits`.
 
+pub mod header;
+#[cfg(any(test, feature = "insecure-test-doubles"))]
+pub mod ideal;
+
 use crate::error::Result;
 use crate::net::Channel;
 
