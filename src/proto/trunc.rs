@@ -28,8 +28,8 @@
 //! **Error bound.** Faithful: exact. Approx: `−1 ≤ out − ⌊x/2^s⌋ ≤ 0`.
 //!
 //! **Bytes per element.** Faithful: `M(s) + 2·C_cot(ℓ)` where `M(s)` is the millionaire cost on
-//! `s` bits (`cmp`). Approx: `C_cot(s)`. Flights: faithful = millionaire flights + 1 (`2L + 4`,
-//! e.g. 8 for s = 12: q = 3, L = 2; 4 for s ≤ 4); approx = 2.
+//! `s` bits (`cmp`). Approx: `C_cot(s)`. Flights: faithful = millionaire flights + 1 (`2L + 2`,
+//! e.g. 6 for s = 12: q = 3, L = 2; 4 for s ≤ 4); approx = 2.
 //!
 //! **Security (semi-honest).** Composition of the millionaire, B2A and correlated-OT products,
 //! each of which hands out fresh uniform shares; no value is ever opened. Local shifts of
