@@ -5,7 +5,7 @@
 //! cost formula.
 
 use fastlmpi::net::{run_pair, Channel, CommStats};
-use fastlmpi::ot::Ot;
+use fastlmpi::ot::{Ot, OtSession};
 use fastlmpi::proto::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::bits::{and, and_cost};
 use fastlmpi::proto::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
@@ -25,56 +25,9 @@ use rand_chacha::ChaCha20Rng;
 mod support {
     use super::*;
 
-    /// The OT session each party uses in these tests.
+    /// The OT session each party uses in these tests: the real one (base OTs + IKNP).
     pub fn new_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
-        Ok(Box::new(ideal::IdealOt::new(role, ch)?))
-    }
-
-    pub mod ideal {
-        //! Temporary stand-in until the OT layer lands (sends both messages in the clear).
-        use super::*;
-        pub struct IdealOt {
-            rng: ChaCha20Rng,
-        }
-        impl IdealOt {
-            pub fn new(_role: Role, _ch: &mut dyn Channel) -> Result<Self> {
-                Ok(IdealOt { rng: ChaCha20Rng::from_os_rng() })
-            }
-        }
-        fn mask(bits: u32) -> u64 {
-            if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }
-        }
-        impl Ot for IdealOt {
-            fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], _bits: u32) -> Result<()> {
-                ch.recv_u64()?;
-                let flat: Vec<u64> = msgs.iter().flat_map(|m| [m[0], m[1]]).collect();
-                ch.send_u64s(&flat)
-            }
-            fn recv_chosen(&mut self, ch: &mut dyn Channel, choices: &[bool], _bits: u32) -> Result<Vec<u64>> {
-                ch.send_u64(choices.len() as u64)?;
-                let flat = ch.recv_u64s(2 * choices.len())?;
-                Ok(choices.iter().enumerate().map(|(i, &c)| flat[2 * i + c as usize]).collect())
-            }
-            fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-                ch.recv_u64()?;
-                let x: Vec<u64> = deltas.iter().map(|_| self.rng.next_u64() & mask(bits)).collect();
-                let flat: Vec<u64> = x.iter().zip(deltas).flat_map(|(&x, &d)| [x, x.wrapping_add(d) & mask(bits)]).collect();
-                ch.send_u64s(&flat)?;
-                Ok(x)
-            }
-            fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
-                self.recv_chosen(ch, choices, bits)
-            }
-            fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], _n: usize, _bits: u32) -> Result<()> {
-                ch.recv_u64()?;
-                ch.send_u64s(msgs)
-            }
-            fn recv_1_of_n(&mut self, ch: &mut dyn Channel, choices: &[u8], n: usize, _bits: u32) -> Result<Vec<u64>> {
-                ch.send_u64(choices.len() as u64)?;
-                let flat = ch.recv_u64s(n * choices.len())?;
-                Ok(choices.iter().enumerate().map(|(i, &c)| flat[i * n + c as usize]).collect())
-            }
-        }
+        Ok(Box::new(OtSession::setup(ch, role)?))
     }
 
     /// One party's result of a two-party run.

@@ -101,6 +101,16 @@ fn record(name: &str, params: Value, n: usize, m: &Measured) -> Value {
     })
 }
 
+/// Benchmark every toolkit operation for each batch size with the real OT session
+/// ([`crate::ot::OtSession`]: base OTs, then IKNP extension).
+pub fn run_toolkit_bench(sizes: &[usize]) -> Result<Value> {
+    run_toolkit_bench_with(sizes, real_ot)
+}
+
+fn real_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
+    Ok(Box::new(crate::ot::OtSession::setup(ch, role)?))
+}
+
 /// Benchmark every toolkit operation for each batch size, with the OT sessions `make_ot` builds.
 pub fn run_toolkit_bench_with(sizes: &[usize], make_ot: OtFactory) -> Result<Value> {
     let r37 = Ring::new(37)?;
