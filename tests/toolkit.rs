@@ -5,7 +5,7 @@
 //! cost formula.
 
 use fastlmpi::net::{run_pair, Channel, CommStats};
-use fastlmpi::ot::Ot;
+use fastlmpi::ot::{Ot, OtSession};
 use fastlmpi::proto::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::bits::{and, and_cost};
 use fastlmpi::proto::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
@@ -25,51 +25,9 @@ use rand_chacha::ChaCha20Rng;
 mod support {
     use super::*;
 
-    /// The OT session each party uses in these tests.
+    /// The OT session each party uses in these tests: the real one (base OTs + IKNP).
     pub fn new_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
-        Ok(Box::new(ideal::IdealOt::new(role, ch)?))
-    }
-
-    pub mod ideal {
-        //! Temporary stand-in until the OT layer lands (sends both messages in the clear).
-        use super::*;
-        pub struct IdealOt {
-            rng: ChaCha20Rng,
-        }
-        impl IdealOt {
-            pub fn new(_role: Role, _ch: &mut dyn Channel) -> Result<Self> {
-                Ok(IdealOt { rng: ChaCha20Rng::from_os_rng() })
-            }
-        }
-        fn mask(bits: u32) -> u64 {
-            if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 }
-        }
-        impl Ot for IdealOt {
-            fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], _bits: u32) -> Result<()> {
-                let flat: Vec<u64> = msgs.iter().flat_map(|m| [m[0], m[1]]).collect();
-                ch.send_u64s(&flat)
-            }
-            fn recv_chosen(&mut self, ch: &mut dyn Channel, choices: &[bool], _bits: u32) -> Result<Vec<u64>> {
-                let flat = ch.recv_u64s(2 * choices.len())?;
-                Ok(choices.iter().enumerate().map(|(i, &c)| flat[2 * i + c as usize]).collect())
-            }
-            fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-                let x: Vec<u64> = deltas.iter().map(|_| self.rng.next_u64() & mask(bits)).collect();
-                let flat: Vec<u64> = x.iter().zip(deltas).flat_map(|(&x, &d)| [x, x.wrapping_add(d) & mask(bits)]).collect();
-                ch.send_u64s(&flat)?;
-                Ok(x)
-            }
-            fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
-                self.recv_chosen(ch, choices, bits)
-            }
-            fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], _n: usize, _bits: u32) -> Result<()> {
-                ch.send_u64s(msgs)
-            }
-            fn recv_1_of_n(&mut self, ch: &mut dyn Channel, choices: &[u8], n: usize, _bits: u32) -> Result<Vec<u64>> {
-                let flat = ch.recv_u64s(n * choices.len())?;
-                Ok(choices.iter().enumerate().map(|(i, &c)| flat[i * n + c as usize]).collect())
-            }
-        }
+        Ok(Box::new(OtSession::setup(ch, role)?))
     }
 
     /// One party's result of a two-party run.
@@ -87,6 +45,13 @@ mod support {
 
     fn side<T>(ch: &mut dyn Channel, role: Role, f: &(dyn Fn(&mut Party) -> Result<T> + Sync)) -> Result<Side<T>> {
         let mut ot = new_ot(ch, role)?;
+        // Settle the channel direction (server sent last, client received last) so that the
+        // first flight of the protocol is counted as a round on both sides.
+        if role.is_server() {
+            ch.send_bytes(&[0])?;
+        } else {
+            ch.recv_bytes(&mut [0u8])?;
+        }
         let mut p = Party::new(role, ch, &mut *ot);
         let before = p.stats();
         let out = f(&mut p)?;
@@ -102,8 +67,10 @@ mod support {
     /// Both parties observed exactly the documented OT counts and own-message bytes, and
     /// both saw the same number of own bytes.
     pub fn assert_cost<T>(s: &Side<T>, c: &Side<T>, want: &Cost) {
-        assert_eq!(&s.cost(), want, "server-observed cost");
-        assert_eq!(&c.cost(), want, "client-observed cost");
+        assert_eq!(s.cost(), want.without_steps(), "server-observed cost");
+        assert_eq!(c.cost(), want.without_steps(), "client-observed cost");
+        assert_eq!(s.stats.rounds, want.rounds(), "server rounds");
+        assert_eq!(c.stats.rounds, want.rounds(), "client rounds");
     }
 
     pub fn rng(seed: u64) -> ChaCha20Rng {
@@ -452,4 +419,35 @@ fn multiplication_square_and_fixed_point_product() {
         assert_eq!(ring.to_signed(got[i]), (xs[i] * ys[i]) >> s_bits);
     }
     assert_cost(&s, &c, &mul_trunc_cost(xs.len(), ring, s_bits, TruncMode::Faithful));
+}
+
+#[test]
+fn gelu_style_segment_indicators_are_one_hot() {
+    use fastlmpi::proto::cmp::segment_indicators;
+    let ring = Ring::new(37).unwrap();
+    let (k, d) = (20u32, 5u32);
+    let grid = 1i64 << d;
+    let round = |v: f64| ((v * 4096.0 / grid as f64).round() as i64) * grid;
+    let bps = [round(-5.075), round(-std::f64::consts::SQRT_2), round(std::f64::consts::SQRT_2), round(5.075)];
+    let mut r = rng(61);
+    let mut extra = Vec::new();
+    for &t in &bps {
+        extra.extend_from_slice(&[t - 1, t, t + 1, t + 2 * grid - 2, t + 2 * grid - 3]);
+    }
+    let vals = signed_values(ring, 17, &extra, 400, &mut r);
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    for (kk, dd) in [(37u32, 0u32), (k, d)] {
+        let (s, c) = run(|p| segment_indicators(p, ring, if p.is_server() { &x0 } else { &x1 }, &bps, kk, dd));
+        let ind: Vec<Vec<u8>> = s.out.iter().zip(&c.out).map(|(a, b)| bools(a, b)).collect();
+        let window = (1i64 << (dd + 1)) - 2;
+        for (i, &v) in vals.iter().enumerate() {
+            let hot: Vec<usize> = (0..ind.len()).filter(|&j| ind[j][i] == 1).collect();
+            assert_eq!(hot.len(), 1, "x={v}: not one-hot");
+            let exact = bps.iter().filter(|&&t| t <= v).count();
+            let near = bps.iter().any(|&t| (0..window).contains(&(v - t)));
+            assert!(hot[0] == exact || (near && hot[0] + 1 == exact), "x={v} got segment {} want {exact}", hot[0]);
+        }
+        assert_cost(&s, &c, &lt_public_cost(vals.len(), bps.len(), kk, dd));
+    }
 }

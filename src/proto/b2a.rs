@@ -17,7 +17,7 @@
 //! **Domain / error.** Any bits; exact.
 //!
 //! **Bytes per element.** Ring: `C_cot(ℓ)` (one ℓ-bit correlated OT). Field: `C_ot(⌈log2 p⌉)`
-//! (one chosen OT with `bits(p)`-bit messages). No other traffic. Flights: 1 OT batch.
+//! (one chosen OT with `bits(p)`-bit messages). No other traffic. Flights: 2 (one OT batch).
 //!
 //! **Security (semi-honest).** The client's view is one OT output, uniform because `r` is
 //! uniform over the whole ring/field; the server learns nothing (OT receiver privacy).
@@ -26,7 +26,7 @@
 use rand::RngCore;
 
 use super::bits::BitShare;
-use super::ctx::{Cost, Party};
+use super::ctx::{Cost, Party, Step};
 use crate::error::Result;
 use crate::share::{Field, Ring};
 
@@ -63,12 +63,12 @@ pub fn b2a_field(p: &mut Party, field: Field, b: &[u8]) -> Result<Vec<u64>> {
 
 /// Documented cost of [`b2a_ring`] on `n` bits.
 pub fn b2a_ring_cost(n: usize, ring: Ring) -> Cost {
-    Cost::cot(ring.bits(), n)
+    Cost::cot(ring.bits(), n).then(&[Step::OtServerSends])
 }
 
 /// Documented cost of [`b2a_field`] on `n` bits.
 pub fn b2a_field_cost(n: usize, field: Field) -> Cost {
-    Cost::chosen(field.bits(), n)
+    Cost::chosen(field.bits(), n).then(&[Step::OtServerSends])
 }
 
 /// Uniformly random bits, one per byte (used by tests and benchmarks of boolean protocols).

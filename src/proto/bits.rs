@@ -1,8 +1,8 @@
 //! Boolean (XOR) shares and the bit-AND protocol.
 //!
 //! **Reference.** Beaver multiplication triples (CRYPTO'91) over Z_2, generated with
-//! oblivious transfer as in CrypTFlow2 (Rathee et al., CCS'20, §3, "F_AND" from OT) —
-//! here from two batches of 1-bit correlated OTs (one in each direction).
+//! oblivious transfer as in CrypTFlow2 (Rathee et al., CCS'20, §3.1.1): two triples from one
+//! 1-out-of-16 OT with 2-bit messages.
 //!
 //! **Representation.** A [`BitShare`] is a `Vec<u8>` holding one bit (0 or 1) per byte; the
 //! shared bit is `b = b_S ⊕ b_C`. On the wire bits are packed 8 per byte ([`pack`]).
@@ -11,25 +11,27 @@
 //! random triples `[a],[b],[c]` with `c = a ∧ b`; [`and_with`] consumes them.
 //!
 //! **Message flow.**
-//! * Triples for `m` ANDs: correlated OT over Z_2 with the server as sender (Δ = a_S, choice
-//!   b_C), then with the client as sender (Δ = a_C, choice b_S): 2m one-bit COTs.
-//!   `c_P = a_P b_P ⊕ (own COT outputs)` — the cross terms `a_S b_C ⊕ a_C b_S` cancel in pairs.
+//! * Triples for `m` ANDs: `⌈m/2⌉` 1-out-of-16 OTs, server = sender. Both parties draw random
+//!   `a_P, b_P`; the server also draws its `c_S`. The client chooses with its four bits
+//!   `(a_C, b_C)` of two triples and learns `c_C = c_S ⊕ (a_S ⊕ a_C)(b_S ⊕ b_C)` for each.
 //! * Online: each party sends `d = x ⊕ a`, `e = y ⊕ b` (packed, `⌈2m/8⌉` bytes), the server
 //!   first, then the client. `z = c ⊕ D·b ⊕ E·a (⊕ D·E on the server)`.
 //!
 //! **Domain / error.** Any bits; exact.
 //!
-//! **Cost per AND.** 2 correlated OTs of 1 bit + 2 bits sent by each party (own messages:
-//! `2·⌈2m/8⌉` bytes in total for a batch of `m`). Flights: 2 COT batches + 1 exchange.
+//! **Cost per AND.** ½ 1-out-of-16 OT (2-bit messages) + 2 bits sent by each party (own
+//! messages: `2·⌈2m/8⌉` bytes in total for a batch of `m`). Flights: 3 for [`and`] (one OT
+//! batch, then one exchange whose first flight merges with the OT's last).
 //!
-//! **Security (semi-honest).** The COT outputs of a party are uniform and independent of the
-//! peer's bits (COT security), so triples are uniformly random shares. The opened `d, e` are
+//! **Security (semi-honest).** The client's OT outputs are one-time-padded by the server's
+//! uniform `c_S`; the server learns nothing about the client's choice (OT security), so
+//! triples are uniformly random shares. The opened `d, e` are
 //! the inputs one-time-padded with the uniform triple bits `a, b`, used once, so each view is
 //! simulatable from the party's own input and output.
 
 use rand::RngCore;
 
-use super::ctx::{same_len, Cost, Party};
+use super::ctx::{same_len, Cost, Party, Step};
 use crate::error::{Error, Result};
 
 /// XOR share of a bit vector, one bit (0/1) per byte.
@@ -99,22 +101,64 @@ fn random_bits(p: &mut Party, n: usize) -> Vec<u8> {
     unpack(&bytes, n)
 }
 
-/// Generate `m` random bit triples (2m one-bit correlated OTs).
+/// Number of 1-out-of-16 OTs that produce `m` bit triples (two per OT).
+pub fn triple_ot_count(m: usize) -> usize {
+    m.div_ceil(TRIPLES_PER_OT)
+}
+
+/// Bit triples produced by one 1-out-of-16 OT.
+pub const TRIPLES_PER_OT: usize = 2;
+
+/// The server's 16 two-bit messages for the triple pair `(a_k, b_k, c_k)`, `k = 0, 1`: for
+/// the client's choice `v = a'_0 | b'_0 << 1 | a'_1 << 2 | b'_1 << 3`, bit `k` of the message
+/// is `c_k ⊕ (a_k ⊕ a'_k)(b_k ⊕ b'_k)`.
+fn triple_messages(a: [u8; 2], b: [u8; 2], c: [u8; 2], out: &mut [u64]) {
+    for (v, m) in out.iter_mut().enumerate() {
+        let v = v as u8;
+        let t0 = c[0] ^ ((a[0] ^ (v & 1)) & (b[0] ^ ((v >> 1) & 1)));
+        let t1 = c[1] ^ ((a[1] ^ ((v >> 2) & 1)) & (b[1] ^ ((v >> 3) & 1)));
+        *m = (t0 | (t1 << 1)) as u64;
+    }
+}
+
+/// Server side of triple generation for `m` triples: random shares and the OT messages
+/// (`triple_ot_count(m)` rows of 16 two-bit messages).
+pub(crate) fn triple_offer(p: &mut Party, m: usize) -> (Vec<u64>, BitTriples) {
+    let k = triple_ot_count(m);
+    let (a, b, c) = (random_bits(p, 2 * k), random_bits(p, 2 * k), random_bits(p, 2 * k));
+    let mut msgs = vec![0u64; 16 * k];
+    for (o, row) in msgs.chunks_mut(16).enumerate() {
+        let (i, j) = (2 * o, 2 * o + 1);
+        triple_messages([a[i], a[j]], [b[i], b[j]], [c[i], c[j]], row);
+    }
+    (msgs, BitTriples { a, b, c, used: 0 })
+}
+
+/// Client side of triple generation: random shares `a, b` and the OT choices.
+pub(crate) fn triple_choices(p: &mut Party, m: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let k = triple_ot_count(m);
+    let (a, b) = (random_bits(p, 2 * k), random_bits(p, 2 * k));
+    let choices = (0..k).map(|o| a[2 * o] | b[2 * o] << 1 | a[2 * o + 1] << 2 | b[2 * o + 1] << 3).collect();
+    (choices, a, b)
+}
+
+/// Client side: the triples from the received OT messages.
+pub(crate) fn triples_received(a: Vec<u8>, b: Vec<u8>, got: &[u64]) -> BitTriples {
+    let c = got.iter().flat_map(|&v| [(v & 1) as u8, ((v >> 1) & 1) as u8]).collect();
+    BitTriples { a, b, c, used: 0 }
+}
+
+/// Generate `m` random bit triples (`⌈m/2⌉` 1-out-of-16 OTs with 2-bit messages).
 pub fn bit_triples(p: &mut Party, m: usize) -> Result<BitTriples> {
-    let a = random_bits(p, m);
-    let b = random_bits(p, m);
-    let a_u64: Vec<u64> = a.iter().map(|&x| x as u64).collect();
-    let (first, second) = if p.is_server() {
-        let x = p.cot_send(&a_u64, 1)?;
-        let y = p.cot_recv(&b, 1)?;
-        (x, y)
+    if p.is_server() {
+        let (msgs, triples) = triple_offer(p, m);
+        p.ot_n_send(&msgs, 16, 2)?;
+        Ok(triples)
     } else {
-        let y = p.cot_recv(&b, 1)?;
-        let x = p.cot_send(&a_u64, 1)?;
-        (x, y)
-    };
-    let c = (0..m).map(|i| (a[i] & b[i]) ^ (first[i] as u8 & 1) ^ (second[i] as u8 & 1)).collect();
-    Ok(BitTriples { a, b, c, used: 0 })
+        let (choices, a, b) = triple_choices(p, m);
+        let got = p.ot_n_recv(&choices, 16, 2)?;
+        Ok(triples_received(a, b, &got))
+    }
 }
 
 /// Open a bit vector: the server sends first, then the client; returns the peer's bits.
@@ -175,7 +219,7 @@ pub fn and_cost(m: usize) -> Cost {
     if m == 0 {
         return Cost::default();
     }
-    Cost::cot(1, 2 * m) + Cost::own(and_exchange_bytes(m))
+    (Cost::one_of_n(16, 2, triple_ot_count(m)) + Cost::own(and_exchange_bytes(m))).then(&[Step::OtServerSends, Step::Exchange])
 }
 
 #[cfg(test)]
@@ -189,6 +233,28 @@ mod tests {
             let p = pack(&v);
             assert_eq!(p.len(), n.div_ceil(8));
             assert_eq!(unpack(&p, n), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod triple_tests {
+    use super::*;
+
+    #[test]
+    fn triple_messages_give_products() {
+        for bits in 0u8..64 {
+            let (a, b, c) = ([bits & 1, (bits >> 1) & 1], [(bits >> 2) & 1, (bits >> 3) & 1], [(bits >> 4) & 1, (bits >> 5) & 1]);
+            let mut row = [0u64; 16];
+            triple_messages(a, b, c, &mut row);
+            for v in 0..16u8 {
+                let ac = [v & 1, (v >> 2) & 1];
+                let bc = [(v >> 1) & 1, (v >> 3) & 1];
+                for k in 0..2 {
+                    let c_client = ((row[v as usize] >> k) & 1) as u8;
+                    assert_eq!(c[k] ^ c_client, (a[k] ^ ac[k]) & (b[k] ^ bc[k]));
+                }
+            }
         }
     }
 }

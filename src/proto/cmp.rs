@@ -17,20 +17,21 @@
 //! * [`msb_reduced`] / reduced `lt_public`: MSB using only bits `d .. k−1` of the shares.
 //!
 //! **Message flow (millionaire on w bits, q = ⌈w/4⌉ digits, batch n).**
-//! 1. Triples: `n·A(q)` random bit triples ([`super::bits::bit_triples`]: 2 batches of 1-bit COTs).
-//! 2. Leaves: one batch of `n·q` 1-out-of-16 OTs with 2-bit messages, server = sender: for each
-//!    digit `y_j` and every possible client digit `v`, the server offers
-//!    `(gt_S ⊕ [v > y_j], eq_S ⊕ [v = y_j])` with fresh random `gt_S, eq_S`.
+//! 1. One batch of `n·q + ⌈n·A(q)/2⌉` 1-out-of-16 OTs with 2-bit messages, server = sender:
+//!    * leaves: for each digit `y_j` and every possible client digit `v`, the server offers
+//!      `(gt_S ⊕ [v > y_j], eq_S ⊕ [v = y_j])` with fresh random `gt_S, eq_S`;
+//!    * the `n·A(q)` bit triples of the tree, two per OT (see `bits`).
 //! 3. Tree: `L = ⌈log2 q⌉` levels; a level combines adjacent nodes (hi, lo) into
 //!    `gt = gt_hi ⊕ (eq_hi ∧ gt_lo)`, `eq = eq_hi ∧ eq_lo` (the two terms of the XOR are
 //!    mutually exclusive); the `eq` of the node holding digit 0 is never needed and not
 //!    computed. All ANDs of a level are one [`super::bits::and_with`] exchange.
 //!
 //! `A(q)` = [`millionaire_and_count`]`(q)` = 2(q−1) − L (q ≥ 2), e.g. A(10) = 14 (ℓ = 37 MSB:
-//! w = 36, q = 9, A = 12). Bytes per element: `q·C16 + 2A·C_cot(1) + 2·(2A)/8` where `C16`
-//! is the OT layer's cost of one 1-out-of-16 OT with 2-bit messages and `C_cot(1)` of one
-//! 1-bit correlated OT (the last term is the toolkit's own opening traffic, bit-packed per
-//! level). Flights: 2 COT batches + 1 OT-16 batch + L exchanges.
+//! w = 36, q = 9, A = 12). Bytes per element: `(q + A/2)·C16 + 2·(2A)/8` where `C16` is the
+//! OT layer's cost of one 1-out-of-16 OT with 2-bit messages (the last term is the toolkit's
+//! own opening traffic, bit-packed per level; exact totals: [`millionaire_cost`]). Flights (each OT batch = receiver flight + sender flight; counted by
+//! [`super::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
+//! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 9 flights).
 //!
 //! **Domains and exactness.**
 //! * `msb`, `drelu`: exact for every ring element (two's complement sign).
@@ -56,8 +57,8 @@
 use rand::RngCore;
 use rayon::prelude::*;
 
-use super::bits::{self, and_with, bit_triples, BitShare};
-use super::ctx::{Cost, Party, CHUNK};
+use super::bits::{self, and_with, BitShare};
+use super::ctx::{Cost, Party, Step, CHUNK};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -133,8 +134,7 @@ fn millionaire_chunk(p: &mut Party, input: &[u64], bits: u32) -> Result<BitShare
         return Ok(vec![0; n]);
     }
     p.ch.set_phase("millionaire");
-    let mut triples = bit_triples(p, n * millionaire_and_count(q))?;
-    let leaves = leaf_shares(p, input, q)?;
+    let (leaves, mut triples) = leaves_and_triples(p, input, q, n * millionaire_and_count(q))?;
     let mut nodes: Vec<Node> = (0..q)
         .map(|j| Node {
             gt: (0..n).map(|i| leaves[i * q + j] & 1).collect(),
@@ -147,8 +147,9 @@ fn millionaire_chunk(p: &mut Party, input: &[u64], bits: u32) -> Result<BitShare
     nodes.pop().map(|node| node.gt).ok_or_else(|| Error::protocol("millionaire", "empty tree"))
 }
 
-/// Leaf shares as 2-bit values `gt | eq << 1`, element-major (`i * q + j`).
-fn leaf_shares(p: &mut Party, input: &[u64], q: usize) -> Result<Vec<u8>> {
+/// Leaf shares as 2-bit values `gt | eq << 1`, element-major (`i * q + j`), and `ands` bit
+/// triples, all from one batch of 1-out-of-16 OTs (leaf rows first, then triple rows).
+fn leaves_and_triples(p: &mut Party, input: &[u64], q: usize, ands: usize) -> Result<(Vec<u8>, bits::BitTriples)> {
     let n = input.len();
     if p.is_server() {
         let mut masks = vec![0u8; n * q];
@@ -161,12 +162,17 @@ fn leaf_shares(p: &mut Party, input: &[u64], q: usize) -> Result<Vec<u8>> {
                 leaf_messages(digit(input[i], j), m & 1, m >> 1, slot);
             }
         });
+        let (triple_msgs, triples) = bits::triple_offer(p, ands);
+        msgs.extend_from_slice(&triple_msgs);
         p.ot_n_send(&msgs, RADIX, 2)?;
-        Ok(masks)
+        Ok((masks, triples))
     } else {
-        let choices: Vec<u8> = (0..n * q).map(|k| digit(input[k / q], k % q)).collect();
+        let mut choices: Vec<u8> = (0..n * q).map(|k| digit(input[k / q], k % q)).collect();
+        let (triple_choices, a, b) = bits::triple_choices(p, ands);
+        choices.extend_from_slice(&triple_choices);
         let got = p.ot_n_recv(&choices, RADIX, 2)?;
-        Ok(got.iter().map(|&v| (v & 3) as u8).collect())
+        let (leaf, rest) = got.split_at(n * q);
+        Ok((leaf.iter().map(|&v| (v & 3) as u8).collect(), bits::triples_received(a, b, rest)))
     }
 }
 
@@ -266,6 +272,37 @@ pub fn lt_const(p: &mut Party, ring: Ring, x: &[u64], t: i64) -> Result<BitShare
     v.pop().ok_or_else(|| Error::protocol("comparison", "no output"))
 }
 
+/// One-hot segment indicators for sorted public breakpoints `T_0 < … < T_{m−1}`: returns
+/// `m + 1` shares, `b_0 = [x < T_0]`, `b_i = [T_{i−1} ≤ x < T_i]`, `b_m = [x ≥ T_{m−1}]`.
+/// One batched comparison; the indicators are XORs of adjacent `[x < T_i]` bits (monotone in
+/// `i`), so no AND is needed. With a reduced width (`d > 0`) every comparison sees the same
+/// share-dependent offset `e` **if every `T_i` is a multiple of `2^d`**; the indicators are
+/// then exactly one-hot for the shifted input `x − e`, `0 ≤ e ≤ 2^(d+1) − 2` (the breakpoints
+/// move by less than `2^(d+1)` units). Otherwise an error is returned for `d > 0`.
+pub fn segment_indicators(p: &mut Party, ring: Ring, x: &[u64], breakpoints: &[i64], k: u32, d: u32) -> Result<Vec<BitShare>> {
+    if breakpoints.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::Config("segment breakpoints must be strictly increasing".into()));
+    }
+    if d > 0 && breakpoints.iter().any(|&t| t.rem_euclid(1i64 << d) != 0) {
+        return Err(Error::Config(format!("reduced segment selection needs breakpoints that are multiples of 2^{d}")));
+    }
+    let lt = lt_public(p, ring, x, breakpoints, k, d)?;
+    let mut out = Vec::with_capacity(lt.len() + 1);
+    let mut prev: Option<&BitShare> = None;
+    for cur in &lt {
+        out.push(match prev {
+            None => cur.clone(),
+            Some(prev) => bits::xor(cur, prev),
+        });
+        prev = Some(cur);
+    }
+    match lt.last() {
+        Some(last) => out.push(bits::not(p, last)),
+        None => out.push(bits::public(p, &vec![1; x.len()])),
+    }
+    Ok(out)
+}
+
 /// Documented cost of [`millionaire_gt`] on `n` inputs of `w` bits (chunked by `CHUNK`).
 pub fn millionaire_cost(n: usize, w: u32) -> Cost {
     let q = digit_count(w);
@@ -277,11 +314,12 @@ pub fn millionaire_cost(n: usize, w: u32) -> Cost {
     while left > 0 {
         let c = left.min(CHUNK);
         left -= c;
-        cost = cost + Cost::cot(1, 2 * c * millionaire_and_count(q)) + Cost::one_of_n(RADIX, 2, c * q);
+        let triple_ots = bits::triple_ot_count(c * millionaire_and_count(q));
+        cost = cost + Cost::one_of_n(RADIX, 2, c * q + triple_ots).then(&[Step::OtServerSends]);
         let mut nodes = q;
         while nodes > 1 {
             let ands_in_level = 2 * (nodes / 2) - 1;
-            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level));
+            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level)).then(&[Step::Exchange]);
             nodes = nodes.div_ceil(2);
         }
     }
@@ -311,6 +349,19 @@ mod tests {
         assert_eq!(millionaire_and_count(10), 2 * 9 - 4);
         assert_eq!(tree_levels(9), 4);
         assert_eq!(tree_levels(1), 0);
+    }
+
+    #[test]
+    fn documented_round_counts() {
+        use crate::proto::trunc::{trunc_cost, TruncMode};
+        let ring = Ring::new(37).unwrap();
+        assert_eq!(millionaire_cost(10, 36).rounds(), 2 * 4 + 1);
+        assert_eq!(millionaire_cost(10, 4).rounds(), 2);
+        assert_eq!(trunc_cost(10, ring, 12, TruncMode::Faithful).rounds(), 6);
+        assert_eq!(trunc_cost(10, ring, 4, TruncMode::Faithful).rounds(), 4);
+        assert_eq!(trunc_cost(10, ring, 12, TruncMode::Approx).rounds(), 2);
+        // Two chunks repeat the step list.
+        assert_eq!(millionaire_cost(CHUNK + 1, 36).rounds(), 2 * (2 * 4 + 1) - 1);
     }
 
     #[test]

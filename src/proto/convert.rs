@@ -23,7 +23,8 @@
 //! **Domain.** `|x| ≤ 2^k − 1` with `2^k − 1 < (p−1)/2` and `k ≤ ℓ − 1`. **Error:** exact.
 //!
 //! **Bytes per element.** `M(bits(p) − d) + C_cot(ℓ)` (millionaire on `bits(p) − d` bits, see
-//! `cmp`, plus a ring B2A). Flights: millionaire + 1 OT batch.
+//! `cmp`, plus a ring B2A). Flights: 4 when the reduced wrap comparison has ≤ 4 bits (one digit:
+//! OT-16 batch, then the B2A batch), in general millionaire flights + 1.
 //!
 //! ## Field → ring with truncation ([`field_to_ring_trunc`])
 //! Field→ring into Z_{2^(ℓ+s)} followed by [`trunc`] by `s` bits there and a local reduction
@@ -41,7 +42,7 @@
 //! `x = y_S + y_C − w·2^ℓ − 2^(ℓ−2)` is evaluated mod p.
 //!
 //! **Domain.** as above. **Error:** exact. **Bytes per element:** `C_ot(bits(p))`.
-//! Flights: 1 OT batch.
+//! Flights: 2 (one OT batch).
 //!
 //! **Security (semi-honest).** Only OT and the millionaire are used, whose outputs are fresh
 //! uniform shares (server masks `r` uniform over the whole ring/field); the server's local
@@ -49,7 +50,7 @@
 
 use super::b2a::{b2a_ring, b2a_ring_cost};
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party};
+use super::ctx::{Cost, Party, Step};
 use super::trunc::{trunc, trunc_cost, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::{Field, Ring};
@@ -155,7 +156,7 @@ pub fn field_to_ring_trunc_cost(n: usize, field: Field, ring: Ring, bound_bits: 
 
 /// Documented cost of [`ring_to_field`] on `n` elements.
 pub fn ring_to_field_cost(n: usize, field: Field) -> Cost {
-    Cost::chosen(field.bits(), n)
+    Cost::chosen(field.bits(), n).then(&[Step::OtServerSends])
 }
 
 #[cfg(test)]

@@ -198,6 +198,44 @@ pub struct Cost {
     pub one_of_n: std::collections::BTreeMap<(usize, u32), usize>,
     /// Bytes of the toolkit's own messages (both directions).
     pub own_bytes: u64,
+    /// The sequence of communication steps (documented costs only; empty when observed).
+    pub steps: Vec<Step>,
+}
+
+/// One sequential communication step of a protocol, for counting rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// An OT batch with the server as sender (receiver's flight, then the sender's).
+    OtServerSends,
+    /// An OT batch with the client as sender.
+    OtClientSends,
+    /// An opening exchange: the server sends, then the client.
+    Exchange,
+}
+
+impl Step {
+    /// The server's flight directions (`true` = send) in this step.
+    fn server_dirs(self) -> [bool; 2] {
+        match self {
+            Step::OtServerSends => [false, true],
+            Step::OtClientSends | Step::Exchange => [true, false],
+        }
+    }
+}
+
+/// Flights (maximal same-direction runs) of a step sequence, counted from a fresh channel.
+/// The client's count is the same (its directions are the mirror image). This assumes the OT
+/// layer's two-flight pattern per batch: receiver → sender, then sender → receiver.
+pub fn flights(steps: &[Step]) -> u64 {
+    let mut last = None;
+    let mut n = 0;
+    for dir in steps.iter().flat_map(|s| s.server_dirs()) {
+        if last != Some(dir) {
+            n += 1;
+            last = Some(dir);
+        }
+    }
+    n
 }
 
 impl Cost {
@@ -237,6 +275,19 @@ impl Cost {
         }
         c
     }
+    /// Append communication steps (for the round count).
+    pub fn then(mut self, steps: &[Step]) -> Cost {
+        self.steps.extend_from_slice(steps);
+        self
+    }
+    /// Documented number of flights (see [`flights`]).
+    pub fn rounds(&self) -> u64 {
+        flights(&self.steps)
+    }
+    /// The same cost without its step list (to compare with an observed cost).
+    pub fn without_steps(&self) -> Cost {
+        Cost { steps: Vec::new(), ..self.clone() }
+    }
     /// Total number of OTs of all kinds.
     pub fn ot_count(&self) -> usize {
         self.correlated.values().chain(self.chosen.values()).chain(self.one_of_n.values()).sum()
@@ -256,6 +307,7 @@ impl std::ops::Add for Cost {
             self.add_ot(OtKind::OneOfN(k), b, n);
         }
         self.own_bytes += o.own_bytes;
+        self.steps.extend(o.steps);
         self
     }
 }

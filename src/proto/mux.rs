@@ -12,14 +12,15 @@
 //!
 //! **Domain / error.** Any `x ∈ Z_{2^ℓ}`, any bit; exact.
 //!
-//! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 2 OT batches.
+//! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 3 (two OT batches in opposite directions share
+//! one flight).
 //!
 //! **Security (semi-honest).** Each party sees only the output of one correlated OT as
 //! receiver, which is masked by the sender's uniform `s`; as sender it sees nothing (OT
 //! receiver privacy). Outputs are fresh uniform shares of `b·x`.
 
 use super::bits::BitShare;
-use super::ctx::{same_len, Cost, Party};
+use super::ctx::{same_len, Cost, Party, Step};
 use crate::error::Result;
 use crate::share::Ring;
 
@@ -57,5 +58,5 @@ pub fn mux(p: &mut Party, ring: Ring, b: &BitShare, x: &[u64]) -> Result<Vec<u64
 
 /// Documented cost of [`mux`] on `n` elements.
 pub fn mux_cost(n: usize, ring: Ring) -> Cost {
-    Cost::cot(ring.bits(), 2 * n)
+    Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
 }

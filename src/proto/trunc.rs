@@ -28,15 +28,15 @@
 //! **Error bound.** Faithful: exact. Approx: `−1 ≤ out − ⌊x/2^s⌋ ≤ 0`.
 //!
 //! **Bytes per element.** Faithful: `M(s) + 2·C_cot(ℓ)` where `M(s)` is the millionaire cost on
-//! `s` bits (`cmp`). Approx: `C_cot(s)`. Flights: faithful = millionaire + 1 OT batch;
-//! approx = 1 OT batch.
+//! `s` bits (`cmp`). Approx: `C_cot(s)`. Flights: faithful = millionaire flights + 1 (`2L + 2`,
+//! e.g. 6 for s = 12: q = 3, L = 2; 4 for s ≤ 4); approx = 2.
 //!
 //! **Security (semi-honest).** Composition of the millionaire, B2A and correlated-OT products,
 //! each of which hands out fresh uniform shares; no value is ever opened. Local shifts of
 //! shares reveal nothing.
 
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party};
+use super::ctx::{Cost, Party, Step};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -139,8 +139,8 @@ pub fn trunc_cost(n: usize, ring: Ring, s: u32, mode: TruncMode) -> Cost {
         return Cost::default();
     }
     match mode {
-        TruncMode::Faithful => millionaire_cost(n, s) + Cost::cot(ring.bits(), 2 * n),
-        TruncMode::Approx => Cost::cot(s, n),
+        TruncMode::Faithful => millionaire_cost(n, s) + Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends]),
+        TruncMode::Approx => Cost::cot(s, n).then(&[Step::OtServerSends]),
     }
 }
 
