@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, HeContext, HePreset};
-use crate::net::{run_pair, CommStats};
+use crate::net::local::{run_pair_with, PairOptions};
+use crate::net::{CommStats, PairOutput};
 use crate::proto::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
 
@@ -57,6 +58,15 @@ pub fn process_cpu_seconds() -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Loopback run with a socket timeout long enough for on-the-fly weight encoding.
+fn run_pair<S: Send, C: Send>(
+    server: impl FnOnce(&mut dyn crate::net::Channel) -> Result<S> + Send,
+    client: impl FnOnce(&mut dyn crate::net::Channel) -> Result<C> + Send,
+) -> Result<PairOutput<S, C>> {
+    let opts = PairOptions { timeout: std::time::Duration::from_secs(3600), ..Default::default() };
+    run_pair_with(opts, server, client)
 }
 
 fn online(stats: CommStats, setup: CommStats) -> CommStats {
@@ -111,12 +121,24 @@ fn bench_linear(ctx: &HeContext, shape: LinearShape, packing: Packing) -> Result
     Ok(json!({
         "packing": packing.name(), "layout": plan.describe(),
         "uploads": plan.uploads(), "downloads": plan.outputs(), "ct_pt_products": plan.products(),
-        "galois_keys": rot.len(), "weights_cached": enc.is_cached(), "weight_encode_s": encode_s,
+        "galois_keys": rot.len(), "weights_cached": enc.is_cached(),
+        "weight_encode_s": if enc.is_cached() { json!(encode_s) } else { json!(null) },
+        "weight_encode_ms_per_poly": encode_ms_per_poly(ctx, &enc)?,
+        "weight_polys": enc.weight_polys(),
         "setup_bytes_client_to_server": setup.bytes_sent,
         "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
         "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": correct,
         "return_level": plan.return_level, "flood_bits": crate::he::privacy::flood_bits(ctx, plan.noise_bound),
     }))
+}
+
+/// Encoding cost per weight polynomial (timed on up to 64 polynomials), so that the
+/// on-the-fly encoding inside uncached calls can be told apart from the HE work.
+fn encode_ms_per_poly(ctx: &HeContext, enc: &EncodedLinear) -> Result<f64> {
+    let count = 64;
+    let t0 = Instant::now();
+    enc.encode_sample(ctx, count)?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3 / count as f64)
 }
 
 fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Packing) -> Result<serde_json::Value> {

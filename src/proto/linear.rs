@@ -436,6 +436,19 @@ impl EncodedLinear {
     pub fn is_cached(&self) -> bool {
         self.cache.is_some()
     }
+    /// Encode (and drop) the first `count` weight polynomials on this thread: a timing probe.
+    pub fn encode_sample(&self, ctx: &HeContext, count: usize) -> Result<()> {
+        let (blocks, per_block) = self.plan.weight_blocks();
+        for i in 0..count.min(blocks * per_block) {
+            self.encode(ctx, i)?;
+        }
+        Ok(())
+    }
+    /// Number of weight polynomials one call multiplies with (cached or not).
+    pub fn weight_polys(&self) -> usize {
+        let (blocks, per_block) = self.plan.weight_blocks();
+        blocks * per_block
+    }
     fn encode(&self, ctx: &HeContext, widx: usize) -> Result<Poly> {
         ctx.simd_poly(&self.plan.weight_slots(&self.w, widx, ctx.slots()), 0)
     }
