@@ -671,7 +671,7 @@ mod tests {
 
     #[test]
     fn layouts_compute_the_matrix_product() {
-        let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
         let f = ctx.field();
         let mut rng = rand::rng();
         for shape in [
