@@ -8,10 +8,16 @@ use fastlmpi::proto::linear::Packing;
 #[test]
 #[ignore = "BERT-base sizes: minutes in release"]
 fn bert_base_linear_table() {
-    // One shape at a time so partial results are on disk early.
+    // One shape at a time so partial results are on disk early. FASTLMPI_BENCH_ONLY=<substring>
+    // re-runs only the matching shapes into results/linear-bench-rerun.json.
     std::fs::create_dir_all("results").unwrap();
+    let only = std::env::var("FASTLMPI_BENCH_ONLY").ok();
+    let path = if only.is_some() { "results/linear-bench-rerun.json" } else { "results/linear-bench.json" };
     let mut table = serde_json::Value::Null;
     for shape in bert_base_shapes(128) {
+        if only.as_ref().is_some_and(|o| !shape.name.contains(o.as_str())) {
+            continue;
+        }
         let t = run_linear_bench(std::slice::from_ref(&shape), &[Packing::Rfcp, Packing::Bsgs]).unwrap();
         println!("{}", serde_json::to_string(&t["rows"]).unwrap());
         if table.is_null() {
@@ -22,7 +28,7 @@ fn bert_base_linear_table() {
             let best = t["best_by_wall_time"].as_object().unwrap().clone();
             table["best_by_wall_time"].as_object_mut().unwrap().extend(best);
         }
-        std::fs::write("results/linear-bench.json", serde_json::to_string_pretty(&table).unwrap()).unwrap();
+        std::fs::write(path, serde_json::to_string_pretty(&table).unwrap()).unwrap();
     }
 }
 
