@@ -48,8 +48,8 @@ fn flooding_width_is_at_least_intended_and_decryption_stays_exact() {
     let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
     let x = random_field(&ctx, ctx.slots());
     let v = 1e6; // pretend data-dependent bound: 2^20
-    let fb = flood_bits(v);
-    assert_eq!(fb, 20 + 40);
+    let fb = flood_bits(&ctx, v);
+    assert_eq!(fb, 20 + 40 + 12); // 2^40 · N · v with N = 2^12
 
     // Before switching: the measured noise is the flooding width itself.
     let mut ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
@@ -58,6 +58,7 @@ fn flooding_width_is_at_least_intended_and_decryption_stays_exact() {
     let flooded = unsafe { keys.sk.measure_noise(&ct).unwrap() };
     assert!(fresh < 10, "fresh noise {fresh} bits");
     assert!(flooded as u32 >= fb, "flooded noise {flooded} bits < intended {fb}");
+    assert!(flooded as u32 <= fb + 1, "flooded noise {flooded} bits, far above {fb}");
     let got = ctx.decrypt(&keys.sk, &ct).unwrap();
     assert_eq!(f.reconstruct(&got, &share), x);
 
@@ -77,7 +78,7 @@ fn flooding_width_is_at_least_intended_and_decryption_stays_exact() {
 #[test]
 fn planner_rejects_flooding_that_does_not_fit() {
     let ctx = HeContext::new(&HePreset::small_test()).unwrap();
-    // 2^60 data noise needs log Q > 20 + 100 + ... on a 109-bit modulus: refused.
+    // 2^60 data noise needs log Q > 20 + 112 + ... on a 109-bit modulus: refused.
     assert!(matches!(return_level(&ctx, 0, 2f64.powi(60)), Err(Error::He(_))));
 }
 
@@ -125,4 +126,21 @@ fn wire_round_trip_and_column_rotation_direction() {
     let bytes = wire::encode_full(&ctx, &rot, 0).unwrap();
     assert_eq!(bytes.len(), wire::full_len(&ctx, 0).unwrap());
     assert_eq!(ctx.decrypt(&keys.sk, &wire::decode_full(&ctx, 0, &bytes).unwrap()).unwrap(), got);
+}
+
+#[test]
+fn wide_flooding_above_128_bits_is_sampled_correctly() {
+    let ctx = HeContext::new(&HePreset::linear()).unwrap();
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
+    let x = random_field(&ctx, ctx.slots());
+    let v = 2f64.powi(97);
+    let fb = flood_bits(&ctx, v);
+    assert_eq!(fb, 97 + 40 + 13);
+    let mut ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
+    let share = mask_and_flood(&ctx, &keys.pk, &mut ct, v, &mut rng).unwrap();
+    let flooded = unsafe { keys.sk.measure_noise(&ct).unwrap() } as u32;
+    assert!(flooded == fb || flooded == fb + 1, "flooded noise {flooded} bits, intended {fb}");
+    assert_eq!(f.reconstruct(&ctx.decrypt(&keys.sk, &ct).unwrap(), &share), x);
 }

@@ -8,10 +8,28 @@ use fastlmpi::proto::linear::Packing;
 #[test]
 #[ignore = "BERT-base sizes: minutes in release"]
 fn bert_base_linear_table() {
-    let table = run_linear_bench(&bert_base_shapes(128), &[Packing::Rfcp, Packing::Bsgs]).unwrap();
+    // One shape at a time so partial results are on disk early. FASTLMPI_BENCH_ONLY=<substring>
+    // re-runs only the matching shapes into results/linear-bench-rerun.json.
     std::fs::create_dir_all("results").unwrap();
-    std::fs::write("results/linear-bench.json", serde_json::to_string_pretty(&table).unwrap()).unwrap();
-    println!("{}", serde_json::to_string_pretty(&table).unwrap());
+    let only = std::env::var("FASTLMPI_BENCH_ONLY").ok();
+    let path = if only.is_some() { "results/linear-bench-rerun.json" } else { "results/linear-bench.json" };
+    let mut table = serde_json::Value::Null;
+    for shape in bert_base_shapes(128) {
+        if only.as_ref().is_some_and(|o| !shape.name.contains(o.as_str())) {
+            continue;
+        }
+        let t = run_linear_bench(std::slice::from_ref(&shape), &[Packing::Rfcp, Packing::Bsgs]).unwrap();
+        println!("{}", serde_json::to_string(&t["rows"]).unwrap());
+        if table.is_null() {
+            table = t;
+        } else {
+            let rows = t["rows"].as_array().unwrap().clone();
+            table["rows"].as_array_mut().unwrap().extend(rows);
+            let best = t["best_by_wall_time"].as_object().unwrap().clone();
+            table["best_by_wall_time"].as_object_mut().unwrap().extend(best);
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&table).unwrap()).unwrap();
+    }
 }
 
 #[test]

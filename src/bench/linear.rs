@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, HeContext, HePreset};
-use crate::net::{run_pair, CommStats};
+use crate::net::local::{run_pair_with, PairOptions};
+use crate::net::{CommStats, PairOutput};
 use crate::proto::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
 
@@ -48,6 +49,26 @@ pub fn bert_base_shapes(n: usize) -> Vec<BenchShape> {
     ]
 }
 
+/// CPU seconds used so far by this process (all threads, both parties), from /proc; 0 where
+/// unavailable. Reported next to wall time because the machine is shared.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Loopback run with a socket timeout long enough for on-the-fly weight encoding.
+fn run_pair<S: Send, C: Send>(
+    server: impl FnOnce(&mut dyn crate::net::Channel) -> Result<S> + Send,
+    client: impl FnOnce(&mut dyn crate::net::Channel) -> Result<C> + Send,
+) -> Result<PairOutput<S, C>> {
+    let opts = PairOptions { timeout: std::time::Duration::from_secs(3600), ..Default::default() };
+    run_pair_with(opts, server, client)
+}
+
 fn online(stats: CommStats, setup: CommStats) -> CommStats {
     stats - setup
 }
@@ -69,6 +90,7 @@ fn bench_linear(ctx: &HeContext, shape: LinearShape, packing: Packing) -> Result
     let enc = EncodedLinear::with_cache_limit(ctx, plan.clone(), &w, Some(&b), BENCH_WEIGHT_CACHE_BYTES)?;
     let encode_s = t_enc.elapsed().as_secs_f64();
     let rot = plan.rotations();
+    let cpu0 = process_cpu_seconds();
     let out = run_pair(
         |ch| {
             let keys = server_setup(ch, ctx, &rot)?;
@@ -82,6 +104,7 @@ fn bench_linear(ctx: &HeContext, shape: LinearShape, packing: Packing) -> Result
             Ok((y, setup, t0.elapsed().as_secs_f64()))
         },
     )?;
+    let cpu_s = process_cpu_seconds() - cpu0;
     let (y_c, setup, wall) = out.client;
     // Check: reconstruction equals (x_c + x_s)·W + b mod t.
     let x: Vec<u64> = x_c.iter().zip(&x_s).map(|(&a, &c)| f.add(a, c)).collect();
@@ -98,12 +121,24 @@ fn bench_linear(ctx: &HeContext, shape: LinearShape, packing: Packing) -> Result
     Ok(json!({
         "packing": packing.name(), "layout": plan.describe(),
         "uploads": plan.uploads(), "downloads": plan.outputs(), "ct_pt_products": plan.products(),
-        "galois_keys": rot.len(), "weights_cached": enc.is_cached(), "weight_encode_s": encode_s,
+        "galois_keys": rot.len(), "weights_cached": enc.is_cached(),
+        "weight_encode_s": if enc.is_cached() { json!(encode_s) } else { json!(null) },
+        "weight_encode_ms_per_poly": encode_ms_per_poly(ctx, &enc)?,
+        "weight_polys": enc.weight_polys(),
         "setup_bytes_client_to_server": setup.bytes_sent,
         "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
-        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "correct": correct,
-        "return_level": plan.return_level, "flood_bits": crate::he::privacy::flood_bits(plan.noise_bound),
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": correct,
+        "return_level": plan.return_level, "flood_bits": crate::he::privacy::flood_bits(ctx, plan.noise_bound),
     }))
+}
+
+/// Encoding cost per weight polynomial (timed on up to 64 polynomials), so that the
+/// on-the-fly encoding inside uncached calls can be told apart from the HE work.
+fn encode_ms_per_poly(ctx: &HeContext, enc: &EncodedLinear) -> Result<f64> {
+    let count = 64;
+    let t0 = Instant::now();
+    enc.encode_sample(ctx, count)?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3 / count as f64)
 }
 
 fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Packing) -> Result<serde_json::Value> {
@@ -112,6 +147,7 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
     let (a_c, a_s, b_c, b_s) = (gen(shape.n * shape.k), gen(shape.n * shape.k), gen(shape.k * shape.m), gen(shape.k * shape.m));
     let plan = SharedMatmulPlan::new(ctx, shape, packing)?;
     let rot = plan.rotations();
+    let cpu0 = process_cpu_seconds();
     let out = run_pair(
         |ch| {
             let keys = server_setup(ch, ctx, &rot)?;
@@ -125,6 +161,7 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
             Ok((y, setup, t0.elapsed().as_secs_f64()))
         },
     )?;
+    let cpu_s = process_cpu_seconds() - cpu0;
     let (y_c, setup, wall) = out.client;
     let mut correct = true;
     for h in 0..heads {
@@ -145,9 +182,9 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
         "galois_keys": rot.len(), "weights_cached": true, "weight_encode_s": 0.0,
         "setup_bytes_client_to_server": setup.bytes_sent,
         "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
-        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "correct": correct,
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": correct,
         "return_level": plan.direct.return_level,
-        "flood_bits": crate::he::privacy::flood_bits(plan.direct.noise_bound),
+        "flood_bits": crate::he::privacy::flood_bits(ctx, plan.direct.noise_bound),
     }))
 }
 

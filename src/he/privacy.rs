@@ -6,10 +6,12 @@
 //! ciphertext leaves the server, [`private_return`]:
 //! 1. adds a uniform mask R ∈ Z_t^N (the server keeps −R as its share),
 //! 2. adds a fresh public-key encryption of zero under the client's key (re-randomises c1),
-//! 3. adds to c0 uniform flooding noise in [−F, F) with F = 2^f ≥ 2^40 · V, where V is a
+//! 3. adds to c0 uniform flooding noise in [−F, F) with F = 2^f ≥ 2^40 · N · V, where V is a
 //!    worst-case ℓ∞ bound on the data-dependent noise supplied by the caller (see the
-//!    `*_bound` helpers), so the noise distribution is within statistical distance
-//!    N·V/F ≤ N·2^−40 per ciphertext of one independent of the server's inputs,
+//!    `*_bound` helpers): each of the N coefficients is within statistical distance V/F of a
+//!    distribution independent of the server's inputs, so a whole ciphertext is within
+//!    N·V/F ≤ 2^−40 (this is ≥ 2^40 × the bound, with the extra factor N for the union over
+//!    coefficients),
 //! 4. switches down to the lowest level at which decryption is still guaranteed
 //!    ([`return_level`]), and only then is the ciphertext serialised.
 //!
@@ -30,7 +32,7 @@ use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
 use fhe_traits::FheEncrypter;
 use ndarray::Array2;
-use rand::{CryptoRng, Rng, RngCore};
+use rand::{CryptoRng, RngCore};
 
 use super::HeContext;
 use crate::error::{Error, Result};
@@ -59,17 +61,20 @@ fn pk_zero_bound(ctx: &HeContext) -> f64 {
     2.0 * ctx.degree() as f64 * 20.0 * 20.0 + 20.0
 }
 
-/// The flooding exponent f for a data-dependent bound `v`: F = 2^f ≥ 2^40 · v.
-pub fn flood_bits(v: f64) -> u32 {
-    (v.max(1.0).log2().ceil() as u32) + FLOOD_STAT_BITS
+/// The flooding exponent f for a data-dependent bound `v`: F = 2^f ≥ 2^40 · N · v.
+pub fn flood_bits(ctx: &HeContext, v: f64) -> u32 {
+    (v.max(1.0).log2().ceil() as u32) + FLOOD_STAT_BITS + ctx.degree().trailing_zeros()
 }
+
+/// Largest supported flooding exponent (the sampler draws f + 1 ≤ 192 bits).
+const MAX_FLOOD_BITS: u32 = 190;
 
 /// The lowest (deepest) level at which a ciphertext at `level` flooded for data noise `v`
 /// still decrypts exactly; `Error::He` if even `level` is not enough.
 pub fn return_level(ctx: &HeContext, level: usize, v: f64) -> Result<usize> {
-    let f = flood_bits(v);
-    if f > 126 {
-        return Err(Error::He(format!("flooding width 2^{f} exceeds the 126-bit sampler")));
+    let f = flood_bits(ctx, v);
+    if f > MAX_FLOOD_BITS {
+        return Err(Error::He(format!("flooding width 2^{f} exceeds the {MAX_FLOOD_BITS}-bit sampler")));
     }
     let log_t = (ctx.t() as f64).log2();
     let log_q_top = ctx.log_q_at(level);
@@ -94,17 +99,44 @@ pub fn return_level(ctx: &HeContext, level: usize, v: f64) -> Result<usize> {
     Ok(best)
 }
 
-/// Uniform integers in [−2^f, 2^f) as an NTT polynomial at the ciphertext's level.
+/// 2^e mod q.
+fn pow2_mod(e: u32, q: u64) -> u64 {
+    let mut r = 1u128;
+    for _ in 0..e {
+        r = (r * 2) % q as u128;
+    }
+    r as u64
+}
+
+/// Uniform integers in [−2^f, 2^f) as an NTT polynomial at the ciphertext's level. Each
+/// sample is f + 1 uniform bits u (three 64-bit limbs, top limb masked) minus 2^f, reduced
+/// residue by residue.
 fn flooding_poly<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32, rng: &mut R) -> Result<Poly> {
     let c = ctx.params().context_at_level(level)?;
     let moduli = c.moduli();
     let n = ctx.degree();
-    let span_mask: u128 = if f + 1 >= 128 { u128::MAX } else { (1u128 << (f + 1)) - 1 };
+    let bits = f + 1;
+    let limbs = bits.div_ceil(64) as usize;
+    let top_mask = if bits % 64 == 0 { u64::MAX } else { (1u64 << (bits % 64)) - 1 };
+    let limb_base: Vec<u64> = moduli.iter().map(|&q| pow2_mod(64, q)).collect();
+    let offset: Vec<u64> = moduli.iter().map(|&q| pow2_mod(f, q)).collect();
     let mut a = Array2::<u64>::zeros((moduli.len(), n));
+    let mut u = [0u64; 3];
     for j in 0..n {
-        let x = (rng.random::<u128>() & span_mask) as i128 - (1i128 << f);
+        for (k, limb) in u.iter_mut().enumerate().take(limbs) {
+            *limb = rng.next_u64();
+            if k + 1 == limbs {
+                *limb &= top_mask;
+            }
+        }
         for (i, &q) in moduli.iter().enumerate() {
-            a[[i, j]] = x.rem_euclid(q as i128) as u64;
+            let q128 = q as u128;
+            // Horner over limbs, most significant first.
+            let mut r = 0u128;
+            for k in (0..limbs).rev() {
+                r = (r * limb_base[i] as u128 + u[k] as u128 % q128) % q128;
+            }
+            a[[i, j]] = ((r + q128 - offset[i] as u128) % q128) as u64;
         }
     }
     let mut p = Poly::try_convert_from(a, c, false, Representation::PowerBasis)?;
@@ -131,7 +163,7 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     let zero = Plaintext::zero(Encoding::simd_at_level(level), ctx.params())?;
     let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
     *ct += &enc_zero;
-    let flood = flooding_poly(ctx, level, flood_bits(v), rng)?;
+    let flood = flooding_poly(ctx, level, flood_bits(ctx, v), rng)?;
     ct[0] += &flood;
     Ok(mask.into_iter().map(|r| field.neg(r)).collect())
 }

@@ -41,7 +41,9 @@
 //!
 //! **Bytes.** Per upload one seeded ciphertext (N·log2 Q/8 + 32 bytes, 223 KB at N = 8192),
 //! per download one two-part ciphertext at the return level (2·N·log2 q_L/8, 225 KB with two
-//! moduli). See `bench::linear` for measured tables.
+//! moduli). Measured at n = 128 (`results/linear-bench.json`): 768×768 RFCP 171.5 MB up /
+//! 2.7 MB down, BSGS 21.4 MB up / 5.4 MB down; 3072×768 RFCP 686 MB / 2.7 MB, BSGS 42.9 MB /
+//! 5.4 MB. BSGS is the recommended default ([`Packing::recommended`]).
 //!
 //! **Security (semi-honest).** The server sees only RLWE ciphertexts under the client's key
 //! (IND-CPA). The client sees, per returned ciphertext, Enc(X_c·W + R) re-randomised with a
@@ -74,6 +76,14 @@ pub enum Packing {
 }
 
 impl Packing {
+    /// The packing the FASTLMPI profile should use by default: BSGS. Measured at n = 128 on the
+    /// shared 2-core machine (`results/linear-bench.json`), BSGS moves 2.8–16× fewer bytes than
+    /// RFCP (which uploads one ciphertext per input column) and is 1.5–4× faster on 768×768,
+    /// 3072×768, Q·Kᵀ and P·V. The exception is 768×3072, where RFCP took ~10% less time in two
+    /// runs (both are dominated by on-the-fly weight encoding) at 2.8× the bytes.
+    pub fn recommended() -> Packing {
+        Packing::Bsgs
+    }
     pub fn name(self) -> &'static str {
         match self {
             Packing::Rfcp => "rfcp",
@@ -436,6 +446,19 @@ impl EncodedLinear {
     pub fn is_cached(&self) -> bool {
         self.cache.is_some()
     }
+    /// Encode (and drop) the first `count` weight polynomials on this thread: a timing probe.
+    pub fn encode_sample(&self, ctx: &HeContext, count: usize) -> Result<()> {
+        let (blocks, per_block) = self.plan.weight_blocks();
+        for i in 0..count.min(blocks * per_block) {
+            self.encode(ctx, i)?;
+        }
+        Ok(())
+    }
+    /// Number of weight polynomials one call multiplies with (cached or not).
+    pub fn weight_polys(&self) -> usize {
+        let (blocks, per_block) = self.plan.weight_blocks();
+        blocks * per_block
+    }
     fn encode(&self, ctx: &HeContext, widx: usize) -> Result<Poly> {
         ctx.simd_poly(&self.plan.weight_slots(&self.w, widx, ctx.slots()), 0)
     }
@@ -658,7 +681,7 @@ mod tests {
 
     #[test]
     fn layouts_compute_the_matrix_product() {
-        let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
         let f = ctx.field();
         let mut rng = rand::rng();
         for shape in [
