@@ -197,8 +197,8 @@ fn print_report(report: &EvalReport, path: &Path, json: bool) -> Result<()> {
     let correct = (s.plain_accuracy * s.sentences as f64).round() as usize;
     println!("plaintext accuracy {:.4} ({correct}/{})  [{:.1} s]", s.plain_accuracy, s.sentences, report.plain_seconds);
     if s.plain_accuracy_by_origin.len() > 1 {
-        for (origin, n, acc) in &s.plain_accuracy_by_origin {
-            println!("  {origin:<10} {acc:.4} ({n})");
+        for o in &s.plain_accuracy_by_origin {
+            println!("  {:<10} {:.4} ({})", o.origin, o.accuracy, o.sentences);
         }
     }
     if let Some(p) = &s.private {

@@ -108,10 +108,18 @@ pub fn make_record(index: usize, origin: &str, ex: &Example, plain: &PlainResult
 pub struct EvalSummary {
     pub sentences: usize,
     pub plain_accuracy: f64,
-    /// Per origin (UCI part or file): `(origin, sentences, plaintext accuracy)`.
-    pub plain_accuracy_by_origin: Vec<(String, usize, f64)>,
+    /// Per origin (UCI part or file), in order of first appearance.
+    pub plain_accuracy_by_origin: Vec<OriginAccuracy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private: Option<PrivateSummary>,
+}
+
+/// Plaintext accuracy on the sentences of one origin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OriginAccuracy {
+    pub origin: String,
+    pub sentences: usize,
+    pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,7 +154,7 @@ pub fn summarize(records: &[EvalRecord]) -> EvalSummary {
     EvalSummary { sentences: n, plain_accuracy: frac(plain_correct), plain_accuracy_by_origin: by_origin(records), private }
 }
 
-fn by_origin(records: &[EvalRecord]) -> Vec<(String, usize, f64)> {
+fn by_origin(records: &[EvalRecord]) -> Vec<OriginAccuracy> {
     let mut out: Vec<(String, usize, usize)> = Vec::new();
     for r in records {
         let correct = usize::from(r.plain_label == r.label);
@@ -158,7 +166,9 @@ fn by_origin(records: &[EvalRecord]) -> Vec<(String, usize, f64)> {
             None => out.push((r.origin.clone(), 1, correct)),
         }
     }
-    out.into_iter().map(|(o, n, c)| (o, n, c as f64 / n as f64)).collect()
+    out.into_iter()
+        .map(|(origin, sentences, correct)| OriginAccuracy { origin, sentences, accuracy: correct as f64 / sentences as f64 })
+        .collect()
 }
 
 /// Accuracy of a head on given features.
@@ -222,7 +232,9 @@ mod tests {
         let s = summarize(&records);
         assert_eq!(s.sentences, 4);
         assert!((s.plain_accuracy - 0.75).abs() < 1e-12);
-        assert_eq!(s.plain_accuracy_by_origin, vec![("a".into(), 2, 1.0), ("b".into(), 2, 0.5)]);
+        let by: Vec<(&str, usize, f64)> =
+            s.plain_accuracy_by_origin.iter().map(|o| (o.origin.as_str(), o.sentences, o.accuracy)).collect();
+        assert_eq!(by, vec![("a", 2, 1.0), ("b", 2, 0.5)]);
         let p = s.private.unwrap();
         assert!((p.accuracy - 0.5).abs() < 1e-12);
         assert!((p.agreement - 0.75).abs() < 1e-12);
