@@ -3,6 +3,7 @@
 use clap::{Args, ValueEnum};
 
 use crate::error::{Error, Result};
+use crate::proto::linear::Packing;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Suite {
@@ -31,7 +32,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (name, record) = match args.suite {
         Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.sizes)?),
         Suite::Toolkit => ("toolkit-bench", crate::bench::toolkit::run_toolkit_bench(&args.sizes)?),
-        Suite::Linear => ("linear-bench", crate::bench::linear::run_linear_bench_default()?),
+        Suite::Linear => ("linear-bench", crate::bench::linear::run_linear_bench(&crate::bench::linear::bert_base_shapes(128), &[Packing::Rfcp, Packing::Bsgs])?),
     };
     let dir = super::results_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

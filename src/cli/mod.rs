@@ -1,9 +1,9 @@
 //! Command-line interface (clap). No protocol logic lives here: each subcommand parses its
 //! flags, resolves the model and calls into the library.
 
-// pending-merge pub mod bench;
+pub mod bench;
 pub mod eval;
-// pending-merge pub mod fit_approx;
+pub mod fit_approx;
 pub mod party;
 pub mod train_head;
 
@@ -32,10 +32,10 @@ pub enum Command {
     Client(ClientArgs),
     /// Plaintext f32 (and fixed-point simulation) forward pass, no cryptography.
     Plain(PlainArgs),
-    // pending-merge /// Fit a segmented polynomial approximation (gelu, exp, tanh, sigmoid, rsqrt, reciprocal).
-    // pending-merge FitApprox(fit_approx::FitApproxArgs),
-    // pending-merge /// Micro-benchmarks of the building blocks (OT, non-linear toolkit, HE linear layers).
-    // pending-merge Bench(bench::BenchArgs),
+    /// Fit a segmented polynomial approximation (gelu, exp, tanh, sigmoid, rsqrt, reciprocal).
+    FitApprox(fit_approx::FitApproxArgs),
+    /// Micro-benchmarks of the building blocks (OT, non-linear toolkit, HE linear layers).
+    Bench(bench::BenchArgs),
     /// Train the sentiment head (logistic regression on pooled embeddings).
     TrainHead(train_head::TrainHeadArgs),
     /// Accuracy on labelled sentences (plaintext; private when available).
@@ -169,8 +169,8 @@ where
         Command::Serve(a) => party::serve(&a),
         Command::Client(a) => party::client(&a).map(|_| ()),
         Command::Plain(a) => party::plain(&a),
-        // pending-merge Command::FitApprox(a) => fit_approx::run(&a),
-        // pending-merge Command::Bench(a) => bench::run(&a),
+        Command::FitApprox(a) => fit_approx::run(&a),
+        Command::Bench(a) => bench::run(&a),
         Command::TrainHead(a) => train_head::run(&a),
         Command::Eval(a) => eval::run(&a),
     }
