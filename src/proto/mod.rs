@@ -30,3 +30,4 @@ pub mod linear;
 pub mod mul;
 pub mod mux;
 pub mod trunc;
+pub mod hemul;
