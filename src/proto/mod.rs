@@ -31,3 +31,5 @@ pub mod mul;
 pub mod mux;
 pub mod trunc;
 pub mod hemul;
+pub mod gelu;
+pub mod hepoly;
