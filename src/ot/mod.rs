@@ -6,7 +6,71 @@
 //! elements of Z_{2^ℓ} (ℓ ≤ 64) and field elements of Z_p (p < 2^62).
 //!
 //! Both parties must call matching methods in the same order (sender side on one party,
-//! receiver side on the other), with equal batch lengths, `n` and `bits`.
+//! receiver side on the other), with equal batch lengths, `n` and `bits`. The receiver opens
+//! every non-empty batch with an 8-byte header that the sender checks, so a mismatched call
+//! fails with a clear error instead of silently returning garbage.
+//!
+//! ## Construction ([`OtSession`])
+//! * **Base OT** ([`base`]): Chou–Orlandi "simplest OT" over Ristretto255, 128 OTs in each
+//!   direction, keys from SHA-256 with domain separation (direction tag, OT index, transcript).
+//! * **Extension** ([`iknp`]): IKNP with AES-128 counter-mode PRG, 128×128 block transposes
+//!   ([`transpose`]) and the fixed-key AES hash `H(x, tw) = π(π(x) ⊕ tw) ⊕ π(x)` ([`prg`]).
+//!   Chosen-message OT masks the messages with the two hashed rows; correlated OT sends
+//!   `y = x + δ − H(q ⊕ Δ)` with `x = H(q)`; both use the receiver's real choices directly in
+//!   the extension matrix (no separate derandomisation round).
+//! * **1-out-of-N** (N ≤ 256): the log2-construction (as in Naor–Pinkas and SCI's split OT):
+//!   `l = ⌈log2 N⌉` random 1-of-2 OTs with keys `K_j^0, K_j^1`; message `v` is masked with
+//!   `H(K_1^{v_1} ⊕ … ⊕ K_l^{v_l}, tw(i, v))`. The receiver knows only the keys of its own
+//!   choice, so every other `v` differs from it by at least one unknown key. KK13 with a
+//!   256-bit Walsh–Hadamard code would send 32 bytes per OT regardless of N; this
+//!   construction sends 16·l bytes (64 for N = 16, 128 for N = 256) and is **not done**.
+//!
+//! ## Cost per call (n OTs, messages of `bits` bits, empty batches cost nothing)
+//! Let `B(m) = 2048·⌈m/128⌉` (the IKNP matrix, 16 bytes per OT rounded to 128-OT blocks).
+//!
+//! | call | receiver → sender | sender → receiver | flights |
+//! |---|---|---|---|
+//! | setup | 32 + 4096 each way (3 flights: S, C, S) | | 3 |
+//! | random OT (`send_random`) | 8 + B(n) | – | 1 |
+//! | chosen 1-of-2 | 8 + B(n) | ⌈2n·bits/8⌉ | 2 |
+//! | correlated | 8 + B(n) | ⌈n·bits/8⌉ | 2 |
+//! | 1-of-N | 8 + B(n·⌈log2 N⌉) | ⌈n·N·bits/8⌉ | 2 |
+//!
+//! A batch of calls in the same direction that do not depend on each other's outputs could be
+//! merged by the caller into one call to save flights.
+//!
+//! ## Security (semi-honest)
+//! Base OT: CDH in Ristretto255 with SHA-256 as a random oracle (see [`base`]). IKNP: the
+//! sender sees `u_j = G(k_j^0) ⊕ G(k_j^1) ⊕ r`, pseudorandom because it does not know
+//! `k_j^{1−Δ_j}` (PRG security of AES-CTR); the receiver's rows `t_i` and the sender's
+//! `q_i ⊕ (1−r_i)·Δ` differ by the unknown uniform Δ, so the unchosen pad `H(i, t_i ⊕ Δ)`
+//! is pseudorandom when `H` is (tweakable) correlation robust — here fixed-key AES modelled
+//! as an ideal permutation (Guo–Katz–Wang–Yu 2020), with a unique tweak per OT (global
+//! counter, domain tag). Every output is a full-width pseudorandom pad, so the masked
+//! messages and the correlated OT's `x` are uniform over Z_{2^bits}. The 1-of-N pads
+//! additionally rely on `H` hiding linear XOR combinations of independent unknown keys (same
+//! ideal-permutation model).
+//!
+//! ## Future: silent OT backend
+//! A Ferret-class (LPN-based) correlated-OT generator could implement the same trait: a
+//! one-time setup of ~10^5 IKNP correlations, then each batch expands a short seed with
+//! single-point-function (GGM tree) OTs and an LPN encoding. Communication per OT would fall
+//! from ~16 bytes (the IKNP matrix) to about 1 bit plus the LPN overhead, at the price of
+//! more computation (the expand-accumulate/convolute LPN encoder would have to be written; the
+//! IO-free code crates of cryprot show one way) and of batch sizes fixed by the LPN
+//! parameters (the session would buffer correlations and hand them out). Callers would not
+//! change.
+
+pub mod base;
+pub mod header;
+#[cfg(any(test, feature = "insecure-test-doubles"))]
+pub mod ideal;
+pub mod iknp;
+pub mod prg;
+pub mod session;
+pub mod transpose;
+
+pub use session::OtSession;
 
 use crate::error::Result;
 use crate::net::Channel;

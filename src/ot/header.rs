@@ -1,0 +1,134 @@
+//! The 8-byte batch header every OT call starts with, and argument validation shared by the
+//! real session and the ideal test double.
+//!
+//! The receiver opens every batch by sending `kind | bits | arity | len` in one little-endian
+//! u64; the sender compares it with its own call and fails with a clear error on any mismatch
+//! (a desynchronised caller would otherwise silently produce garbage). Empty batches send
+//! nothing at all.
+
+use crate::error::{Error, Result};
+use crate::net::Channel;
+
+/// Which OT functionality a batch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtKind {
+    Chosen = 1,
+    Correlated = 2,
+    OneOfN = 3,
+    Random = 4,
+}
+
+impl OtKind {
+    fn name(self) -> &'static str {
+        match self {
+            OtKind::Chosen => "chosen 1-of-2 OT",
+            OtKind::Correlated => "correlated OT",
+            OtKind::OneOfN => "1-of-N OT",
+            OtKind::Random => "random OT",
+        }
+    }
+}
+
+/// Largest batch one call may carry (the header stores the length in 32 bits).
+pub const MAX_BATCH: usize = u32::MAX as usize;
+/// Largest N of the 1-out-of-N OT.
+pub const MAX_N: usize = 256;
+
+/// The parameters of one batch, as both parties must agree on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub kind: OtKind,
+    pub bits: u32,
+    pub arity: usize,
+    pub len: usize,
+}
+
+impl BatchHeader {
+    /// Validate the caller's arguments and build the header.
+    pub fn new(kind: OtKind, bits: u32, arity: usize, len: usize) -> Result<BatchHeader> {
+        if bits == 0 || bits > 64 {
+            return Err(Error::Ot(format!("{}: message width {bits} bits outside 1..=64", kind.name())));
+        }
+        if !(2..=MAX_N).contains(&arity) {
+            return Err(Error::Ot(format!("{}: N = {arity} outside 2..={MAX_N}", kind.name())));
+        }
+        if len > MAX_BATCH {
+            return Err(Error::Ot(format!("{}: batch of {len} above the {MAX_BATCH} limit", kind.name())));
+        }
+        Ok(BatchHeader { kind, bits, arity, len })
+    }
+
+    pub fn encode(&self) -> u64 {
+        (self.kind as u64) | (self.bits as u64) << 8 | ((self.arity - 1) as u64) << 16 | (self.len as u64) << 32
+    }
+
+    /// Receiver side: announce the batch.
+    pub fn send(&self, ch: &mut dyn Channel) -> Result<()> {
+        ch.send_u64(self.encode())
+    }
+
+    /// Sender side: read the receiver's announcement and check it matches this call.
+    pub fn expect(&self, ch: &mut dyn Channel) -> Result<()> {
+        let got = ch.recv_u64()?;
+        if got != self.encode() {
+            return Err(Error::protocol(
+                self.kind.name(),
+                format!(
+                    "the peer's batch (kind {}, {} bits, N = {}, {} OTs) does not match ours ({:?}, {} bits, N = {}, {} OTs)",
+                    got & 0xff,
+                    (got >> 8) & 0xff,
+                    ((got >> 16) & 0xffff) + 1,
+                    got >> 32,
+                    self.kind,
+                    self.bits,
+                    self.arity,
+                    self.len
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// All-ones mask of `bits` bits (1..=64).
+#[inline]
+pub fn mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+/// Check that `msgs` is a whole number of rows of `n` messages; returns the batch length.
+pub fn rows_of(msgs: &[u64], n: usize) -> Result<usize> {
+    if n == 0 || msgs.len() % n != 0 {
+        return Err(Error::Ot(format!("1-of-N OT: {} messages is not a multiple of N = {n}", msgs.len())));
+    }
+    Ok(msgs.len() / n)
+}
+
+/// Check every 1-of-N choice is below `n`.
+pub fn check_choices(choices: &[u8], n: usize) -> Result<()> {
+    match choices.iter().position(|&c| c as usize >= n) {
+        Some(i) => Err(Error::Ot(format!("1-of-N OT: choice {} at index {i} is not below N = {n}", choices[i]))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_rejects_bad_arguments() {
+        assert!(BatchHeader::new(OtKind::Chosen, 0, 2, 1).is_err());
+        assert!(BatchHeader::new(OtKind::Chosen, 65, 2, 1).is_err());
+        assert!(BatchHeader::new(OtKind::OneOfN, 8, 1, 1).is_err());
+        assert!(BatchHeader::new(OtKind::OneOfN, 8, 257, 1).is_err());
+        let h = BatchHeader::new(OtKind::OneOfN, 64, 256, 7).unwrap();
+        assert_eq!(h.encode() >> 32, 7);
+        assert!(check_choices(&[0, 15, 16], 16).is_err());
+        assert!(rows_of(&[1, 2, 3], 2).is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! [`OtSession`]: base OTs in both directions once, then IKNP batches on demand; the thin
+//! drivers that move the cores' messages over the [`Channel`]. Costs are in the module
+//! header of [`crate::ot`].
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use super::base::{self, BaseSender, POINT_BYTES};
+use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind};
+use super::iknp::{blocks_for, hash_rows, ExtReceiver, ExtSender, BLOCK_BYTES, KAPPA};
+use super::prg::{Crh, DOMAIN_ONE_OF_N};
+use super::Ot;
+use crate::error::Result;
+use crate::net::Channel;
+use crate::share::Role;
+
+/// Direction tags of the base-OT key derivation (which party is the base-OT sender).
+const TAG_SERVER_IS_BASE_SENDER: u8 = 1;
+const TAG_CLIENT_IS_BASE_SENDER: u8 = 2;
+
+/// One party's OT endpoint: extension sender toward the peer and extension receiver from it.
+pub struct OtSession {
+    role: Role,
+    sender: ExtSender,
+    receiver: ExtReceiver,
+    crh: Crh,
+}
+
+/// Bytes and flights of the setup, per party (each party sends 32 + 128·32 bytes).
+pub const SETUP_BYTES_SENT: u64 = (POINT_BYTES + KAPPA * POINT_BYTES) as u64;
+pub const SETUP_ROUNDS: u64 = 3;
+
+fn random_delta() -> (u128, Vec<bool>) {
+    let delta: u128 = rand::rng().random();
+    (delta, (0..KAPPA).map(|j| (delta >> j) & 1 == 1).collect())
+}
+
+fn recv_exact(ch: &mut dyn Channel, n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    ch.recv_bytes(&mut buf)?;
+    Ok(buf)
+}
+
+impl OtSession {
+    /// Run the 2 × 128 base OTs. Both parties call this at the same point with their own role.
+    ///
+    /// Flights: server → client `A_s`; client → server `A_c, B_c[128]`; server → client `B_s[128]`.
+    pub fn setup(ch: &mut dyn Channel, role: Role) -> Result<OtSession> {
+        ch.set_phase("OT setup (base OTs)");
+        let (delta, delta_bits) = random_delta();
+        let crh = Crh::default();
+        let (receiver, sender) = match role {
+            Role::Server => {
+                let (base_sender, a_s) = BaseSender::start(TAG_SERVER_IS_BASE_SENDER);
+                ch.send_bytes(&a_s)?;
+                let a_c = recv_exact(ch, POINT_BYTES)?;
+                let b_c = recv_exact(ch, KAPPA * POINT_BYTES)?;
+                let (b_s, seeds) = base::receive(TAG_CLIENT_IS_BASE_SENDER, &a_c, &delta_bits)?;
+                ch.send_bytes(&b_s)?;
+                let pairs = base_sender.finish(&b_c, KAPPA)?;
+                (ExtReceiver::new(&pairs)?, ExtSender::new(delta, &seeds)?)
+            }
+            Role::Client => {
+                let a_s = recv_exact(ch, POINT_BYTES)?;
+                let (b_c, seeds) = base::receive(TAG_SERVER_IS_BASE_SENDER, &a_s, &delta_bits)?;
+                let (base_sender, a_c) = BaseSender::start(TAG_CLIENT_IS_BASE_SENDER);
+                ch.send_bytes(&a_c)?;
+                ch.send_bytes(&b_c)?;
+                let b_s = recv_exact(ch, KAPPA * POINT_BYTES)?;
+                let pairs = base_sender.finish(&b_s, KAPPA)?;
+                (ExtReceiver::new(&pairs)?, ExtSender::new(delta, &seeds)?)
+            }
+        };
+        Ok(OtSession { role, sender, receiver, crh })
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Receiver half of one extension: announce, send `u`, return rows `t_i` and the first index.
+    fn extend_as_receiver(&mut self, ch: &mut dyn Channel, header: BatchHeader, bits: &[bool]) -> Result<(Vec<u128>, u64)> {
+        header.send(ch)?;
+        let batch = self.receiver.extend(bits);
+        ch.send_bytes(&batch.u_bytes)?;
+        Ok((batch.t_rows, batch.first))
+    }
+
+    /// Sender half: check the announcement, read `u` for `m` OTs, return rows `q_i`.
+    fn extend_as_sender(&mut self, ch: &mut dyn Channel, header: BatchHeader, m: usize) -> Result<(Vec<u128>, u64)> {
+        header.expect(ch)?;
+        let u = recv_exact(ch, blocks_for(m) * BLOCK_BYTES)?;
+        self.sender.extend(&u, m)
+    }
+
+    /// The sender's two hashed messages of every row.
+    fn sender_pads(&self, q: &[u128], m: usize, first: u64) -> (Vec<u128>, Vec<u128>) {
+        let mut h0 = q[..m].to_vec();
+        let mut h1 = q[..m].to_vec();
+        hash_rows(&self.crh, &mut h0, 0, first);
+        hash_rows(&self.crh, &mut h1, self.sender.delta(), first);
+        (h0, h1)
+    }
+
+    fn receiver_pads(&self, t: &[u128], m: usize, first: u64) -> Vec<u128> {
+        let mut h = t[..m].to_vec();
+        hash_rows(&self.crh, &mut h, 0, first);
+        h
+    }
+
+    /// Random OT, sender side: `n` pairs of uniform 128-bit messages. One flight (receiver → sender).
+    pub fn send_random(&mut self, ch: &mut dyn Channel, n: usize) -> Result<Vec<[u128; 2]>> {
+        let header = BatchHeader::new(OtKind::Random, 64, 2, n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("random OT (sender)");
+        let (q, first) = self.extend_as_sender(ch, header, n)?;
+        let (h0, h1) = self.sender_pads(&q, n, first);
+        Ok(h0.into_iter().zip(h1).map(|(a, b)| [a, b]).collect())
+    }
+
+    /// Random OT, receiver side: the message of each pair selected by `choices`.
+    pub fn recv_random(&mut self, ch: &mut dyn Channel, choices: &[bool]) -> Result<Vec<u128>> {
+        let header = BatchHeader::new(OtKind::Random, 64, 2, choices.len())?;
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("random OT (receiver)");
+        let (t, first) = self.extend_as_receiver(ch, header, choices)?;
+        Ok(self.receiver_pads(&t, choices.len(), first))
+    }
+}
+
+/// ⌈log2 n⌉ for n ≥ 2: the number of 1-of-2 OTs behind one 1-of-n OT.
+pub fn choice_bits(n: usize) -> usize {
+    (usize::BITS - (n - 1).leading_zeros()) as usize
+}
+
+/// The 1-of-N pad of row `i` for index `v`: tweak separates the domain, the OT and `v`.
+fn one_of_n_tweak(first_sub_ot: u64, v: usize) -> u128 {
+    DOMAIN_ONE_OF_N | (first_sub_ot as u128) << 9 | v as u128
+}
+
+impl Ot for OtSession {
+    fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
+        let n = msgs.len();
+        let header = BatchHeader::new(OtKind::Chosen, bits, 2, n)?;
+        if n == 0 {
+            return Ok(());
+        }
+        ch.set_phase("chosen OT (sender)");
+        let (q, first) = self.extend_as_sender(ch, header, n)?;
+        let (h0, h1) = self.sender_pads(&q, n, first);
+        let m = mask(bits);
+        let y: Vec<u64> = (0..n).flat_map(|i| [(msgs[i][0] ^ h0[i] as u64) & m, (msgs[i][1] ^ h1[i] as u64) & m]).collect();
+        ch.send_packed(&y, bits)
+    }
+
+    fn recv_chosen(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
+        let n = choices.len();
+        let header = BatchHeader::new(OtKind::Chosen, bits, 2, n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("chosen OT (receiver)");
+        let (t, first) = self.extend_as_receiver(ch, header, choices)?;
+        let h = self.receiver_pads(&t, n, first);
+        let y = ch.recv_packed(2 * n, bits)?;
+        let m = mask(bits);
+        Ok((0..n).map(|i| (y[2 * i + choices[i] as usize] ^ h[i] as u64) & m).collect())
+    }
+
+    fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        let n = deltas.len();
+        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (sender)");
+        let (q, first) = self.extend_as_sender(ch, header, n)?;
+        let (h0, h1) = self.sender_pads(&q, n, first);
+        let m = mask(bits);
+        let xs: Vec<u64> = h0.iter().map(|&h| h as u64 & m).collect();
+        // y = x + δ − H(q ⊕ Δ): the receiver with c = 1 adds it to H(q ⊕ Δ) and gets x + δ.
+        let y: Vec<u64> =
+            (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(h1[i] as u64) & m).collect();
+        ch.send_packed(&y, bits)?;
+        Ok(xs)
+    }
+
+    fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
+        let n = choices.len();
+        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (receiver)");
+        let (t, first) = self.extend_as_receiver(ch, header, choices)?;
+        let h = self.receiver_pads(&t, n, first);
+        let y = ch.recv_packed(n, bits)?;
+        let m = mask(bits);
+        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & m } else { h[i] as u64 & m }).collect())
+    }
+
+    fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], n: usize, bits: u32) -> Result<()> {
+        let len = rows_of(msgs, n)?;
+        let header = BatchHeader::new(OtKind::OneOfN, bits, n, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        ch.set_phase("1-of-N OT (sender)");
+        let l = choice_bits(n);
+        let (q, first) = self.extend_as_sender(ch, header, len * l)?;
+        let (k0, k1) = self.sender_pads(&q, len * l, first);
+        let m = mask(bits);
+        let mut y = vec![0u64; len * n];
+        y.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+            let first_sub = first + (i * l) as u64;
+            let mut pads: Vec<u128> = (0..n)
+                .map(|v| (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] }))
+                .collect();
+            self.crh.hash_in_place(&mut pads, |v| one_of_n_tweak(first_sub, v));
+            for (v, out) in row.iter_mut().enumerate() {
+                *out = (msgs[i * n + v] ^ pads[v] as u64) & m;
+            }
+        });
+        ch.send_packed(&y, bits)
+    }
+
+    fn recv_1_of_n(&mut self, ch: &mut dyn Channel, choices: &[u8], n: usize, bits: u32) -> Result<Vec<u64>> {
+        let len = choices.len();
+        let header = BatchHeader::new(OtKind::OneOfN, bits, n, len)?;
+        check_choices(choices, n)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("1-of-N OT (receiver)");
+        let l = choice_bits(n);
+        let sub_choices: Vec<bool> = choices.iter().flat_map(|&c| (0..l).map(move |j| (c >> j) & 1 == 1)).collect();
+        let (t, first) = self.extend_as_receiver(ch, header, &sub_choices)?;
+        let keys = self.receiver_pads(&t, len * l, first);
+        let mut pads: Vec<u128> = (0..len).map(|i| keys[i * l..(i + 1) * l].iter().fold(0, |x, k| x ^ k)).collect();
+        pads.par_chunks_mut(1 << 12).enumerate().for_each(|(c, chunk)| {
+            let base = c << 12;
+            self.crh.hash_in_place(chunk, |k| one_of_n_tweak(first + ((base + k) * l) as u64, choices[base + k] as usize));
+        });
+        let y = ch.recv_packed(len * n, bits)?;
+        let m = mask(bits);
+        Ok((0..len).map(|i| (y[i * n + choices[i] as usize] ^ pads[i] as u64) & m).collect())
+    }
+}
