@@ -1,0 +1,279 @@
+//! `fastlmpi fit-approx FUNC`: fits a segmented approximation, prints its segments,
+//! coefficients and errors, and writes results/approx/FUNC.json (loaded by the engine) and
+//! results/approx/FUNC.svg.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::approx::{
+    bolt_gelu, bumblebee_gelu, compare_row, fastlmpi_gelu, fit, function_spec, measure, write_svg, ApproxFile,
+    ComparisonRow, Continuity, FitConfig, FixedEvalSpec, Method, PlotCurve, SegmentKind,
+};
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ContinuityArg {
+    None,
+    C0,
+    C1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    Lsq,
+    Minimax,
+}
+
+/// Fit a segmented polynomial approximation of a non-linear function.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FitApproxArgs {
+    /// Function: gelu, exp, exp-rr, tanh, sigmoid, rsqrt or reciprocal.
+    pub func: String,
+    /// Total number of segments, tails included (default: the checked-in set's).
+    #[arg(long)]
+    pub segments: Option<usize>,
+    /// Polynomial degree (default: the checked-in set's).
+    #[arg(long)]
+    pub degree: Option<usize>,
+    /// Input range A,B over which the error is minimised and measured.
+    #[arg(long, allow_hyphen_values = true, value_name = "A,B")]
+    pub range: Option<String>,
+    /// Fraction bits of the input (and of the output unless --out-frac is given).
+    #[arg(long, default_value_t = 12)]
+    pub frac_bits: u32,
+    /// Fraction bits of the output (default: --frac-bits).
+    #[arg(long)]
+    pub out_frac: Option<u32>,
+    /// Fraction bits of the exact accumulator (default: degree × frac-bits + 8).
+    #[arg(long)]
+    pub acc_frac: Option<u32>,
+    #[arg(long, value_enum, default_value = "none")]
+    pub continuity: ContinuityArg,
+    #[arg(long, value_enum, default_value = "minimax")]
+    pub method: MethodArg,
+    /// Keep the derivative-based initial knots instead of searching.
+    #[arg(long)]
+    pub no_knot_search: bool,
+    /// Print the JSON file to stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Add BOLT's, BumbleBee's and FASTLMPI's published approximations (gelu only).
+    #[arg(long)]
+    pub compare: bool,
+    #[arg(long, default_value = "results/approx")]
+    pub out_dir: PathBuf,
+}
+
+fn parse_range(text: &str) -> Result<(f64, f64)> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let parse = |s: &str| s.trim().parse::<f64>().map_err(|_| Error::Input(format!("bad --range `{text}`")));
+    match parts.as_slice() {
+        [a, b] => {
+            let (a, b) = (parse(a)?, parse(b)?);
+            if a < b && a.is_finite() && b.is_finite() {
+                Ok((a, b))
+            } else {
+                Err(Error::Input(format!("--range needs A < B, got `{text}`")))
+            }
+        }
+        _ => Err(Error::Input(format!("--range expects A,B, got `{text}`"))),
+    }
+}
+
+/// The fully resolved settings (defaults filled in).
+struct Resolved {
+    config: FitConfig,
+    command: String,
+}
+
+fn resolve(args: &FitApproxArgs) -> Result<Resolved> {
+    let func = function_spec(&args.func)?;
+    let segments = args.segments.unwrap_or(func.default_segments);
+    let degree = args.degree.unwrap_or(func.default_degree);
+    let range = match &args.range {
+        Some(r) => parse_range(r)?,
+        None => func.range,
+    };
+    let in_frac = args.frac_bits;
+    let out_frac = args.out_frac.unwrap_or(in_frac);
+    let acc_frac = args.acc_frac.unwrap_or(degree as u32 * in_frac + 8);
+    let method = match args.method {
+        MethodArg::Lsq => Method::Lsq,
+        MethodArg::Minimax => Method::Minimax,
+    };
+    let continuity = match args.continuity {
+        ContinuityArg::None => Continuity::None,
+        ContinuityArg::C0 => Continuity::C0,
+        ContinuityArg::C1 => Continuity::C1,
+    };
+    let mut command = format!(
+        "fastlmpi fit-approx {} --segments {segments} --degree {degree} --range {},{} --frac-bits {in_frac} \
+         --out-frac {out_frac} --acc-frac {acc_frac} --continuity {} --method {}",
+        func.name,
+        range.0,
+        range.1,
+        format!("{continuity:?}").to_lowercase(),
+        format!("{method:?}").to_lowercase(),
+    );
+    if args.no_knot_search {
+        command.push_str(" --no-knot-search");
+    }
+    if args.compare {
+        command.push_str(" --compare");
+    }
+    Ok(Resolved {
+        config: FitConfig {
+            segments,
+            degree,
+            method,
+            continuity,
+            spec: FixedEvalSpec { in_frac, acc_frac, out_frac },
+            range,
+            knot_search: !args.no_knot_search,
+        },
+        command,
+    })
+}
+
+/// Fits and measures; no file is written (used by `run` and by tests).
+pub fn build_file(args: &FitApproxArgs) -> Result<ApproxFile> {
+    let func = function_spec(&args.func)?;
+    let Resolved { config, command } = resolve(args)?;
+    let poly = fit(&func, &config)?;
+    let quantized = poly.quantize(config.spec)?;
+    let (errors, segment_errors) = measure(&poly, &quantized, func.f, config.range)?;
+    let accumulator = quantized.accumulator_profile(config.range)?;
+    let comparison = if args.compare {
+        if func.name != "gelu" {
+            return Err(Error::Input("--compare is only available for gelu".into()));
+        }
+        vec![
+            compare_row("FASTLMPI (published)", &fastlmpi_gelu()?, func.f, config.spec, config.range)?,
+            compare_row("BOLT (published)", &bolt_gelu()?, func.f, config.spec, config.range)?,
+            compare_row("BumbleBee (published)", &bumblebee_gelu()?, func.f, config.spec, config.range)?,
+        ]
+    } else {
+        Vec::new()
+    };
+    Ok(ApproxFile {
+        function: func.name.to_string(),
+        command,
+        note: func.note.split_whitespace().collect::<Vec<_>>().join(" "),
+        method: config.method,
+        continuity: config.continuity,
+        degree: config.degree,
+        segments: config.segments,
+        range: config.range,
+        spec: config.spec,
+        poly,
+        quantized,
+        errors,
+        segment_errors,
+        accumulator,
+        comparison,
+    })
+}
+
+fn bound(b: Option<f64>, inf: &str) -> String {
+    b.map_or(inf.to_string(), |v| format!("{v:.6}"))
+}
+
+/// Human-readable summary: segments, coefficients, errors and the comparison table.
+pub fn format_table(file: &ApproxFile) -> String {
+    let mut out = String::new();
+    let s = file.spec;
+    let _ = writeln!(out, "{}", file.command);
+    let _ = writeln!(
+        out,
+        "{}: {} segments, degree {}, {:?}, continuity {:?}, range [{}, {}], in_frac {}, acc_frac {}, out_frac {}",
+        file.function, file.segments, file.degree, file.method, file.continuity, file.range.0, file.range.1,
+        s.in_frac, s.acc_frac, s.out_frac
+    );
+    let _ = writeln!(out, "{:>3}  {:>12} {:>12}  {:>10} {:>10}  kind / coefficients in u = x - centre", "seg", "from", "to", "max f64", "max fixed");
+    for (seg, err) in file.poly.segments.iter().zip(&file.segment_errors) {
+        let kind = match &seg.kind {
+            SegmentKind::Poly { centre, coeffs } => format!(
+                "poly centre {centre}: [{}]",
+                coeffs.iter().map(|c| format!("{c:.10e}")).collect::<Vec<_>>().join(", ")
+            ),
+            SegmentKind::Const(c) => format!("const {c}"),
+            SegmentKind::Identity => "identity".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>12} {:>12}  {:>10.3e} {:>10.3e}  {kind}",
+            err.index,
+            bound(seg.lo, "-inf"),
+            bound(seg.hi, "+inf"),
+            err.f64_max_abs,
+            err.fixed_max_abs
+        );
+    }
+    let a = file.accumulator;
+    let _ = writeln!(
+        out,
+        "accumulator: max |V| {} bits, max sum |A_k U^k| {} bits, max |U|^deg {} bits (sign excluded)",
+        a.max_v_bits, a.max_term_sum_bits, a.max_power_bits
+    );
+    let _ = writeln!(out, "\n{:<24} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>8}", "approximation", "seg", "deg", "max f64", "mean f64", "max fixed", "mean fixed", "max horner", "V bits");
+    let row = |out: &mut String, name: &str, segs: usize, deg: usize, e: &crate::approx::ErrorReport, bits: u32, acc: u32| {
+        let _ = writeln!(
+            out,
+            "{name:<24} {segs:>4} {deg:>4} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e} {:>11.3e} {:>5} @{acc}",
+            e.f64.max_abs, e.f64.mean_abs, e.fixed.max_abs, e.fixed.mean_abs, e.horner.max_abs, bits
+        );
+    };
+    row(&mut out, "this fit", file.segments, file.degree, &file.errors, a.max_v_bits, s.acc_frac);
+    for c in &file.comparison {
+        row(&mut out, &c.name, c.segments, c.degree, &c.errors, c.accumulator.max_v_bits, c.spec.acc_frac);
+    }
+    let _ = writeln!(
+        out,
+        "(errors on every input at 2^-{} in the range; fixed = exact accumulator, one floor; horner = truncation after every product at 2^-{})",
+        s.in_frac, s.in_frac
+    );
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// Runs `fit-approx`: prints the table (or the JSON with --json) and writes FUNC.json and
+/// FUNC.svg into --out-dir.
+pub fn run(args: &FitApproxArgs) -> Result<()> {
+    let file = build_file(args)?;
+    let json = file.to_json()?;
+    std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
+    let json_path = args.out_dir.join(format!("{}.json", file.function));
+    let svg_path = args.out_dir.join(format!("{}.svg", file.function));
+    write(&json_path, &format!("{json}\n"))?;
+    let func = function_spec(&file.function)?;
+    let published: Vec<(String, crate::approx::PiecewisePoly)> = if args.compare {
+        vec![
+            ("FASTLMPI".into(), fastlmpi_gelu()?),
+            ("BOLT".into(), bolt_gelu()?),
+            ("BumbleBee".into(), bumblebee_gelu()?),
+        ]
+    } else {
+        Vec::new()
+    };
+    let quantized_published = published
+        .iter()
+        .zip(&file.comparison)
+        .map(|((_, p), row): (&(String, _), &ComparisonRow)| p.quantize(row.spec))
+        .collect::<Result<Vec<_>>>()?;
+    let mut curves = vec![PlotCurve { label: "this fit".into(), poly: &file.poly, quantized: &file.quantized }];
+    for ((label, p), q) in published.iter().zip(&quantized_published) {
+        curves.push(PlotCurve { label: label.clone(), poly: p, quantized: q });
+    }
+    let title = format!("{}: {} segments, degree {}", file.function, file.segments, file.degree);
+    write_svg(&svg_path, &title, func.f, file.range, &curves)?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", format_table(&file));
+        println!("wrote {} and {}", json_path.display(), svg_path.display());
+    }
+    Ok(())
+}

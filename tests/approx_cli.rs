@@ -1,0 +1,107 @@
+//! `fit-approx` driven through its clap arguments and `run` (the subcommand itself is wired
+//! by the CLI module; the file is included here so it is compiled and tested on its own).
+
+use clap::Parser;
+#[allow(unused_imports)]
+use fastlmpi::{approx, Error, Result};
+
+#[path = "../src/cli/fit_approx.rs"]
+#[allow(dead_code)]
+mod fit_approx;
+
+use fit_approx::FitApproxArgs;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: FitApproxArgs,
+}
+
+fn parse(line: &str) -> FitApproxArgs {
+    let words = std::iter::once("fit-approx").chain(line.split_whitespace());
+    Cli::try_parse_from(words).unwrap().args
+}
+
+#[test]
+#[ignore = "exploration helper: prints tables for several settings"]
+fn explore() {
+    let line = std::env::var("FIT_ARGS").unwrap_or_else(|_| "gelu".into());
+    let file = fit_approx::build_file(&parse(&line)).unwrap();
+    print!("{}", fit_approx::format_table(&file));
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fastlmpi-approx-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn compare_table_is_produced_by_the_command() {
+    let dir = temp_dir("compare");
+    let args = parse(&format!("gelu --segments 5 --no-knot-search --compare --out-dir {}", dir.display()));
+    fit_approx::run(&args).unwrap();
+    let file = approx::ApproxFile::load(&dir.join("gelu.json")).unwrap();
+    let names: Vec<&str> = file.comparison.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["FASTLMPI (published)", "BOLT (published)", "BumbleBee (published)"]);
+    // The published sets' f64 errors on [−8, 8] (paper-and-protocols.md §3).
+    for (row, want) in file.comparison.iter().zip([4.33e-3, 9.36e-3, 3.33e-2]) {
+        assert!((row.errors.f64.max_abs - want).abs() < 0.02 * want, "{}: {}", row.name, row.errors.f64.max_abs);
+    }
+    let table = fit_approx::format_table(&file);
+    assert!(table.contains("BOLT (published)") && table.contains("this fit"));
+    let svg = std::fs::read_to_string(dir.join("gelu.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("BumbleBee") && svg.contains("<polyline"));
+    assert!(file.command.ends_with("--no-knot-search --compare"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    assert!(fit_approx::build_file(&parse("nosuch")).is_err());
+    assert!(fit_approx::build_file(&parse("gelu --segments 4")).is_err(), "symmetric needs odd counts");
+    assert!(fit_approx::build_file(&parse("gelu --range 8,-8")).is_err());
+    assert!(fit_approx::build_file(&parse("tanh --compare --no-knot-search")).is_err());
+    assert!(fit_approx::build_file(&parse("gelu --degree 4 --acc-frac 40")).is_err());
+}
+
+fn checked_in_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/approx")
+}
+
+const CHECKED_IN: [&str; 7] = ["gelu", "exp", "exp-rr", "tanh", "sigmoid", "rsqrt", "reciprocal"];
+
+/// Regenerates every checked-in set from the command recorded in it and compares the JSON
+/// byte for byte. Ignored by default: the knot search takes minutes in a debug build
+/// (run with `cargo test --release --test approx_cli -- --ignored regenerate`).
+#[test]
+#[ignore = "slow in debug builds (knot search); run in release"]
+fn regenerate_checked_in_sets() {
+    let dir = temp_dir("regen");
+    for name in CHECKED_IN {
+        let path = checked_in_dir().join(format!("{name}.json"));
+        let recorded = std::fs::read_to_string(&path).unwrap();
+        let file: approx::ApproxFile = serde_json::from_str(&recorded).unwrap();
+        let line = file.command.strip_prefix("fastlmpi fit-approx ").unwrap();
+        let args = parse(&format!("{line} --out-dir {}", dir.display()));
+        fit_approx::run(&args).unwrap();
+        let fresh = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        assert!(fresh == recorded, "{name}: regenerated JSON differs from {}", path.display());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Writes the checked-in sets (results/approx) with each function's default settings.
+/// Only runs when FASTLMPI_WRITE_APPROX=1.
+#[test]
+#[ignore = "writes results/approx; run explicitly"]
+fn write_checked_in_sets() {
+    if std::env::var("FASTLMPI_WRITE_APPROX").as_deref() != Ok("1") {
+        return;
+    }
+    for name in CHECKED_IN {
+        let extra = if name == "gelu" { " --compare" } else { "" };
+        let args = parse(&format!("{name}{extra} --out-dir {}", checked_in_dir().display()));
+        fit_approx::run(&args).unwrap();
+    }
+}
