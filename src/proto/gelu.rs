@@ -69,6 +69,7 @@ use super::hemul::HeParty;
 use super::hepoly::{self, CentredPoly};
 use super::mux::{mux, mux_cost};
 use super::trunc::{trunc, trunc_cost, TruncMode};
+use crate::approx::{QuantizedPiecewise, QuantizedSegment};
 use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::share::{Field, Ring};
@@ -198,6 +199,46 @@ impl GeluSpec {
         };
         smallest.validate(field)?;
         Err(Error::Config(format!("GeLU polynomials do not fit a {}-bit plaintext modulus", field.bits())))
+    }
+
+    /// The spec for a set quantised by `approx` (e.g. the checked-in
+    /// `results/approx/gelu.json`): its knots, centres and coefficients are used as they are
+    /// (input and polynomial at `in_frac`, accumulator at `acc_frac`, output at `out_frac`,
+    /// which must equal `in_frac`), so [`reference_gelu`] equals `QuantizedPiecewise::eval`.
+    /// Fails with `Error::Config` if an accumulator can reach 2^(bits(t) − 2) on `|x| <
+    /// 2^input_bits`.
+    pub fn from_quantized(q: &QuantizedPiecewise, field: Field, ring_bits: u32, input_bits: u32) -> Result<GeluSpec> {
+        let s = q.spec;
+        if s.out_frac != s.in_frac {
+            return Err(Error::Config(format!("GeLU needs out_frac = in_frac (got {} and {})", s.out_frac, s.in_frac)));
+        }
+        let pieces = q
+            .segments
+            .iter()
+            .map(|seg| match seg {
+                QuantizedSegment::Const(c) => Ok(Piece::Const(*c)),
+                QuantizedSegment::Identity => Ok(Piece::Identity),
+                QuantizedSegment::Poly { centre, coeffs } => {
+                    let c: Result<Vec<i64>> = coeffs
+                        .iter()
+                        .map(|&a| i64::try_from(a).map_err(|_| Error::Config("GeLU coefficient exceeds 63 bits".into())))
+                        .collect();
+                    Ok(Piece::Poly(CentredPoly { centre: *centre, coeffs: c? }))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let spec = GeluSpec {
+            ring_bits,
+            frac: s.in_frac,
+            input_bits,
+            poly_frac: s.in_frac,
+            acc_scale: s.acc_frac,
+            acc_bits: field.bits() - 2,
+            knots: q.knots.clone(),
+            pieces,
+        };
+        spec.validate(field)?;
+        Ok(spec)
     }
 
     fn quantize_pieces(pw: &FloatPiecewise, frac: u32, poly_frac: u32, s: u32) -> Result<Vec<Piece>> {
