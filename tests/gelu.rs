@@ -261,7 +261,7 @@ fn bert_base_gelu_batch() {
     assert_eq!(run.y, reference_gelu(&x, &spec));
     let total = run.server_stats.total_bytes();
     println!(
-        "BERT-base GeLU ({n} elements): {:.1} s, total {:.1} MB ({:.1} B/element) with the clear-text OT double; \
+        "BERT-base GeLU ({n} elements): {:.1} s, total {:.1} MB ({:.1} B/element, real OT); \
          non-OT (HE + openings) {:.1} MB; {} OTs; server flights {}",
         run.seconds,
         total as f64 / 1e6,
