@@ -56,9 +56,9 @@
 //!
 //! **Parameters and measured cost.** HE preset `HePreset::simd(8192, 60)`: N = 8192,
 //! Q = 3 × 62 bits = 186 ≤ 218 (128-bit security), t a 60-bit prime; accumulators must stay
-//! below 2^58 (checked). Noise bound d·N·(t/2)·21 ≈ 2^77.4 (d = 3) ⇒ flooding 2^118,
+//! below 2^58 (checked). Noise bound d·N·(t/2)·21 < 2^78 (d = 3) ⇒ flooding 2^118,
 //! returned at the top level. With the checked-in 7-segment degree-3 set
-//! (`results/approx/gelu.json`, acc_frac 44, max |V| < 2^47) and ℓ = 40, frac = 12,
+//! (`results/approx/gelu.json`, acc_frac 44, max |V| < 2^46) and ℓ = 40, frac = 12,
 //! |x| < 2^19: one BERT-base FFN batch (128 × 3072 = 393 216 values, release, real OT, loopback,
 //! 2 shared cores) took 140 s and 1.96 GB in total, of which 96 MB HE (+ openings), the rest
 //! OT (57 M OTs, dominated by the 6 knot comparisons and the 64-bit conversions and
