@@ -30,6 +30,9 @@ pub mod linear;
 pub mod mul;
 pub mod mux;
 pub mod trunc;
+pub mod hemul;
+pub mod gelu;
+pub mod hepoly;
 
 /// Fast composition test of the toolkit with the ideal OT (the per-protocol tests with the
 /// real OT session are in `tests/toolkit.rs`).

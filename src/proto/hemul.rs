@@ -1,0 +1,376 @@
+//! Element-wise products of field-shared vectors with ciphertext × plaintext operations only.
+//!
+//! **Paper reference.** FASTLMPI (arXiv 2412.16537), the "fine-grained" HE part of LayerNorm and
+//! SoftMax (§2.2–2.3 of the prototype notes): products of secret-shared values are computed by
+//! the server under the client's key. The prototype multiplies two ciphertexts (ct × ct,
+//! relinearisation keys); here the client uploads its own product instead, so the server only
+//! needs ct × pt, no evaluation keys, and the result has fresh-level noise.
+//!
+//! **Functionality.** Inputs `a = a_c + a_s`, `b = b_c + b_s` over Z_t (`HeContext::field`),
+//! optionally a server plaintext vector `g`; output fresh additive shares over Z_t of
+//! `a ⊙ b` ([`mul`]), `a ⊙ a` ([`square`]), or `(a ⊙ b) ⊙ g` when `g` is given. [`mul_rows`]
+//! multiplies every element of row `r` of `b` (rows × cols, row-major) by the per-row value
+//! `a[r]` (e.g. a row reciprocal). Exact mod t.
+//!
+//! **Message flow** (one upload flight, one return flight; blocks of N slots):
+//! ```text
+//!   client                                         server
+//!   Enc(a_c), Enc(b_c), Enc(a_c·b_c)  ───────────▶  (seeded, SIMD blocks)
+//!                                                   C = g·Enc(a_c b_c) + (g b_s)⊙Enc(a_c)
+//!                                                       + (g a_s)⊙Enc(b_c) + g a_s b_s
+//!                                                   (C', −R) = private_return(C)
+//!   y_c = Dec(C')                      ◀───────────  C'           y_s = −R
+//! ```
+//! Square: the client sends Enc(a_c), Enc(a_c²); the server computes
+//! `g·Enc(a_c²) + (2 g a_s)⊙Enc(a_c) + g a_s²`. Row broadcast: both parties replicate their
+//! per-row share over the row's columns (local), then [`mul`].
+//!
+//! **Domain / error.** Any field elements; exact mod t.
+//!
+//! **Noise and flooding.** Every plaintext multiplier is a centred SIMD plaintext (coefficients
+//! ≤ t/2 whatever the slots), so with K terms (K = 3 for a product, 2 for a square, counted
+//! the same with or without `g`, so both parties derive the same bound from public data) the
+//! data-dependent noise is at most `K·N·(t/2)·e_fresh` ([`noise_bound`]); `private_return`
+//! floods with ≥ 2^40 times that and switches down to the lowest level that still decrypts.
+//!
+//! **Bytes per element** (N slots, `seeded` = 32 + ⌈log Q⌉·N/8, `full(ℓ)` = 2·⌈log q_ℓ⌉·N/8
+//! at the return level): product `(3·seeded + full)/N`, square `(2·seeded + full)/N`, each
+//! block rounded up to a whole ciphertext ([`mul_bytes`]). With `HePreset::simd(8192, 60)`
+//! (Q = 3 × 62 bits, returned at the top level): product ≈ 116 B, square ≈ 93 B per element.
+//! Rounds: 2 flights (client → server, server → client).
+//!
+//! **Security (semi-honest).** The server sees only fresh RLWE ciphertexts under the client's
+//! key (IND-CPA). Every ciphertext it returns is masked with a uniform R ∈ Z_t^N, re-randomised
+//! with a fresh Enc_pk(0), flooded with ≥ 2^40 × the worst-case noise and switched down, so the
+//! client's view (x + R) is uniform and statistically independent (≤ N·2^−40 per ciphertext)
+//! of the server's plaintexts. The server never decrypts; its output share is −R.
+
+use fhe::bfv::Ciphertext;
+use fhe_math::rq::{dot_product, Poly};
+use rayon::prelude::*;
+
+use super::ctx::{same_len, Party};
+use crate::error::{Error, Result};
+use crate::he::privacy::{ct_pt_sum_bound, private_return, return_level, simd_plain_bound};
+use crate::he::{wire, ClientKeys, HeContext, ServerKeys};
+use crate::share::Field;
+
+/// This party's HE key material.
+#[derive(Clone, Copy)]
+pub enum HeKeys<'a> {
+    Server(&'a ServerKeys),
+    Client(&'a ClientKeys),
+}
+
+/// The HE context and this party's keys: what every HE-backed protocol needs besides `Party`.
+#[derive(Clone, Copy)]
+pub struct HeParty<'a> {
+    pub ctx: &'a HeContext,
+    pub keys: HeKeys<'a>,
+}
+
+impl<'a> HeParty<'a> {
+    pub fn server(ctx: &'a HeContext, keys: &'a ServerKeys) -> HeParty<'a> {
+        HeParty { ctx, keys: HeKeys::Server(keys) }
+    }
+    pub fn client(ctx: &'a HeContext, keys: &'a ClientKeys) -> HeParty<'a> {
+        HeParty { ctx, keys: HeKeys::Client(keys) }
+    }
+    fn server_keys(&self) -> Result<&'a ServerKeys> {
+        match self.keys {
+            HeKeys::Server(k) => Ok(k),
+            HeKeys::Client(_) => Err(Error::Config("server-side HE step called with client keys".into())),
+        }
+    }
+    fn client_keys(&self) -> Result<&'a ClientKeys> {
+        match self.keys {
+            HeKeys::Client(k) => Ok(k),
+            HeKeys::Server(_) => Err(Error::Config("client-side HE step called with server keys".into())),
+        }
+    }
+    /// Errors unless the keys match the party's role.
+    pub(crate) fn check_role(&self, p: &Party) -> Result<()> {
+        if p.is_server() {
+            self.server_keys().map(|_| ())
+        } else {
+            self.client_keys().map(|_| ())
+        }
+    }
+}
+
+/// One output ciphertext of a block: `Σ mults[j].1 ⊙ Enc(upload mults[j].0) + constant`
+/// (slot vectors mod t, at most N long).
+pub(crate) struct LinComb {
+    pub mults: Vec<(usize, Vec<u64>)>,
+    pub constant: Vec<u64>,
+}
+
+/// Number of N-slot blocks for `len` elements.
+pub fn block_count(ctx: &HeContext, len: usize) -> usize {
+    len.div_ceil(ctx.slots())
+}
+
+/// Worst-case data-dependent noise of a sum of `terms` ct×pt products of fresh ciphertexts
+/// with arbitrary SIMD plaintexts.
+pub fn noise_bound(ctx: &HeContext, terms: usize) -> f64 {
+    ct_pt_sum_bound(ctx, terms, simd_plain_bound(ctx), ctx.fresh_noise())
+}
+
+/// Bytes (both directions) of a batch of `len` elements with `uploads` client ciphertexts and
+/// `outputs` returned ciphertexts per block, returned for a `terms`-term noise bound.
+pub fn he_bytes(ctx: &HeContext, len: usize, uploads: usize, outputs: usize, terms: usize) -> Result<u64> {
+    let blocks = block_count(ctx, len) as u64;
+    let level = return_level(ctx, 0, noise_bound(ctx, terms))?;
+    Ok(blocks * (uploads as u64 * wire::seeded_len(ctx)? as u64 + outputs as u64 * wire::full_len(ctx, level)? as u64))
+}
+
+/// Documented bytes of [`mul`] / [`mul_rows`] on `len` output elements.
+pub fn mul_bytes(ctx: &HeContext, len: usize) -> Result<u64> {
+    he_bytes(ctx, len, 3, 1, 3)
+}
+
+/// Documented bytes of [`square`] on `len` elements.
+pub fn square_bytes(ctx: &HeContext, len: usize) -> Result<u64> {
+    he_bytes(ctx, len, 2, 1, 2)
+}
+
+/// Client: encrypt `vectors` (all of length `len`) block by block and send them in one
+/// flight; block `b` carries the ciphertexts of every vector in order.
+pub(crate) fn client_upload(p: &mut Party, he: &HeParty, vectors: &[Vec<u64>], len: usize) -> Result<()> {
+    let keys = he.client_keys()?;
+    let ctx = he.ctx;
+    let n = ctx.slots();
+    let jobs: Vec<(usize, usize)> =
+        (0..block_count(ctx, len)).flat_map(|b| (0..vectors.len()).map(move |j| (b, j))).collect();
+    let cts: Result<Vec<wire::SeededCt>> = jobs
+        .par_iter()
+        .map(|&(b, j)| {
+            let end = ((b + 1) * n).min(len);
+            keys.encrypt_seeded(ctx, &vectors[j][b * n..end], &mut rand::rng())
+        })
+        .collect();
+    wire::send_seeded(p.ch, &cts?)
+}
+
+/// Server: receive `uploads` ciphertexts per block; returns them grouped by block.
+pub(crate) fn server_receive(p: &mut Party, he: &HeParty, uploads: usize, len: usize) -> Result<Vec<Vec<Ciphertext>>> {
+    he.server_keys()?;
+    let blocks = block_count(he.ctx, len);
+    let all = wire::recv_seeded(p.ch, he.ctx, blocks * uploads)?;
+    let mut it = all.into_iter();
+    Ok((0..blocks).map(|_| it.by_ref().take(uploads).collect()).collect())
+}
+
+fn evaluate(ctx: &HeContext, ups: &[Ciphertext], comb: &LinComb) -> Result<Ciphertext> {
+    if comb.mults.is_empty() {
+        return Err(Error::He("linear combination without ciphertext terms".into()));
+    }
+    let polys: Result<Vec<Poly>> = comb.mults.iter().map(|(_, m)| ctx.simd_poly(m, 0)).collect();
+    let polys = polys?;
+    let mut parts = Vec::with_capacity(2);
+    for part in 0..2 {
+        let cts: Result<Vec<&Poly>> = comb
+            .mults
+            .iter()
+            .map(|(j, _)| ups.get(*j).map(|c| &c[part]).ok_or_else(|| Error::He(format!("no upload {j}"))))
+            .collect();
+        parts.push(dot_product(cts?.into_iter(), polys.iter())?);
+    }
+    let mut ct = Ciphertext::new(parts, ctx.params())?;
+    ct += &ctx.plaintext(&comb.constant, 0)?;
+    Ok(ct)
+}
+
+/// Server: evaluate `outputs` linear combinations per block (built by `combos(block)`),
+/// return them circuit-privately in one flight. Returns, per output, the server's shares of
+/// all `len` elements.
+pub(crate) fn server_evaluate_return<F>(
+    p: &mut Party,
+    he: &HeParty,
+    ups: &[Vec<Ciphertext>],
+    len: usize,
+    outputs: usize,
+    terms: usize,
+    combos: F,
+) -> Result<Vec<Vec<u64>>>
+where
+    F: Fn(usize) -> Result<Vec<LinComb>> + Sync,
+{
+    let keys = he.server_keys()?;
+    let ctx = he.ctx;
+    let v = noise_bound(ctx, terms);
+    let level = return_level(ctx, 0, v)?;
+    let per_block: Result<Vec<Vec<(Ciphertext, Vec<u64>)>>> = ups
+        .par_iter()
+        .enumerate()
+        .map(|(b, block_ups)| {
+            let combs = combos(b)?;
+            if combs.len() != outputs {
+                return Err(Error::He(format!("{} outputs built, {outputs} expected", combs.len())));
+            }
+            combs
+                .iter()
+                .map(|c| {
+                    let ct = evaluate(ctx, block_ups, c)?;
+                    private_return(ctx, &keys.pk, ct, v, &mut rand::rng())
+                })
+                .collect()
+        })
+        .collect();
+    let per_block = per_block?;
+    let cts: Vec<Ciphertext> = per_block.iter().flat_map(|blk| blk.iter().map(|(c, _)| c.clone())).collect();
+    wire::send_full(p.ch, ctx, &cts, level)?;
+    Ok(gather_shares(per_block.into_iter().map(|blk| blk.into_iter().map(|(_, s)| s).collect()).collect(), outputs, len))
+}
+
+/// Client: receive `outputs` ciphertexts per block and decrypt them into its shares.
+pub(crate) fn client_receive(p: &mut Party, he: &HeParty, len: usize, outputs: usize, terms: usize) -> Result<Vec<Vec<u64>>> {
+    let keys = he.client_keys()?;
+    let ctx = he.ctx;
+    let level = return_level(ctx, 0, noise_bound(ctx, terms))?;
+    let blocks = block_count(ctx, len);
+    let cts = wire::recv_full(p.ch, ctx, blocks * outputs, level)?;
+    let dec: Result<Vec<Vec<u64>>> = cts.par_iter().map(|ct| ctx.decrypt(&keys.sk, ct)).collect();
+    let dec = dec?;
+    let mut it = dec.into_iter();
+    let grouped: Vec<Vec<Vec<u64>>> = (0..blocks).map(|_| it.by_ref().take(outputs).collect()).collect();
+    Ok(gather_shares(grouped, outputs, len))
+}
+
+/// Block-major slot vectors → one vector of `len` elements per output.
+fn gather_shares(blocks: Vec<Vec<Vec<u64>>>, outputs: usize, len: usize) -> Vec<Vec<u64>> {
+    let mut out: Vec<Vec<u64>> = (0..outputs).map(|_| Vec::with_capacity(len)).collect();
+    for blk in blocks {
+        for (o, slots) in blk.into_iter().enumerate() {
+            let take = len - out[o].len();
+            out[o].extend(slots.into_iter().take(take));
+        }
+    }
+    out
+}
+
+/// The slots of block `b` of `v` (the last block may be short).
+pub(crate) fn block_slice<'v>(ctx: &HeContext, v: &'v [u64], b: usize) -> &'v [u64] {
+    let n = ctx.slots();
+    let start = (b * n).min(v.len());
+    &v[start..((b + 1) * n).min(v.len())]
+}
+
+fn elementwise(field: Field, a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(&x, &y)| field.mul(x, y)).collect()
+}
+
+fn times_g(field: Field, v: Vec<u64>, g: Option<&[u64]>) -> Vec<u64> {
+    match g {
+        Some(g) => elementwise(field, &v, g),
+        None => v,
+    }
+}
+
+fn check_g(len: usize, g: Option<&[u64]>) -> Result<()> {
+    match g {
+        Some(g) => same_len("HE product (multiplier g)", len, g.len()),
+        None => Ok(()),
+    }
+}
+
+/// Shares of `a ⊙ b` (times the server's plaintext `g` when the server passes `Some(g)`;
+/// the client's `g` is ignored and should be `None`). Both parties pass their shares.
+pub fn mul(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
+    same_len("HE product", a.len(), b.len())?;
+    he.check_role(p)?;
+    let len = a.len();
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let field = he.ctx.field();
+    p.ch.set_phase("he-mul");
+    if p.is_server() {
+        check_g(len, g)?;
+        let ups = server_receive(p, he, 3, len)?;
+        let ctx = he.ctx;
+        let mut out = server_evaluate_return(p, he, &ups, len, 1, 3, |blk| {
+            let (a_s, b_s) = (block_slice(ctx, a, blk), block_slice(ctx, b, blk));
+            let g_b = g.map(|g| block_slice(ctx, g, blk));
+            let ones = vec![1u64; a_s.len()];
+            let comb = LinComb {
+                mults: vec![
+                    (0, times_g(field, b_s.to_vec(), g_b)),
+                    (1, times_g(field, a_s.to_vec(), g_b)),
+                    (2, times_g(field, ones, g_b)),
+                ],
+                constant: times_g(field, elementwise(field, a_s, b_s), g_b),
+            };
+            Ok(vec![comb])
+        })?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
+    } else {
+        let ab = elementwise(field, a, b);
+        client_upload(p, he, &[a.to_vec(), b.to_vec(), ab], len)?;
+        let mut out = client_receive(p, he, len, 1, 3)?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
+    }
+}
+
+/// Shares of `a ⊙ a` (times the server's `g` if given).
+pub fn square(p: &mut Party, he: &HeParty, a: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
+    he.check_role(p)?;
+    let len = a.len();
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let field = he.ctx.field();
+    p.ch.set_phase("he-square");
+    if p.is_server() {
+        check_g(len, g)?;
+        let ups = server_receive(p, he, 2, len)?;
+        let ctx = he.ctx;
+        let mut out = server_evaluate_return(p, he, &ups, len, 1, 2, |blk| {
+            let a_s = block_slice(ctx, a, blk);
+            let g_b = g.map(|g| block_slice(ctx, g, blk));
+            let twice: Vec<u64> = a_s.iter().map(|&x| field.add(x, x)).collect();
+            let comb = LinComb {
+                mults: vec![(0, times_g(field, twice, g_b)), (1, times_g(field, vec![1u64; a_s.len()], g_b))],
+                constant: times_g(field, elementwise(field, a_s, a_s), g_b),
+            };
+            Ok(vec![comb])
+        })?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
+    } else {
+        let aa = elementwise(field, a, a);
+        client_upload(p, he, &[a.to_vec(), aa], len)?;
+        let mut out = client_receive(p, he, len, 1, 2)?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
+    }
+}
+
+/// Replicate a per-row value over its `cols` columns (row-major layout).
+pub fn broadcast_rows(per_row: &[u64], cols: usize) -> Vec<u64> {
+    per_row.iter().flat_map(|&v| std::iter::repeat_n(v, cols)).collect()
+}
+
+/// Shares of `out[r·cols + c] = a[r] · b[r·cols + c]` (times the server's `g` if given):
+/// `a` has one share per row, `b` is rows × cols row-major.
+pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize, g: Option<&[u64]>) -> Result<Vec<u64>> {
+    if cols == 0 || a.len().checked_mul(cols) != Some(b.len()) {
+        return Err(Error::Input(format!("row broadcast: {} rows × {cols} columns vs {} elements", a.len(), b.len())));
+    }
+    mul(p, he, &broadcast_rows(a, cols), b, g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_are_gathered_in_block_order() {
+        let blocks = vec![vec![vec![1, 2, 3], vec![10, 20, 30]], vec![vec![4, 5, 6], vec![40, 50, 60]]];
+        let out = gather_shares(blocks, 2, 5);
+        assert_eq!(out, vec![vec![1, 2, 3, 4, 5], vec![10, 20, 30, 40, 50]]);
+    }
+
+    #[test]
+    fn rows_are_broadcast_over_columns() {
+        assert_eq!(broadcast_rows(&[7, 9], 3), vec![7, 7, 7, 9, 9, 9]);
+    }
+}

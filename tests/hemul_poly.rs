@@ -1,0 +1,85 @@
+//! Two-party tests of `proto::hepoly`: several centred polynomials on one field-shared input,
+//! exact equality mod t with cleartext evaluation, and the documented byte count.
+
+use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
+use fastlmpi::net::run_pair;
+use fastlmpi::ot::session::OtSession;
+use fastlmpi::proto::ctx::Party;
+use fastlmpi::proto::hemul::HeParty;
+use fastlmpi::proto::hepoly::{eval_polys, poly_bytes, CentredPoly};
+use fastlmpi::share::Role;
+use rand::Rng;
+
+#[test]
+fn polynomials_are_exact_mod_t() {
+    let ctx = HeContext::new(&HePreset::simd(8192, 60)).unwrap();
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    // Arbitrary polynomials (random coefficients, one of lower degree, one with a huge
+    // centre), evaluated on uniform field elements: the result must match mod t.
+    let polys = vec![
+        CentredPoly { centre: 0, coeffs: (0..5).map(|_| rng.random_range(-(1i64 << 40)..(1i64 << 40))).collect() },
+        CentredPoly { centre: -12345, coeffs: vec![7, -3, 1] },
+        CentredPoly { centre: 1 << 50, coeffs: (0..4).map(|_| rng.random_range(-1000..1000)).collect() },
+    ];
+    let n = ctx.slots() + 45;
+    let t = f.modulus();
+    let mut x: Vec<u64> = vec![0, 1, t - 1, t / 2, t / 2 + 1];
+    x.extend((x.len()..n).map(|_| f.random(&mut rng)));
+    let (xs, xc) = f.share_vec(&x, &mut rng);
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, &ctx, &[])?;
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            let mut p = Party::new(Role::Server, ch, &mut ot);
+            let before = p.stats();
+            let v = eval_polys(&mut p, &HeParty::server(&ctx, &keys), &xs, &polys)?;
+            Ok((v, p.stats().since(&before).total_bytes()))
+        },
+        |ch| {
+            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            let mut p = Party::new(Role::Client, ch, &mut ot);
+            eval_polys(&mut p, &HeParty::client(&ctx, &keys), &xc, &polys)
+        },
+    )
+    .unwrap();
+    let (vs, bytes) = out.server;
+    for (i, poly) in polys.iter().enumerate() {
+        let got = f.reconstruct(&vs[i], &out.client[i]);
+        let expect: Vec<u64> = x.iter().map(|&v| poly.eval_field(f, v)).collect();
+        assert_eq!(got, expect, "polynomial {i}");
+    }
+    assert_eq!(bytes, poly_bytes(&ctx, n, &polys).unwrap());
+    println!("hepoly: {n} inputs, {} polynomials, {bytes} B = {:.1} B/input", polys.len(), bytes as f64 / n as f64);
+}
+
+#[test]
+fn small_signed_inputs_give_integer_values() {
+    let ctx = HeContext::new(&HePreset::simd(8192, 60)).unwrap();
+    let f = ctx.field();
+    let poly = CentredPoly { centre: 100, coeffs: vec![-5, 3, 0, 2] };
+    let vals: Vec<i64> = (-150..150).collect();
+    let x: Vec<u64> = vals.iter().map(|&v| f.from_signed(v)).collect();
+    let (xs, xc) = f.share_vec(&x, &mut rand::rng());
+    let polys = vec![poly.clone()];
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, &ctx, &[])?;
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            let mut p = Party::new(Role::Server, ch, &mut ot);
+            eval_polys(&mut p, &HeParty::server(&ctx, &keys), &xs, &polys)
+        },
+        |ch| {
+            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            let mut p = Party::new(Role::Client, ch, &mut ot);
+            eval_polys(&mut p, &HeParty::client(&ctx, &keys), &xc, &polys)
+        },
+    )
+    .unwrap();
+    let got = f.reconstruct(&out.server[0], &out.client[0]);
+    for (v, g) in vals.iter().zip(got) {
+        assert_eq!(f.to_signed(g) as i128, poly.eval_exact(*v).unwrap());
+    }
+}
