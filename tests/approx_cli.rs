@@ -46,7 +46,12 @@ fn compare_table_is_produced_by_the_command() {
     assert_eq!(names, ["FASTLMPI (published)", "BOLT (published)", "BumbleBee (published)"]);
     // The published sets' f64 errors on [−8, 8] (paper-and-protocols.md §3).
     for (row, want) in file.comparison.iter().zip([4.33e-3, 9.36e-3, 3.33e-2]) {
-        assert!((row.errors.f64.max_abs - want).abs() < 0.02 * want, "{}: {}", row.name, row.errors.f64.max_abs);
+        assert!(
+            (row.errors.f64.max_abs - want).abs() < 0.02 * want,
+            "{}: {}",
+            row.name,
+            row.errors.f64.max_abs
+        );
     }
     let table = fit_approx::format_table(&file);
     assert!(table.contains("BOLT (published)") && table.contains("this fit"));
@@ -82,7 +87,9 @@ fn assert_same_set(fresh: &approx::ApproxFile, recorded: &approx::ApproxFile, na
     assert_eq!(fresh.segment_errors, recorded.segment_errors, "{name}");
     let close = |a: &approx::ErrorReport, b: &approx::ErrorReport| {
         [(a.f64, b.f64), (a.fixed, b.fixed), (a.horner, b.horner)].iter().all(|(x, y)| {
-            x.max_abs == y.max_abs && x.points == y.points && (x.mean_abs - y.mean_abs).abs() <= 1e-9 * y.mean_abs
+            x.max_abs == y.max_abs
+                && x.points == y.points
+                && (x.mean_abs - y.mean_abs).abs() <= 1e-9 * y.mean_abs
         })
     };
     assert!(close(&fresh.errors, &recorded.errors), "{name}: errors differ");
