@@ -20,7 +20,10 @@
 //! sign of err(left) − err(right) (errors measured with coefficients already rounded to the
 //! fixed-point scale), sweeping until no break moves. All breaks stay on the input grid.
 
-use super::fit::{fit_segment, lobatto_grid, Continuity, FitEffort, Method, PointConstraint, SegmentProblem, FINAL_EFFORT, SEARCH_EFFORT};
+use super::fit::{
+    fit_segment, lobatto_grid, Continuity, FitEffort, Method, PointConstraint, SegmentProblem, FINAL_EFFORT,
+    SEARCH_EFFORT,
+};
 use super::fixed::{pow2, FixedEvalSpec};
 use super::funcs::{FunctionSpec, Linear, Parity};
 use super::piecewise::{PiecewisePoly, SegmentKind};
@@ -77,7 +80,15 @@ impl<'a> Chain<'a> {
             Some(_) => (-(hi.max(-lo)), hi.max(-lo)),
             None => (lo, hi),
         };
-        Ok(Chain { func, cfg, parity, left_tail: if parity.is_some() { None } else { func.left_tail }, right_tail: func.right_tail, range, grid })
+        Ok(Chain {
+            func,
+            cfg,
+            parity,
+            left_tail: if parity.is_some() { None } else { func.left_tail },
+            right_tail: func.right_tail,
+            range,
+            grid,
+        })
     }
 
     fn snap(&self, x: f64) -> f64 {
@@ -162,7 +173,13 @@ impl<'a> Chain<'a> {
         while breaks.len() < p + 1 {
             let widest = (0..breaks.len() - 1)
                 .max_by(|&i, &j| {
-                    let w = |i: usize| if geometric { breaks[i + 1] / breaks[i] } else { breaks[i + 1] - breaks[i] };
+                    let w = |i: usize| {
+                        if geometric {
+                            breaks[i + 1] / breaks[i]
+                        } else {
+                            breaks[i + 1] - breaks[i]
+                        }
+                    };
                     w(i).total_cmp(&w(j))
                 })
                 .unwrap_or(0);
@@ -357,7 +374,10 @@ impl<'a> Chain<'a> {
     fn assemble(&self, breaks: &[f64]) -> Result<PiecewisePoly> {
         let p = breaks.len() - 1;
         let fits = (0..p).map(|i| self.fit(breaks, i, FINAL_EFFORT)).collect::<Result<Vec<_>>>()?;
-        let poly = |i: usize| SegmentKind::Poly { centre: self.problem(breaks, i).centre, coeffs: fits[i].1.clone() };
+        let poly = |i: usize| SegmentKind::Poly {
+            centre: self.problem(breaks, i).centre,
+            coeffs: fits[i].1.clone(),
+        };
         let mut knots = Vec::new();
         let mut kinds = Vec::new();
         match self.parity {
@@ -401,11 +421,8 @@ impl<'a> Chain<'a> {
 fn mirror(par: Parity, kind: &SegmentKind) -> SegmentKind {
     let SegmentKind::Poly { centre, coeffs } = kind else { return kind.clone() };
     let (s, l, c) = (par.sign(), par.offset, *centre);
-    let mut q: Vec<f64> = coeffs
-        .iter()
-        .enumerate()
-        .map(|(k, &a)| if k % 2 == 0 { s * a } else { -s * a })
-        .collect();
+    let mut q: Vec<f64> =
+        coeffs.iter().enumerate().map(|(k, &a)| if k % 2 == 0 { s * a } else { -s * a }).collect();
     q[0] += (l.a - l.b * c) - s * (l.a + l.b * c);
     if q.len() > 1 {
         q[1] += l.b * (1.0 + s);

@@ -130,9 +130,7 @@ fn chebyshev_values(n: usize, t: f64) -> (Vec<f64>, Vec<f64>) {
 pub(crate) fn lobatto_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let n = n.max(2);
     let (mid, half) = ((lo + hi) / 2.0, (hi - lo) / 2.0);
-    (0..n)
-        .map(|i| mid - half * (std::f64::consts::PI * i as f64 / (n - 1) as f64).cos())
-        .collect()
+    (0..n).map(|i| mid - half * (std::f64::consts::PI * i as f64 / (n - 1) as f64).cos()).collect()
 }
 
 /// The linear algebra of one segment problem, in the Chebyshev basis.
@@ -157,10 +155,7 @@ impl Basis {
     fn row(&self, x: f64, derivative: bool) -> Vec<f64> {
         let max_deg = self.cheb.len() - 1;
         let (v, d) = chebyshev_values(max_deg, (x - self.centre) / self.half_width);
-        self.degrees
-            .iter()
-            .map(|&j| if derivative { d[j] / self.half_width } else { v[j] })
-            .collect()
+        self.degrees.iter().map(|&j| if derivative { d[j] / self.half_width } else { v[j] }).collect()
     }
 
     /// Row giving the monomial coefficient of u^k from the Chebyshev coefficients.
@@ -196,8 +191,7 @@ fn solve(
     let n = design.cols;
     let sub = solve_constraints(cons, rhs, n)?;
     let free = sub.basis.cols;
-    let shifted: Vec<f64> =
-        target.iter().zip(design.mul_vec(&sub.origin)).map(|(y, a)| y - a).collect();
+    let shifted: Vec<f64> = target.iter().zip(design.mul_vec(&sub.origin)).map(|(y, a)| y - a).collect();
     let z = if free == 0 {
         Vec::new()
     } else {

@@ -52,10 +52,7 @@ impl FixedEvalSpec {
             )));
         }
         if self.acc_frac < self.out_frac {
-            return Err(Error::Config(format!(
-                "acc_frac {} < out_frac {}",
-                self.acc_frac, self.out_frac
-            )));
+            return Err(Error::Config(format!("acc_frac {} < out_frac {}", self.acc_frac, self.out_frac)));
         }
         if self.acc_frac > 120 || self.in_frac > 40 || self.out_frac > 60 {
             return Err(Error::Config(format!("fixed-point spec out of range: {self:?}")));
@@ -127,22 +124,12 @@ impl PiecewisePoly {
         self.validate()?;
         spec.validate(self.degree())?;
         let in_scale = pow2(spec.in_frac as i32);
-        let knots = self
-            .knots
-            .iter()
-            .map(|k| to_i64(k * in_scale, "knot"))
-            .collect::<Result<Vec<_>>>()?;
+        let knots = self.knots.iter().map(|k| to_i64(k * in_scale, "knot")).collect::<Result<Vec<_>>>()?;
         if knots.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Config(format!(
-                "two knots collide at in_frac = {}",
-                spec.in_frac
-            )));
+            return Err(Error::Config(format!("two knots collide at in_frac = {}", spec.in_frac)));
         }
-        let segments = self
-            .segments
-            .iter()
-            .map(|s| quantize_segment(&s.kind, spec))
-            .collect::<Result<Vec<_>>>()?;
+        let segments =
+            self.segments.iter().map(|s| quantize_segment(&s.kind, spec)).collect::<Result<Vec<_>>>()?;
         Ok(QuantizedPiecewise { spec, knots, segments })
     }
 
@@ -168,11 +155,8 @@ fn quantize_segment(kind: &SegmentKind, spec: FixedEvalSpec) -> Result<Quantized
         SegmentKind::Poly { centre, coeffs } => {
             let m = to_i64(centre * pow2(spec.in_frac as i32), "centre")?;
             let snapped = m as f64 / pow2(spec.in_frac as i32);
-            let coeffs = if snapped == *centre {
-                coeffs.clone()
-            } else {
-                taylor_shift(coeffs, snapped - centre)
-            };
+            let coeffs =
+                if snapped == *centre { coeffs.clone() } else { taylor_shift(coeffs, snapped - centre) };
             let mut ints = coeffs
                 .iter()
                 .enumerate()
@@ -188,10 +172,17 @@ fn quantize_segment(kind: &SegmentKind, spec: FixedEvalSpec) -> Result<Quantized
 
 /// Half an output ulp at the accumulator scale: turns the protocol's floor into rounding.
 pub fn rounding_bias(spec: FixedEvalSpec) -> i128 {
-    if spec.acc_frac > spec.out_frac {
-        1i128 << (spec.acc_frac - spec.out_frac - 1)
-    } else {
-        0
+    match spec.acc_frac.checked_sub(spec.out_frac + 1) {
+        Some(shift) if shift < 126 => 1i128 << shift,
+        _ => 0,
+    }
+}
+
+/// The final right shift acc_frac − out_frac, checked (a loaded file may carry any spec).
+fn output_shift(spec: FixedEvalSpec) -> Result<u32> {
+    match spec.acc_frac.checked_sub(spec.out_frac) {
+        Some(s) if s < 127 => Ok(s),
+        _ => Err(Error::Config(format!("invalid fixed-point spec {spec:?}"))),
     }
 }
 
@@ -217,9 +208,10 @@ fn accumulate(coeffs: &[i128], u: i128) -> Result<(i128, i128)> {
 
 fn shift_frac(x: i64, from: u32, to: u32) -> Result<i64> {
     if to >= from {
-        x.checked_mul(1i64 << (to - from)).ok_or_else(overflow)
+        let factor = 1i64.checked_shl(to - from).filter(|f| *f > 0).ok_or_else(overflow)?;
+        x.checked_mul(factor).ok_or_else(overflow)
     } else {
-        Ok(x >> (from - to))
+        Ok(x.checked_shr(from - to).unwrap_or(if x < 0 { -1 } else { 0 }))
     }
 }
 
@@ -247,13 +239,19 @@ impl QuantizedPiecewise {
     }
 
     /// Y at out_frac for input X at in_frac.
+    fn segment(&self, x: i64) -> Result<&QuantizedSegment> {
+        self.segments
+            .get(self.segment_index(x))
+            .ok_or_else(|| Error::Config("quantized set has fewer segments than knots + 1".into()))
+    }
+
     pub fn eval(&self, x: i64) -> Result<i64> {
         let spec = self.spec;
-        match &self.segments[self.segment_index(x)] {
+        match self.segment(x)? {
             QuantizedSegment::Poly { centre, coeffs } => {
                 let u = x as i128 - *centre as i128;
                 let (v, _) = accumulate(coeffs, u)?;
-                let y = v >> (spec.acc_frac - spec.out_frac);
+                let y = v >> output_shift(spec)?;
                 i64::try_from(y).map_err(|_| overflow())
             }
             QuantizedSegment::Const(c) => Ok(*c),
@@ -281,7 +279,7 @@ impl QuantizedPiecewise {
         let mut max_sum: i128 = 0;
         let mut max_power: i128 = 0;
         for x in self.input_range(domain)? {
-            if let QuantizedSegment::Poly { centre, coeffs } = &self.segments[self.segment_index(x)] {
+            if let QuantizedSegment::Poly { centre, coeffs } = self.segment(x)? {
                 let u = x as i128 - *centre as i128;
                 let (v, sum) = accumulate(coeffs, u)?;
                 let degree = coeffs.len().saturating_sub(1) as u32;
@@ -312,13 +310,13 @@ pub fn eval_fixed_horner(poly: &PiecewisePoly, x: i64, frac: u32) -> Result<i64>
         .map(|k| to_i64(k * scale, "knot"))
         .collect::<Result<Vec<_>>>()?
         .partition_point(|&k| k <= x);
-    match &poly.segments[idx].kind {
+    let segment =
+        poly.segments.get(idx).ok_or_else(|| Error::Config("segments and knots disagree".into()))?;
+    match &segment.kind {
         SegmentKind::Poly { centre, coeffs } => {
             let m = to_i64(centre * scale, "centre")?;
-            let coeffs = coeffs
-                .iter()
-                .map(|a| to_i64(a * scale, "coefficient"))
-                .collect::<Result<Vec<_>>>()?;
+            let coeffs =
+                coeffs.iter().map(|a| to_i64(a * scale, "coefficient")).collect::<Result<Vec<_>>>()?;
             let u = x as i128 - m as i128;
             let mut y: i128 = *coeffs.last().unwrap_or(&0) as i128;
             for &a in coeffs.iter().rev().skip(1) {

@@ -166,8 +166,7 @@ pub struct FunctionSpec {
 }
 
 /// Names accepted by [`function_spec`].
-pub const FUNCTION_NAMES: [&str; 7] =
-    ["gelu", "exp", "exp-rr", "tanh", "sigmoid", "rsqrt", "reciprocal"];
+pub const FUNCTION_NAMES: [&str; 7] = ["gelu", "exp", "exp-rr", "tanh", "sigmoid", "rsqrt", "reciprocal"];
 
 /// The fitting recipe for a named function.
 pub fn function_spec(name: &str) -> Result<FunctionSpec> {

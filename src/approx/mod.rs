@@ -29,8 +29,12 @@ mod report;
 
 pub use build::{fit, FitConfig};
 pub use fit::{Continuity, Method};
-pub use fixed::{eval_fixed_horner, AccumulatorProfile, FixedEvalSpec, QuantizedPiecewise, QuantizedSegment};
-pub use funcs::{erf, function_spec, gelu, normal_cdf, sigmoid, FunctionSpec, Linear, Parity, FUNCTION_NAMES};
+pub use fixed::{
+    eval_fixed_horner, rounding_bias, AccumulatorProfile, FixedEvalSpec, QuantizedPiecewise, QuantizedSegment,
+};
+pub use funcs::{
+    erf, function_spec, gelu, normal_cdf, sigmoid, FunctionSpec, Linear, Parity, FUNCTION_NAMES,
+};
 pub use piecewise::{horner, taylor_shift, PiecewisePoly, Segment, SegmentKind};
 pub use plot::{write_svg, PlotCurve};
 pub use report::{

@@ -78,8 +78,7 @@ impl PiecewisePoly {
                 return Err(Error::Config(format!("segment {i} bounds disagree with the knots")));
             }
             if let SegmentKind::Poly { centre, coeffs } = &s.kind {
-                if coeffs.is_empty() || !centre.is_finite() || coeffs.iter().any(|c| !c.is_finite())
-                {
+                if coeffs.is_empty() || !centre.is_finite() || coeffs.iter().any(|c| !c.is_finite()) {
                     return Err(Error::Config(format!("segment {i} has an invalid polynomial")));
                 }
             }
@@ -97,8 +96,9 @@ impl PiecewisePoly {
         self.knots.partition_point(|&k| k <= x)
     }
 
+    /// f64 value (NaN if the layout is invalid; see [`PiecewisePoly::validate`]).
     pub fn eval(&self, x: f64) -> f64 {
-        self.segments[self.segment_index(x)].kind.eval(x)
+        self.segments.get(self.segment_index(x)).map_or(f64::NAN, |s| s.kind.eval(x))
     }
 
     /// Largest polynomial degree over the segments (0 if there is none).

@@ -38,7 +38,8 @@ pub fn write_svg(
     let errors: Vec<Vec<(f64, f64)>> = curves
         .iter()
         .map(|c| {
-            let (in_s, out_s) = (pow2(c.quantized.spec.in_frac as i32), pow2(c.quantized.spec.out_frac as i32));
+            let (in_s, out_s) =
+                (pow2(c.quantized.spec.in_frac as i32), pow2(c.quantized.spec.out_frac as i32));
             xs.iter()
                 .map(|&x| {
                     let xi = (x * in_s).round() as i64;
@@ -51,7 +52,8 @@ pub fn write_svg(
     let ys: Vec<f64> = xs.iter().map(|&x| f(x)).collect();
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let pad = 0.05 * (ymax - ymin).max(1e-9);
-    let emax = errors.iter().flatten().map(|(_, e)| *e).filter(|e| e.is_finite()).fold(1e-5f64, f64::max) * 2.0;
+    let emax =
+        errors.iter().flatten().map(|(_, e)| *e).filter(|e| e.is_finite()).fold(1e-5f64, f64::max) * 2.0;
 
     let root = SVGBackend::new(path, (1000, 760)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
@@ -78,7 +80,12 @@ pub fn write_svg(
             .label(c.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_error)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
 
     let mut err_chart = ChartBuilder::on(&bottom)
         .caption("absolute fixed-point error |approximation − reference| (log scale)", ("sans-serif", 16))
@@ -97,12 +104,20 @@ pub fn write_svg(
     for (i, (c, e)) in curves.iter().zip(&errors).enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         err_chart
-            .draw_series(LineSeries::new(e.iter().copied().filter(|(_, v)| v.is_finite()), colour.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                e.iter().copied().filter(|(_, v)| v.is_finite()),
+                colour.stroke_width(1),
+            ))
             .map_err(plot_error)?
             .label(c.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
     }
-    err_chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(plot_error)?;
+    err_chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
     root.present().map_err(plot_error)?;
     Ok(())
 }

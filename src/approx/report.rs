@@ -64,7 +64,12 @@ impl Accumulator {
         self.n += 1;
     }
     fn stats(&self) -> ErrorStats {
-        ErrorStats { max_abs: self.max, mean_abs: self.sum / self.n.max(1) as f64, argmax: self.argmax, points: self.n }
+        ErrorStats {
+            max_abs: self.max,
+            mean_abs: self.sum / self.n.max(1) as f64,
+            argmax: self.argmax,
+            points: self.n,
+        }
     }
 }
 
@@ -111,7 +116,13 @@ pub fn measure(
         .iter()
         .zip(per_segment)
         .enumerate()
-        .map(|(index, (s, (a, b)))| SegmentError { index, lo: s.lo, hi: s.hi, f64_max_abs: a, fixed_max_abs: b })
+        .map(|(index, (s, (a, b)))| SegmentError {
+            index,
+            lo: s.lo,
+            hi: s.hi,
+            f64_max_abs: a,
+            fixed_max_abs: b,
+        })
         .collect();
     Ok((ErrorReport { f64: e64.stats(), fixed: efix.stats(), horner: ehorner.stats() }, segments))
 }
@@ -155,10 +166,11 @@ pub struct ApproxFile {
 impl ApproxFile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let file: ApproxFile = serde_json::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let file: ApproxFile =
+            serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         file.poly.validate()?;
-        if file.quantized.spec != file.spec || file.quantized.segments.len() != file.quantized.knots.len() + 1 {
+        if file.quantized.spec != file.spec || file.quantized.segments.len() != file.quantized.knots.len() + 1
+        {
             return Err(Error::Config(format!("{}: inconsistent quantized set", path.display())));
         }
         Ok(file)
@@ -193,13 +205,24 @@ pub fn fastlmpi_gelu() -> Result<PiecewisePoly> {
 
 /// BOLT's GeLU: 0.5x + p(|x|) on [−2.7, 2.7] (degree 4), ReLU outside.
 pub fn bolt_gelu() -> Result<PiecewisePoly> {
-    let p = [0.001620808531841547, -0.03798164612714154, 0.5410550166368381, -0.18352506127082727, 0.020848611754127593];
+    let p = [
+        0.001620808531841547,
+        -0.03798164612714154,
+        0.5410550166368381,
+        -0.18352506127082727,
+        0.020848611754127593,
+    ];
     // p(|x|) + x/2 written as a polynomial in x on each side of 0.
     let right = [p[0], p[1] + 0.5, p[2], p[3], p[4]];
     let left = [p[0], -p[1] + 0.5, p[2], -p[3], p[4]];
     PiecewisePoly::new(
         vec![-2.7, 0.0, 2.7],
-        vec![SegmentKind::Const(0.0), centred(-2.7, 0.0, &left), centred(0.0, 2.7, &right), SegmentKind::Identity],
+        vec![
+            SegmentKind::Const(0.0),
+            centred(-2.7, 0.0, &left),
+            centred(0.0, 2.7, &right),
+            SegmentKind::Identity,
+        ],
     )
 }
 
@@ -209,11 +232,23 @@ pub fn bumblebee_gelu() -> Result<PiecewisePoly> {
         vec![-5.0, -1.97, 3.0],
         vec![
             SegmentKind::Const(-1e-4),
-            centred(-5.0, -1.97, &[-0.5054031199708174, -0.4222658115198386, -0.1180761295118195, -0.0110341340306157]),
+            centred(
+                -5.0,
+                -1.97,
+                &[-0.5054031199708174, -0.4222658115198386, -0.1180761295118195, -0.0110341340306157],
+            ),
             centred(
                 -1.97,
                 3.0,
-                &[0.0085263215410380, 0.5, 0.360329269278962, 0.0, -0.037688200365904, 0.0, 0.0018067462606141],
+                &[
+                    0.0085263215410380,
+                    0.5,
+                    0.360329269278962,
+                    0.0,
+                    -0.037688200365904,
+                    0.0,
+                    0.0018067462606141,
+                ],
             ),
             SegmentKind::Poly { centre: 0.0, coeffs: vec![-1e-4, 1.0] },
         ],

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::approx::{
-    bolt_gelu, bumblebee_gelu, compare_row, fastlmpi_gelu, fit, function_spec, measure, write_svg, ApproxFile,
-    ComparisonRow, Continuity, FitConfig, FixedEvalSpec, Method, PlotCurve, SegmentKind,
+    bolt_gelu, bumblebee_gelu, compare_row, fastlmpi_gelu, fit, function_spec, measure, write_svg,
+    ApproxFile, ComparisonRow, Continuity, FitConfig, FixedEvalSpec, Method, PlotCurve, SegmentKind,
 };
 use crate::{Error, Result};
 
@@ -189,7 +189,11 @@ pub fn format_table(file: &ApproxFile) -> String {
         file.function, file.segments, file.degree, file.method, file.continuity, file.range.0, file.range.1,
         s.in_frac, s.acc_frac, s.out_frac
     );
-    let _ = writeln!(out, "{:>3}  {:>12} {:>12}  {:>10} {:>10}  kind / coefficients in u = x - centre", "seg", "from", "to", "max f64", "max fixed");
+    let _ = writeln!(
+        out,
+        "{:>3}  {:>12} {:>12}  {:>10} {:>10}  kind / coefficients in u = x - centre",
+        "seg", "from", "to", "max f64", "max fixed"
+    );
     for (seg, err) in file.poly.segments.iter().zip(&file.segment_errors) {
         let kind = match &seg.kind {
             SegmentKind::Poly { centre, coeffs } => format!(
@@ -215,8 +219,26 @@ pub fn format_table(file: &ApproxFile) -> String {
         "accumulator: max |V| {} bits, max sum |A_k U^k| {} bits, max |U|^deg {} bits (sign excluded)",
         a.max_v_bits, a.max_term_sum_bits, a.max_power_bits
     );
-    let _ = writeln!(out, "\n{:<24} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>8}", "approximation", "seg", "deg", "max f64", "mean f64", "max fixed", "mean fixed", "max horner", "V bits");
-    let row = |out: &mut String, name: &str, segs: usize, deg: usize, e: &crate::approx::ErrorReport, bits: u32, acc: u32| {
+    let _ = writeln!(
+        out,
+        "\n{:<24} {:>4} {:>4} {:>10} {:>10} {:>10} {:>10} {:>11} {:>8}",
+        "approximation",
+        "seg",
+        "deg",
+        "max f64",
+        "mean f64",
+        "max fixed",
+        "mean fixed",
+        "max horner",
+        "V bits"
+    );
+    let row = |out: &mut String,
+               name: &str,
+               segs: usize,
+               deg: usize,
+               e: &crate::approx::ErrorReport,
+               bits: u32,
+               acc: u32| {
         let _ = writeln!(
             out,
             "{name:<24} {segs:>4} {deg:>4} {:>10.3e} {:>10.3e} {:>10.3e} {:>10.3e} {:>11.3e} {:>5} @{acc}",
@@ -263,7 +285,8 @@ pub fn run(args: &FitApproxArgs) -> Result<()> {
         .zip(&file.comparison)
         .map(|((_, p), row): (&(String, _), &ComparisonRow)| p.quantize(row.spec))
         .collect::<Result<Vec<_>>>()?;
-    let mut curves = vec![PlotCurve { label: "this fit".into(), poly: &file.poly, quantized: &file.quantized }];
+    let mut curves =
+        vec![PlotCurve { label: "this fit".into(), poly: &file.poly, quantized: &file.quantized }];
     for ((label, p), q) in published.iter().zip(&quantized_published) {
         curves.push(PlotCurve { label: label.clone(), poly: p, quantized: q });
     }
