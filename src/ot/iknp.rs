@@ -102,12 +102,14 @@ impl ExtReceiver {
         let g1_cols = expand_columns(&self.prgs1, first_block, blocks);
         let r = pack_choices(choices, blocks);
         let mut u_bytes = vec![0u8; KAPPA * blocks * 16];
-        u_bytes.par_chunks_mut(blocks * 16).enumerate().for_each(|(j, out)| {
-            for b in 0..blocks {
-                let u = t_cols[j * blocks + b] ^ g1_cols[j * blocks + b] ^ r[b];
-                out[b * 16..b * 16 + 16].copy_from_slice(&u.to_le_bytes());
-            }
-        });
+        if blocks > 0 {
+            u_bytes.par_chunks_mut(blocks * 16).enumerate().for_each(|(j, out)| {
+                for b in 0..blocks {
+                    let u = t_cols[j * blocks + b] ^ g1_cols[j * blocks + b] ^ r[b];
+                    out[b * 16..b * 16 + 16].copy_from_slice(&u.to_le_bytes());
+                }
+            });
+        }
         ReceiverBatch { u_bytes, t_rows: columns_to_rows(&t_cols, blocks), first: first_block * KAPPA as u64 }
     }
 }

@@ -21,9 +21,10 @@
 //! * **1-out-of-N** (N ≤ 256): the log2-construction (as in Naor–Pinkas and SCI's split OT):
 //!   `l = ⌈log2 N⌉` random 1-of-2 OTs with keys `K_j^0, K_j^1`; message `v` is masked with
 //!   `H(K_1^{v_1} ⊕ … ⊕ K_l^{v_l}, tw(i, v))`. The receiver knows only the keys of its own
-//!   choice, so every other `v` differs from it by at least one unknown key. KK13 with a
-//!   256-bit Walsh–Hadamard code would send 32 bytes per OT regardless of N; this
-//!   construction sends 16·l bytes (64 for N = 16, 128 for N = 256) and is **not done**.
+//!   choice, so every other `v` differs from it by at least one unknown key. This
+//!   construction sends 16·l bytes per OT on the IKNP matrix (64 for N = 16, 128 for
+//!   N = 256). **Not done:** KK13 with a 256-bit Walsh–Hadamard code (32 bytes per OT
+//!   whatever N, i.e. half the cost at N = 16), which needs 256 base OTs per direction.
 //!
 //! ## Cost per call (n OTs, messages of `bits` bits, empty batches cost nothing)
 //! Let `B(m) = 2048·⌈m/128⌉` (the IKNP matrix, 16 bytes per OT rounded to 128-OT blocks).

@@ -132,6 +132,9 @@ impl OtSession {
     }
 }
 
+/// Pads hashed per rayon task in the 1-of-N sender.
+const ONE_OF_N_TASK_BLOCKS: usize = 1 << 12;
+
 /// ⌈log2 n⌉ for n ≥ 2: the number of 1-of-2 OTs behind one 1-of-n OT.
 pub fn choice_bits(n: usize) -> usize {
     (usize::BITS - (n - 1).leading_zeros()) as usize
@@ -215,14 +218,19 @@ impl Ot for OtSession {
         let (k0, k1) = self.sender_pads(&q, len * l, first);
         let m = mask(bits);
         let mut y = vec![0u64; len * n];
-        y.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            let first_sub = first + (i * l) as u64;
-            let mut pads: Vec<u128> = (0..n)
-                .map(|v| (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] }))
+        // Rows are processed in groups so that each AES call sees a long run of blocks.
+        let rows_per_task = (ONE_OF_N_TASK_BLOCKS / n).max(1);
+        y.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, out)| {
+            let row0 = task * rows_per_task;
+            let mut pads: Vec<u128> = (0..out.len())
+                .map(|k| {
+                    let (i, v) = (row0 + k / n, k % n);
+                    (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] })
+                })
                 .collect();
-            self.crh.hash_in_place(&mut pads, |v| one_of_n_tweak(first_sub, v));
-            for (v, out) in row.iter_mut().enumerate() {
-                *out = (msgs[i * n + v] ^ pads[v] as u64) & m;
+            self.crh.hash_in_place(&mut pads, |k| one_of_n_tweak(first + ((row0 + k / n) * l) as u64, k % n));
+            for (k, (o, pad)) in out.iter_mut().zip(pads).enumerate() {
+                *o = (msgs[row0 * n + k] ^ pad as u64) & m;
             }
         });
         ch.send_packed(&y, bits)
