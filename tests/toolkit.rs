@@ -13,7 +13,7 @@ use fastlmpi::proto::convert::{
     field_to_ring, field_to_ring_cost, field_to_ring_trunc, field_to_ring_trunc_cost, field_wrap_width, ring_to_field,
     ring_to_field_cost,
 };
-use fastlmpi::proto::ctx::{Cost, OtCall, Party};
+use fastlmpi::proto::ctx::{Cost, OtCall, OtKind, Party};
 use fastlmpi::proto::mul::{mul, mul_cost, mul_trunc, mul_trunc_cost, square, square_cost};
 use fastlmpi::proto::mux::{mux, mux_cost};
 use fastlmpi::proto::trunc::{trunc, trunc_cost, TruncMode};
@@ -66,7 +66,23 @@ mod support {
 
     /// Both parties observed exactly the documented OT counts and own-message bytes, and
     /// both saw the same number of own bytes.
+    /// Bytes of one OT call according to the OT layer's documented cost table (IKNP matrix of
+    /// 16 bytes per extended OT in 128-OT blocks, an 8-byte batch header, the masked messages).
+    pub fn iknp_call_bytes(call: &OtCall) -> u64 {
+        let matrix = |m: usize| 2048 * m.div_ceil(128) as u64;
+        let n = call.count;
+        let bits = call.bits as usize;
+        8 + match call.kind {
+            OtKind::Correlated => matrix(n) + (n * bits).div_ceil(8) as u64,
+            OtKind::Chosen => matrix(n) + (2 * n * bits).div_ceil(8) as u64,
+            OtKind::OneOfN(k) => matrix(n * k.next_power_of_two().trailing_zeros() as usize) + (n * k * bits).div_ceil(8) as u64,
+        }
+    }
+
     pub fn assert_cost<T>(s: &Side<T>, c: &Side<T>, want: &Cost) {
+        for call in s.log.iter().chain(&c.log) {
+            assert_eq!(call.stats.total_bytes(), iknp_call_bytes(call), "OT call {call:?}");
+        }
         assert_eq!(s.cost(), want.without_steps(), "server-observed cost");
         assert_eq!(c.cost(), want.without_steps(), "client-observed cost");
         assert_eq!(s.stats.rounds, want.rounds(), "server rounds");

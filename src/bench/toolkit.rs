@@ -62,7 +62,10 @@ fn field_inputs(field: Field, n: usize, magnitude_bits: u32, seed: u64) -> Input
 }
 
 /// Run `op` as both parties; time and meter the op only (after OT setup).
-fn measure(make_ot: OtFactory, inputs: &Inputs, op: &(dyn Fn(&mut Party, &[u64], &[u64]) -> Result<()> + Sync)) -> Result<Measured> {
+/// One benchmarked operation: runs on a party with its two input shares.
+type BenchOp<'a> = dyn Fn(&mut Party, &[u64], &[u64]) -> Result<()> + Sync + 'a;
+
+fn measure(make_ot: OtFactory, inputs: &Inputs, op: &BenchOp) -> Result<Measured> {
     let side = |ch: &mut dyn Channel, role: Role| -> Result<(f64, f64, CommStats, Cost)> {
         let t0 = Instant::now();
         let mut ot = make_ot(ch, role)?;

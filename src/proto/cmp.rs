@@ -29,7 +29,9 @@
 //! `A(q)` = [`millionaire_and_count`]`(q)` = 2(q−1) − L (q ≥ 2), e.g. A(10) = 14 (ℓ = 37 MSB:
 //! w = 36, q = 9, A = 12). Bytes per element: `(q + A/2)·C16 + 2·(2A)/8` where `C16` is the
 //! OT layer's cost of one 1-out-of-16 OT with 2-bit messages (the last term is the toolkit's
-//! own opening traffic, bit-packed per level; exact totals: [`millionaire_cost`]). Flights (each OT batch = receiver flight + sender flight; counted by
+//! own opening traffic, bit-packed per level; exact totals: [`millionaire_cost`]). With the
+//! IKNP session (C16 = 64 + 4 bytes) this is 1026 B per comparison at ℓ = 37 and 273 B at
+//! ℓ = 12 (measured, `results/toolkit-bench.json`). Flights (each OT batch = receiver flight + sender flight; counted by
 //! [`super::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
 //! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 9 flights).
 //!
