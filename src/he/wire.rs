@@ -3,6 +3,7 @@
 //! Format (no headers: the receiver always knows the shape it expects from the public plan):
 //! * seeded upload (client → server, top level): 32-byte seed ‖ c0;
 //! * full ciphertext (server → client, at the return level): c0 ‖ c1;
+//!
 //! where each polynomial is sent in coefficient form, residue by residue, each residue
 //! bit-packed to ⌈log2 q_i⌉ bits. A batch of ciphertexts is one message of
 //! `count × size` bytes; the size is computed locally, never read from the peer.

@@ -15,6 +15,7 @@
 //!   "weights" B_s;
 //! * A_s·B_c = (B_cᵀ·A_sᵀ)ᵀ: a private linear layer with encrypted input B_cᵀ and weights A_sᵀ;
 //!   both parties transpose their shares of it locally.
+//!
 //! All uploads of all heads travel in one flight and all results in one flight: one round
 //! trip per call. The FASTLMPI prototype's both-keys pattern (each party encrypts its own
 //! share under its own key, each evaluates one cross term) moves the same number of

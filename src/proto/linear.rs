@@ -475,11 +475,8 @@ impl EncodedLinear {
         for chunk in terms.chunks(CHUNK_TERMS) {
             let ws: Result<Vec<Cow<'_, Poly>>> = chunk.iter().map(|&(_, wi)| self.weight(ctx, wi)).collect();
             let ws = ws?;
-            let mut parts = Vec::with_capacity(2);
-            for part in 0..2 {
-                let p = dot_product(chunk.iter().map(|&(u, _)| &ups[u][part]), ws.iter().map(|w| w.as_ref()))?;
-                parts.push(p);
-            }
+            let part = |i: usize| dot_product(chunk.iter().map(|&(u, _)| &ups[u][i]), ws.iter().map(|w| w.as_ref()));
+            let parts = vec![part(0)?, part(1)?];
             let ct = Ciphertext::new(parts, ctx.params())?;
             acc = Some(match acc {
                 None => ct,
