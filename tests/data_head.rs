@@ -1,7 +1,7 @@
 //! The logistic-regression trainer, the head file format, and `train-head` / `eval` end to end on a
 //! tiny random checkpoint (fast; accuracy on it is meaningless, the plumbing is what is checked).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +41,7 @@ fn separable(n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<u8>) {
 #[test]
 fn trainer_separates_separable_data_deterministically() {
     let (xs, ys) = separable(300, 24, 5);
-    assert!(ys.iter().any(|&y| y == 0) && ys.iter().any(|&y| y == 1));
+    assert!(ys.contains(&0) && ys.contains(&1));
     let cfg = TrainConfig { l2: 1e-3, ..TrainConfig::default() };
     let (head, report) = train_logistic_head(&xs, &ys, &cfg).unwrap();
     assert_eq!(accuracy(&head, &xs, &ys).unwrap(), 1.0, "report {report:?}");
@@ -113,7 +113,7 @@ fn tiny_setup(name: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir, model_dir, data)
 }
 
-fn train_args(model_dir: &PathBuf, data: &PathBuf) -> TrainHeadArgs {
+fn train_args(model_dir: &Path, data: &Path) -> TrainHeadArgs {
     TrainHeadArgs {
         model: model_dir.display().to_string(),
         no_fetch: true,
@@ -126,7 +126,7 @@ fn train_args(model_dir: &PathBuf, data: &PathBuf) -> TrainHeadArgs {
     }
 }
 
-fn eval_args(model_dir: &PathBuf, data: &PathBuf, output: PathBuf) -> EvalArgs {
+fn eval_args(model_dir: &Path, data: &Path, output: PathBuf) -> EvalArgs {
     EvalArgs {
         model: model_dir.display().to_string(),
         no_fetch: true,
