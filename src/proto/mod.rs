@@ -30,3 +30,6 @@ pub mod linear;
 pub mod mul;
 pub mod mux;
 pub mod trunc;
+pub mod recip;
+pub mod softmax;
+pub mod layernorm;
