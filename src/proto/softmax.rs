@@ -48,6 +48,10 @@
 //! **Security (semi-honest).** Composition of toolkit protocols (comparison, mux, B2A, product,
 //! truncation) and `recip`, each returning fresh uniform ring shares; all selected constants are
 //! public; the only public data used are the shape and the padding mask.
+//!
+//! **Not done.** The element-wise products (Horner steps, `e·(1/S)`) use the OT product; the HE
+//! products of `hemul`/`hepoly` (branch `gelu`) are not wired in yet, nor the fit sets of branch
+//! `approx` (the exp fit here is a local Chebyshev interpolation), nor the real OT session.
 
 use std::f64::consts::LN_2;
 
