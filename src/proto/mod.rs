@@ -26,13 +26,16 @@ pub mod bits;
 pub mod cmp;
 pub mod convert;
 pub mod ctx;
+pub mod gelu;
+pub mod hemul;
+pub mod hepoly;
+pub mod layernorm;
 pub mod linear;
 pub mod mul;
 pub mod mux;
+pub mod recip;
+pub mod softmax;
 pub mod trunc;
-pub mod hemul;
-pub mod gelu;
-pub mod hepoly;
 
 /// Fast composition test of the toolkit with the ideal OT (the per-protocol tests with the
 /// real OT session are in `tests/toolkit.rs`).
