@@ -99,7 +99,7 @@ const POLY_FRAC: u32 = 10;
 const INPUT_BITS: u32 = FRAC + 7; // |x| < 128
 
 fn preset() -> HePreset {
-    HePreset::simd(8192, 60)
+    HePreset::simd(8192, 52)
 }
 
 /// The checked-in GeLU set of the approximation fitter.
@@ -235,7 +235,12 @@ fn quantized_fit_with_input_rounding_matches_reference() {
     x.extend((0..100).map(|_| rng.random_range(-8 * one..=8 * one)));
     let run = run_gelu(&ctx, &spec, &x);
     assert_eq!(run.y, reference_gelu(&x, &spec));
-    assert_eq!(run.server_cost, gelu_cost(x.len(), &ctx, &spec).unwrap());
+    let documented = gelu_cost(x.len(), &ctx, &spec).unwrap();
+    // Observed costs carry no step list; compare the counted parts.
+    assert_eq!(run.server_cost.correlated, documented.correlated);
+    assert_eq!(run.server_cost.chosen, documented.chosen);
+    assert_eq!(run.server_cost.one_of_n, documented.one_of_n);
+    assert_eq!(run.server_cost.own_bytes, documented.own_bytes);
 }
 
 #[test]

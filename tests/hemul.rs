@@ -88,7 +88,7 @@ fn run(ctx: &HeContext, op: Op, a: &[u64], b: &[u64], g: Option<Vec<u64>>) -> (V
 }
 
 fn preset() -> HePreset {
-    HePreset::simd(8192, 60)
+    HePreset::simd(8192, 52)
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn row_broadcast_multiplies_each_row_by_its_value() {
 #[test]
 fn signed_small_values_multiply_as_integers() {
     // The use in LayerNorm/SoftMax: centred signed values whose product fits t/2.
-    let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+    let ctx = HeContext::new(&preset()).unwrap();
     let f = ctx.field();
     let vals: Vec<i64> = (0..300).map(|i| (i as i64 * 37 % 601) - 300).collect();
     let a: Vec<u64> = vals.iter().map(|&v| f.from_signed(v)).collect();
@@ -160,7 +160,7 @@ fn signed_small_values_multiply_as_integers() {
 
 #[test]
 fn mismatched_lengths_are_rejected() {
-    let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+    let ctx = HeContext::new(&preset()).unwrap();
     let keys = fastlmpi::he::ClientKeys::generate(&ctx, &[], &mut rand::rng()).unwrap();
     let r = run_pair(
         |_ch| Ok(()),

@@ -12,7 +12,7 @@ use rand::Rng;
 
 #[test]
 fn polynomials_are_exact_mod_t() {
-    let ctx = HeContext::new(&HePreset::simd(8192, 60)).unwrap();
+    let ctx = HeContext::new(&HePreset::simd(8192, 52)).unwrap();
     let f = ctx.field();
     let mut rng = rand::rng();
     // Arbitrary polynomials (random coefficients, one of lower degree, one with a huge
@@ -56,7 +56,7 @@ fn polynomials_are_exact_mod_t() {
 
 #[test]
 fn small_signed_inputs_give_integer_values() {
-    let ctx = HeContext::new(&HePreset::simd(8192, 60)).unwrap();
+    let ctx = HeContext::new(&HePreset::simd(8192, 52)).unwrap();
     let f = ctx.field();
     let poly = CentredPoly { centre: 100, coeffs: vec![-5, 3, 0, 2] };
     let vals: Vec<i64> = (-150..150).collect();

@@ -54,10 +54,12 @@
 //! + `M(S−frac) + 2C_cot(64)` + `I·2C_cot(ℓ)` + `C·C_cot(ℓ)`.
 //! Rounds: the sum of the steps' flights (two HE flights plus the OT batches and AND levels).
 //!
-//! **Parameters and measured cost.** HE preset `HePreset::simd(8192, 60)`: N = 8192,
-//! Q = 3 × 62 bits = 186 ≤ 218 (128-bit security), t a 60-bit prime; accumulators must stay
-//! below 2^58 (checked). Noise bound d·N·(t/2)·21 < 2^78 (d = 3) ⇒ flooding 2^118,
-//! returned at the top level. With the checked-in 7-segment degree-3 set
+//! **Parameters and measured cost.** HE preset `HePreset::simd(8192, 52)`: N = 8192,
+//! Q = 55 + 55 + 54 + 54 = 218 bits (128-bit security), t a 52-bit prime (every modulus must
+//! exceed t); accumulators must stay below 2^50 (checked). Noise bound d·N·(t/2)·21 ⇒ flooding
+//! 2^40·N times that (statistical distance ≤ 2^-40 per ciphertext). The cost figures below were
+//! measured with a 60-bit t and 3 × 62-bit moduli before the flooding width gained the factor N;
+//! the byte counts per element change by the ratio of the ciphertext sizes (218/186). With the checked-in 7-segment degree-3 set
 //! (`results/approx/gelu.json`, acc_frac 44, max |V| < 2^46) and ℓ = 40, frac = 12,
 //! |x| < 2^19: one BERT-base FFN batch (128 × 3072 = 393 216 values, release, real OT, loopback,
 //! 2 shared cores) took 140 s and 1.96 GB in total, of which 96 MB HE (+ openings), the rest

@@ -35,8 +35,9 @@
 //!
 //! **Bytes per element** (N slots, `seeded` = 32 + ⌈log Q⌉·N/8, `full(ℓ)` = 2·⌈log q_ℓ⌉·N/8
 //! at the return level): product `(3·seeded + full)/N`, square `(2·seeded + full)/N`, each
-//! block rounded up to a whole ciphertext ([`mul_bytes`]). With `HePreset::simd(8192, 60)`
-//! (Q = 3 × 62 bits, returned at the top level): product ≈ 116 B, square ≈ 93 B per element.
+//! block rounded up to a whole ciphertext ([`mul_bytes`]). With `HePreset::simd(8192, 52)`
+//! (Q = 218 bits): see [`mul_bytes`]; measured with the earlier 3 × 62-bit preset: product ≈ 116 B,
+//! square ≈ 93 B per element.
 //! Rounds: 2 flights (client → server, server → client).
 //!
 //! **Security (semi-honest).** The server sees only fresh RLWE ciphertexts under the client's
