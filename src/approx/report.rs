@@ -166,12 +166,15 @@ pub struct ApproxFile {
 impl ApproxFile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let file: ApproxFile =
-            serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate a set from JSON text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let file: ApproxFile = serde_json::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         file.poly.validate()?;
-        if file.quantized.spec != file.spec || file.quantized.segments.len() != file.quantized.knots.len() + 1
-        {
-            return Err(Error::Config(format!("{}: inconsistent quantized set", path.display())));
+        if file.quantized.spec != file.spec || file.quantized.segments.len() != file.quantized.knots.len() + 1 {
+            return Err(Error::Config(format!("{origin}: inconsistent quantized set")));
         }
         Ok(file)
     }

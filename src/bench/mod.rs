@@ -2,5 +2,5 @@
 
 pub mod linear;
 pub mod ot;
-pub mod report;
+pub use crate::engine::report;
 pub mod toolkit;

@@ -1,1 +1,139 @@
-//! Private BERT: one function per block, calling protocols through a profile.
+//! Private BERT inference: one function per block, calling the protocols of `proto` through a
+//! [`Profile`] that chooses the protocol per operator.
+//!
+//! **Roles.** The client holds the text (and so the token ids, the embeddings and the public
+//! padding mask); the server holds every encoder, pooler and classifier weight. Both run the
+//! same block functions ([`blocks`]) in the same order with the same public arguments; each
+//! passes its own share and, on the server, the weights.
+//!
+//! **Data flow** (per encoder layer, activations as additive shares over Z_2^ℓ with `f`
+//! fraction bits, `profile.fixed`):
+//! ```text
+//!  client: embeddings (plaintext) ──► shares (x, 0)
+//!  Q, K, V = linear(x)                      HE linear layers, exact mod t / 2^ℓ, one truncation
+//!  S_h = ⌊⌊Q_h·K_hᵀ⌋_f · c⌋_f (+ rel. bias)  HE share×share products, public 1/√d constant c
+//!  P = softmax(S, mask)                      proto::softmax (or the profile's)
+//!  C_h = ⌊P_h·V_h⌋_f ; A = linear(C)        HE share×share products, output projection
+//!  h1 = LayerNorm(x + A)                     proto::layernorm
+//!  F = linear(GeLU(linear(h1)))              proto::gelu on the FFN activations
+//!  x' = LayerNorm(h1 + F)
+//! ```
+//! then pooling (mean with a public 1/count, optional L2 normalisation; or CLS; or the BERT
+//! pooler), the classifier when the checkpoint has one, and the opening of the result to the
+//! client only. Every truncation is a faithful floor, so the private output equals the
+//! fixed-point simulation [`simulate`] (`model::fixed` with the profile's reference functions)
+//! bit for bit.
+//!
+//! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
+//! of real tokens), the number of layers run, the profile. The client learns the pooled
+//! embedding and/or the logits (as requested); the server learns nothing.
+
+pub mod blocks;
+pub mod report;
+pub mod session;
+pub mod sim;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::approx::ApproxFile;
+use crate::error::{Error, Result};
+use crate::he::HePreset;
+use crate::model::FixedConfig;
+use crate::proto::linear::Packing;
+
+pub use session::{client_inference, server_inference, ClientOutcome, InferenceRequest, ServerModel};
+pub use sim::{simulate, ProfileNonLinear};
+
+/// Which protocol family runs the non-linear operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProfileKind {
+    /// FASTLMPI's protocols as implemented in `proto` (sound versions).
+    Fastlmpi,
+    /// BOLT's protocol choices (`proto::bolt`).
+    Bolt,
+}
+
+/// How the linear layers and the attention products are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinearBackend {
+    /// SIMD BFV over a prime field with the given packing; ring↔field conversions around it.
+    Field(Packing),
+}
+
+/// The protocol choices of one private run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub kind: ProfileKind,
+    pub fixed: FixedConfig,
+    pub linear: LinearBackend,
+}
+
+/// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu`).
+const GELU_SET: &str = include_str!("../../results/approx/gelu.json");
+
+impl Profile {
+    pub fn fastlmpi() -> Profile {
+        Profile {
+            kind: ProfileKind::Fastlmpi,
+            fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 40 },
+            linear: LinearBackend::Field(Packing::recommended()),
+        }
+    }
+
+    /// BOLT's widths (ℓ = 37, scale 12) and packing (BSGS).
+    pub fn bolt() -> Profile {
+        Profile {
+            kind: ProfileKind::Bolt,
+            fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 37 },
+            linear: LinearBackend::Field(Packing::Bsgs),
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Profile> {
+        match name {
+            "fastlmpi" => Ok(Profile::fastlmpi()),
+            "bolt" => Ok(Profile::bolt()),
+            other => Err(Error::Config(format!("unknown profile `{other}` (expected fastlmpi or bolt)"))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            ProfileKind::Fastlmpi => "fastlmpi",
+            ProfileKind::Bolt => "bolt",
+        }
+    }
+
+    /// HE parameters of the linear layers and attention products.
+    pub fn linear_preset(&self) -> HePreset {
+        HePreset::linear()
+    }
+
+    /// HE parameters of the non-linear protocols' HE steps (GeLU polynomials, products).
+    pub fn nonlinear_preset(&self) -> HePreset {
+        HePreset::simd(8192, 52)
+    }
+
+    /// The checked-in GeLU approximation set.
+    pub fn gelu_set(&self) -> Result<ApproxFile> {
+        ApproxFile::parse(GELU_SET, "results/approx/gelu.json")
+    }
+
+    /// Everything both parties must agree on, for the handshake.
+    pub fn handshake_params(&self) -> BTreeMap<String, String> {
+        let f = &self.fixed;
+        BTreeMap::from([
+            ("profile".to_string(), self.name().to_string()),
+            ("fixed".to_string(), format!("{}/{}/{}", f.frac_bits, f.weight_frac_bits, f.ring_bits)),
+            ("linear".to_string(), format!("{:?}", self.linear)),
+            ("gelu_set".to_string(), format!("{:016x}", fnv1a(GELU_SET.as_bytes()))),
+        ])
+    }
+}
+
+/// A short stable digest (agreement check, not a security function).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}

@@ -29,6 +29,7 @@ pub mod ctx;
 pub mod gelu;
 pub mod hemul;
 pub mod hepoly;
+pub mod l2norm;
 pub mod layernorm;
 pub mod linear;
 pub mod mul;

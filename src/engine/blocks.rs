@@ -1,0 +1,300 @@
+//! The blocks of the private forward pass. Both parties call each function with the same
+//! public arguments; the server additionally passes its weights (`Some`), the client `None`.
+//! Every function mirrors the block of the same name in `model::fixed::FixedModel` operation
+//! by operation (same products, same floors), which is what makes the private output equal the
+//! fixed-point simulation.
+
+use ndarray::Array2;
+
+use super::session::{Sess, SideKeys};
+use super::LinearBackend;
+use crate::error::{Error, Result};
+use crate::model::{self, BertConfig, EncoderLayer, FixedConfig, LayerNorm, PoolingMode, QLinear, QuantizedLayer, Tokenized};
+use crate::proto::attention::{shared_matmul_client, shared_matmul_server, transpose, SharedMatmulPlan};
+use crate::proto::convert::{field_to_ring_trunc, ring_to_field};
+use crate::proto::gelu::gelu;
+use crate::proto::l2norm::l2_normalize;
+use crate::proto::layernorm::{layer_norm, LnParams};
+use crate::proto::linear::{linear_client, linear_server, EncodedLinear};
+use crate::proto::softmax::softmax;
+use crate::proto::trunc::{trunc, TruncMode};
+use crate::share::Ring;
+
+/// The server's data for one encoder layer.
+pub struct LayerWeights<'a> {
+    pub quantized: &'a QuantizedLayer,
+    pub float: &'a EncoderLayer,
+    /// MPNet relative attention bias per head (`n × n` at `frac`), added to the server's share.
+    pub relative_bias: Option<&'a [Array2<i64>]>,
+}
+
+/// The server's data after the encoder.
+pub struct HeadWeights<'a> {
+    pub classifier: Option<&'a QLinear>,
+}
+
+fn ring_add(ring: Ring, a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(&x, &y)| ring.add(x, y)).collect()
+}
+
+/// The client's embedding output quantised at `frac` bits (plaintext, the client's own data).
+pub fn client_embedding(public: &model::PublicModel, tok: &Tokenized, cfg: &FixedConfig) -> Result<Array2<i64>> {
+    let fp = cfg.activation();
+    let x = model::embed(public, tok)?;
+    let half = 1i64 << (cfg.ring_bits - 1);
+    let q = x.mapv(|v| fp.encode(v as f64));
+    if q.iter().any(|v| v.abs() >= half) {
+        return Err(Error::Config(format!("embedding output does not fit a {}-bit ring", cfg.ring_bits)));
+    }
+    Ok(q)
+}
+
+/// Shares of the embeddings: the client's share is the value, the server's is zero (a valid
+/// additive sharing; the server's share carries no information).
+pub fn embedding_shares(s: &Sess, x: Option<&Array2<i64>>, len: usize) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    match (s.p.is_server(), x) {
+        (true, _) => Ok(vec![0; len]),
+        (false, Some(x)) if x.len() == len => Ok(x.iter().map(|&v| ring.from_signed(v)).collect()),
+        (false, Some(x)) => Err(Error::Shape { tensor: "embeddings".into(), expected: vec![len], got: vec![x.len()] }),
+        (false, None) => Err(Error::Config("the client must supply its embeddings".into())),
+    }
+}
+
+/// `⌊(x·W + b) / 2^weight_frac⌋` on shares (`n × d_in` → `n × d_out`).
+pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
+    if x.len() != n * d_in {
+        return Err(Error::Shape { tensor: "linear input".into(), expected: vec![n, d_in], got: vec![x.len()] });
+    }
+    match s.profile.linear {
+        LinearBackend::Field(_) => linear_field(s, x, n, d_in, d_out, w),
+    }
+}
+
+fn weights_of(w: &QLinear, d_in: usize, d_out: usize) -> Result<(&[i64], &[i64])> {
+    if w.w.dim() != (d_in, d_out) || w.b.len() != d_out {
+        return Err(Error::Shape { tensor: "linear weight".into(), expected: vec![d_in, d_out], got: w.w.shape().to_vec() });
+    }
+    let ws = w.w.as_slice().ok_or_else(|| Error::Model("weights not in standard layout".into()))?;
+    let bs = w.b.as_slice().ok_or_else(|| Error::Model("bias not contiguous".into()))?;
+    Ok((ws, bs))
+}
+
+fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    let ctx = &s.lin.ctx;
+    let field = ctx.field();
+    let plan = s.plans.linear(n, d_in, d_out)?;
+    let xf = ring_to_field(&mut s.p, ring, field, x)?;
+    let yf = match (&s.lin.keys, w) {
+        (SideKeys::Server(keys), Some(w)) => {
+            let (ws, bs) = weights_of(w, d_in, d_out)?;
+            let enc = EncodedLinear::new(ctx, plan, ws, Some(bs))?;
+            linear_server(&mut *s.p.ch, ctx, keys, &enc, &xf)?
+        }
+        (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut s.rng)?,
+        _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
+    };
+    let bound = s.profile.fixed.ring_bits - 1;
+    field_to_ring_trunc(&mut s.p, field, ring, &yf, bound, s.profile.fixed.weight_frac_bits, TruncMode::Faithful)
+}
+
+/// Share × share products per head (field shares in and out), one exchange for all heads.
+fn shared_products(s: &mut Sess, plan: &SharedMatmulPlan, a: &[Vec<u64>], b: &[Vec<u64>]) -> Result<Vec<Vec<u64>>> {
+    let ctx = &s.lin.ctx;
+    match &s.lin.keys {
+        SideKeys::Server(keys) => shared_matmul_server(&mut *s.p.ch, ctx, keys, plan, a, b),
+        SideKeys::Client(keys) => shared_matmul_client(&mut *s.p.ch, ctx, keys, plan, a, b, &mut s.rng),
+    }
+}
+
+/// Columns `[h·d, (h+1)·d)` of a row-major `n × width` matrix.
+fn head_columns(x: &[u64], n: usize, width: usize, h: usize, d: usize) -> Vec<u64> {
+    (0..n).flat_map(|i| x[i * width + h * d..i * width + (h + 1) * d].iter().copied()).collect()
+}
+
+/// `⌊a·b / 2^f⌋` per head on ring shares, via the HE share × share products.
+fn head_products(s: &mut Sess, plan: &SharedMatmulPlan, a: Vec<Vec<u64>>, b: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    let field = s.lin.ctx.field();
+    let (na, nb) = (a[0].len(), b[0].len());
+    let both: Vec<u64> = a.concat().into_iter().chain(b.concat()).collect();
+    let both_f = ring_to_field(&mut s.p, ring, field, &both)?;
+    let (af, bf) = both_f.split_at(a.len() * na);
+    let af: Vec<Vec<u64>> = af.chunks(na).map(<[u64]>::to_vec).collect();
+    let bf: Vec<Vec<u64>> = bf.chunks(nb).map(<[u64]>::to_vec).collect();
+    let prod = shared_products(s, plan, &af, &bf)?;
+    let bound = s.profile.fixed.ring_bits - 1;
+    field_to_ring_trunc(&mut s.p, field, ring, &prod.concat(), bound, s.specs.frac, TruncMode::Faithful)
+}
+
+/// Multi-head self-attention including the output projection (`FixedModel::self_attention`).
+pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Option<&LayerWeights>) -> Result<Vec<u64>> {
+    let n = mask.len();
+    let hidden = cfg.hidden_size;
+    let (heads, d) = (cfg.num_attention_heads, cfg.head_dim());
+    let ring = s.specs.ring;
+    let frac = s.specs.frac;
+
+    s.begin("qkv");
+    let q = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.query))?;
+    let k = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.key))?;
+    let v = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.value))?;
+    s.end();
+
+    s.begin("scores");
+    let q_heads: Vec<Vec<u64>> = (0..heads).map(|h| head_columns(&q, n, hidden, h, d)).collect();
+    let kt_heads: Vec<Vec<u64>> = (0..heads).map(|h| transpose(&head_columns(&k, n, hidden, h, d), n, d)).collect();
+    let plan = s.plans.scores.clone();
+    let raw = head_products(s, &plan, q_heads, kt_heads)?;
+    let c = ring.from_signed(s.specs.score_scale);
+    let scaled: Vec<u64> = raw.iter().map(|&r| ring.mul(r, c)).collect();
+    let mut scores = trunc(&mut s.p, ring, &scaled, frac, TruncMode::Faithful)?;
+    if let Some(bias) = w.and_then(|w| w.relative_bias) {
+        add_relative_bias(ring, &mut scores, bias, n)?;
+    }
+    s.end();
+
+    s.begin("softmax");
+    let probs = softmax(&mut s.p, &s.specs.softmax, &scores, heads * n, n, mask)?;
+    s.end();
+
+    s.begin("context");
+    let p_heads: Vec<Vec<u64>> = probs.chunks(n * n).map(<[u64]>::to_vec).collect();
+    let v_heads: Vec<Vec<u64>> = (0..heads).map(|h| head_columns(&v, n, hidden, h, d)).collect();
+    let plan = s.plans.context.clone();
+    let ctx_heads = head_products(s, &plan, p_heads, v_heads)?;
+    let mut context = vec![0u64; n * hidden];
+    for (h, block) in ctx_heads.chunks(n * d).enumerate() {
+        for i in 0..n {
+            context[i * hidden + h * d..i * hidden + (h + 1) * d].copy_from_slice(&block[i * d..(i + 1) * d]);
+        }
+    }
+    s.end();
+
+    s.begin("attn-out");
+    let out = linear(s, &context, n, hidden, hidden, w.map(|w| &w.quantized.attn_out))?;
+    s.end();
+    let _ = frac;
+    Ok(out)
+}
+
+fn add_relative_bias(ring: Ring, scores: &mut [u64], bias: &[Array2<i64>], n: usize) -> Result<()> {
+    for (h, b) in bias.iter().enumerate() {
+        if b.dim() != (n, n) {
+            return Err(Error::Shape { tensor: "relative attention bias".into(), expected: vec![n, n], got: b.shape().to_vec() });
+        }
+        let block = scores
+            .get_mut(h * n * n..(h + 1) * n * n)
+            .ok_or_else(|| Error::Config("more bias heads than attention heads".into()))?;
+        for (dst, &v) in block.iter_mut().zip(b.iter()) {
+            *dst = ring.add(*dst, ring.from_signed(v));
+        }
+    }
+    Ok(())
+}
+
+/// Residual addition (local) and LayerNorm (`FixedModel::add_norm`).
+pub fn add_norm(s: &mut Sess, op: &str, x: &[u64], y: &[u64], rows: usize, d: usize, ln: Option<&LayerNorm>) -> Result<Vec<u64>> {
+    s.begin(op);
+    let sum = ring_add(s.specs.ring, x, y);
+    let params = match ln {
+        Some(ln) => Some(ln_params(ln, d)?),
+        None => None,
+    };
+    let out = layer_norm(&mut s.p, &s.specs.layernorm, &sum, rows, d, params.as_ref())?;
+    s.end();
+    Ok(out)
+}
+
+fn ln_params(ln: &LayerNorm, d: usize) -> Result<LnParams<'_>> {
+    let gamma = ln.gamma.as_slice().ok_or_else(|| Error::Model("LayerNorm γ not contiguous".into()))?;
+    let beta = ln.beta.as_slice().ok_or_else(|| Error::Model("LayerNorm β not contiguous".into()))?;
+    if gamma.len() != d || beta.len() != d {
+        return Err(Error::Shape { tensor: "LayerNorm".into(), expected: vec![d], got: vec![gamma.len(), beta.len()] });
+    }
+    Ok(LnParams { gamma, beta })
+}
+
+/// `GeLU(x·W1 + b1)·W2 + b2` (`FixedModel::ffn`).
+pub fn ffn(s: &mut Sess, x: &[u64], n: usize, cfg: &BertConfig, w: Option<&LayerWeights>) -> Result<Vec<u64>> {
+    let (hidden, inter) = (cfg.hidden_size, cfg.intermediate_size);
+    s.begin("ffn-in");
+    let up = linear(s, x, n, hidden, inter, w.map(|w| &w.quantized.ffn_in))?;
+    s.end();
+    s.begin("gelu");
+    let he = s.nl.party();
+    let act = gelu(&mut s.p, &he, &up, &s.specs.gelu)?;
+    s.end();
+    s.begin("ffn-out");
+    let down = linear(s, &act, n, inter, hidden, w.map(|w| &w.quantized.ffn_out))?;
+    s.end();
+    Ok(down)
+}
+
+/// One post-LN encoder layer (`FixedModel::encoder_layer`).
+pub fn encoder_layer(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Option<&LayerWeights>) -> Result<Vec<u64>> {
+    let (n, hidden) = (mask.len(), cfg.hidden_size);
+    let attn = attention(s, x, mask, cfg, w)?;
+    let h1 = add_norm(s, "layernorm-1", x, &attn, n, hidden, w.map(|w| &w.float.attn_norm))?;
+    let f = ffn(s, &h1, n, cfg, w)?;
+    add_norm(s, "layernorm-2", &h1, &f, n, hidden, w.map(|w| &w.float.out_norm))
+}
+
+/// The sentence vector (`FixedModel::pool`).
+pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMode) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    let frac = s.specs.frac;
+    s.begin("pool");
+    let (v, normalize) = match pooling {
+        PoolingMode::Mean { normalize } => (mean_pool(s, h, mask, d)?, normalize),
+        PoolingMode::Cls { normalize } => (h[..d].to_vec(), normalize),
+        PoolingMode::Pooler => {
+            return Err(Error::Config(
+                "the BERT pooler (dense + tanh) is not supported by the private engine; use a mean-pooling checkpoint".into(),
+            ))
+        }
+    };
+    let out = if normalize { l2_normalize(&mut s.p, ring, frac, &v, 1, d)? } else { v };
+    s.end();
+    Ok(out)
+}
+
+fn mean_pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    let fp = s.profile.fixed.activation();
+    let count = mask.iter().filter(|&&m| m != 0).count();
+    if count == 0 {
+        return Err(Error::Input("mean pooling over an input with no attended tokens".into()));
+    }
+    let inv = ring.from_signed(fp.encode(1.0 / count as f64));
+    let mut sum = vec![0u64; d];
+    for (row, &m) in h.chunks(d).zip(mask) {
+        if m != 0 {
+            sum = ring_add(ring, &sum, row);
+        }
+    }
+    let scaled: Vec<u64> = sum.iter().map(|&v| ring.mul(v, inv)).collect();
+    trunc(&mut s.p, ring, &scaled, fp.frac_bits, TruncMode::Faithful)
+}
+
+/// The classifier on the pooled vector.
+pub fn head(s: &mut Sess, pooled: &[u64], d: usize, labels: usize, w: Option<&HeadWeights>) -> Result<Vec<u64>> {
+    s.begin("classifier");
+    let out = linear(s, pooled, 1, d, labels, w.and_then(|w| w.classifier))?;
+    s.end();
+    Ok(out)
+}
+
+/// Open `v` to the client only: the server sends its shares, the client adds them.
+pub fn reveal_to_client(s: &mut Sess, v: &[u64]) -> Result<Option<Vec<i64>>> {
+    let ring = s.specs.ring;
+    if s.p.is_server() {
+        s.p.ch.send_u64s(v)?;
+        s.p.ch.flush()?;
+        Ok(None)
+    } else {
+        let other = s.p.ch.recv_u64s(v.len())?;
+        Ok(Some(v.iter().zip(&other).map(|(&a, &b)| ring.to_signed(ring.add(a, ring.reduce(b)))).collect()))
+    }
+}

@@ -1,0 +1,67 @@
+//! The fixed-point simulation of a profile: `model::fixed` with the protocols' own cleartext
+//! reference functions, so that it computes exactly what the private run computes.
+
+use super::session::Specs;
+use super::Profile;
+use crate::error::{Error, Result};
+use crate::he::HeContext;
+use crate::model::{FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
+use crate::proto::gelu::reference_gelu;
+use crate::proto::l2norm::reference_l2_normalize;
+use crate::proto::layernorm::reference_layernorm;
+use crate::proto::softmax::reference_softmax;
+use crate::share::FixedPoint;
+
+/// The non-linear functions of a profile as the protocols compute them.
+pub struct ProfileNonLinear {
+    specs: Specs,
+}
+
+impl ProfileNonLinear {
+    pub fn new(profile: &Profile, model: &Model) -> Result<ProfileNonLinear> {
+        let ctx = HeContext::new(&profile.nonlinear_preset())?;
+        Ok(ProfileNonLinear { specs: Specs::new(profile, &model.public.config, ctx.field())? })
+    }
+
+    fn check_frac(&self, fp: FixedPoint) -> Result<()> {
+        if fp.frac_bits != self.specs.frac {
+            return Err(Error::Config(format!("simulation at {} fraction bits, protocols at {}", fp.frac_bits, self.specs.frac)));
+        }
+        Ok(())
+    }
+}
+
+impl FixedNonLinear for ProfileNonLinear {
+    fn softmax(&self, scores: &[i64], mask: &[u32], fp: FixedPoint) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        reference_softmax(scores, mask, &self.specs.softmax)
+    }
+
+    fn gelu(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        Ok(reference_gelu(x, &self.specs.gelu))
+    }
+
+    fn layer_norm(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        let gamma = ln.gamma.as_slice().ok_or_else(|| Error::Model("LayerNorm γ not contiguous".into()))?;
+        let beta = ln.beta.as_slice().ok_or_else(|| Error::Model("LayerNorm β not contiguous".into()))?;
+        reference_layernorm(x, gamma, beta, ln.eps, &self.specs.layernorm)
+    }
+
+    fn tanh(&self, _x: &[i64], _fp: FixedPoint) -> Result<Vec<i64>> {
+        Err(Error::Config("the BERT pooler (tanh) is not supported by the private engine".into()))
+    }
+
+    fn l2_normalize(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        reference_l2_normalize(x, fp.frac_bits)
+    }
+}
+
+/// The fixed-point simulation of `profile` on `model` (all of its layers; truncate the model
+/// with `Model::truncated` to simulate fewer).
+pub fn simulate(model: &Model, tok: &Tokenized, profile: &Profile) -> Result<ModelOutput> {
+    let nl = ProfileNonLinear::new(profile, model)?;
+    FixedModel::new(model, profile.fixed)?.forward_with(tok, &nl)
+}
