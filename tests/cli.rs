@@ -86,13 +86,15 @@ fn serve_and_client_run_as_separate_processes() {
     let model = minilm();
     let (server, addr) = start_server(&model, &[]);
     let out = run_to_end(
-        fastlmpi(&["client", "--no-fetch", "--connect", &addr, "--input", "Private inference over TCP."])
+        fastlmpi(&["client", "--no-fetch", "--layers", "1", "--connect", &addr, "--input", "Private inference over TCP."])
             .args(["--model", model.to_str().unwrap()]),
-        Duration::from_secs(60),
+        Duration::from_secs(600),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("channel check: ok"), "{stdout}");
+    assert!(stdout.contains("agreement with the plaintext f32 model: cosine 0.99"), "{stdout}");
+    assert!(stdout.contains("gelu"), "per-operator table missing: {stdout}");
     let (ok, err) = wait_child(server, Duration::from_secs(30));
     assert!(ok, "server failed: {err}");
 }
@@ -101,14 +103,39 @@ fn serve_and_client_run_as_separate_processes() {
 fn run_spawns_and_reaps_the_server() {
     let model = minilm();
     let out = run_to_end(
-        fastlmpi(&["run", "--no-fetch", "--json", "--input", "The new movie is awesome"]).args(["--model", model.to_str().unwrap()]),
-        Duration::from_secs(90),
+        fastlmpi(&["run", "--no-fetch", "--json", "--layers", "1", "--input", "The new movie is awesome"])
+            .args(["--model", model.to_str().unwrap()]),
+        Duration::from_secs(600),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["client"]["comm"]["bytes_sent"], v["server"]["comm"]["bytes_recv"]);
     assert_eq!(v["client"]["comm"]["bytes_recv"], v["server"]["comm"]["bytes_sent"]);
     assert_eq!(v["client"]["comm"]["rounds"], v["server"]["comm"]["rounds"]);
+    let cos = v["agreement"]["pooled_cosine"].as_f64().unwrap();
+    assert!(cos > 0.999, "private vs plaintext cosine {cos}");
+    assert_eq!(v["layers"], 1);
+}
+
+#[test]
+fn client_reports_a_server_killed_during_the_private_layers() {
+    let model = minilm();
+    let (mut server, addr) = start_server(&model, &[]);
+    let client = fastlmpi(&["client", "--no-fetch", "--layers", "1", "--timeout", "20", "--connect", &addr, "--input", "hello there"])
+        .args(["--model", model.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    server.kill().unwrap();
+    let _ = server.wait();
+    let t0 = std::time::Instant::now();
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "client succeeded without its server");
+    assert!(err.contains("error:"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "client hung after the server died");
 }
 
 /// A copy of the MiniLM checkpoint whose config claims one layer fewer (a different shape).

@@ -82,6 +82,38 @@ impl NetArgs {
     }
 }
 
+/// Flags of the private engine shared by `run`, `serve` and `client`.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Protocol profile: fastlmpi or bolt (both parties must agree).
+    #[arg(long, default_value = "fastlmpi")]
+    pub profile: String,
+    /// Run only the first L encoder layers (default: all).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Worker threads for the local computation (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl EngineArgs {
+    pub fn profile(&self) -> Result<crate::engine::Profile> {
+        crate::engine::Profile::parse(&self.profile)
+    }
+
+    /// Size the global thread pool once, before any parallel work.
+    pub fn apply_threads(&self) -> Result<()> {
+        if let Some(t) = self.threads {
+            if t == 0 {
+                return Err(Error::Input("--threads must be at least 1".into()));
+            }
+            // A second call (e.g. in tests) fails harmlessly: the pool already exists.
+            let _ = rayon::ThreadPoolBuilder::new().num_threads(t).build_global();
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -90,6 +122,8 @@ pub struct RunArgs {
     pub text: TextArgs,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Pad the input to this many tokens (e.g. 128, BOLT's benchmark length); default: the token count.
     #[arg(long)]
     pub seq_len: Option<usize>,
@@ -104,6 +138,12 @@ pub struct ServeArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub net: NetArgs,
+    /// Protocol profile: fastlmpi or bolt (the client must ask for the same).
+    #[arg(long, default_value = "fastlmpi")]
+    pub profile: String,
+    /// Worker threads for the local computation (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub listen: String,
@@ -126,6 +166,8 @@ pub struct ClientArgs {
     pub text: TextArgs,
     #[command(flatten)]
     pub net: NetArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub connect: String,

@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 
 use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
 use crate::error::{Error, Result};
+use crate::engine::report::{layer_table, mib, Phase, Recorder};
+use crate::engine::{client_inference, server_inference, ClientOutcome, InferenceRequest, Profile, ServerModel};
 use crate::model;
 use crate::net::handshake::{handshake, Hello};
 use crate::net::shaping::Shaped;
@@ -42,18 +44,12 @@ pub struct PartyReport {
     pub private_inference: Option<serde_json::Value>,
 }
 
-/// The public request the client sends after the handshake.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Request {
-    seq_len: u64,
-}
+/// Largest request frame the server accepts (the mask dominates: ≤ 4096 small integers).
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Numeric parameters both parties must agree on (checked in the handshake).
-fn session_params() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("profile".to_string(), "fastlmpi".to_string()),
-        ("frac_bits".to_string(), "12".to_string()),
-    ])
+fn session_params(profile: &Profile) -> BTreeMap<String, String> {
+    profile.handshake_params()
 }
 
 fn resolve(args: &ModelArgs) -> Result<model::ResolvedModel> {
@@ -71,8 +67,11 @@ fn open_channel(stream: std::net::TcpStream, net: &NetArgs) -> Result<TcpChannel
 
 /// `fastlmpi serve`: bind, then serve clients one at a time.
 pub fn serve(args: &ServeArgs) -> Result<()> {
+    super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads }.apply_threads()?;
+    let profile = Profile::parse(&args.profile)?;
     let resolved = resolve(&args.model)?;
     let model = model::Model::load(&resolved.dir)?;
+    let server_model = ServerModel::new(&model, &profile)?;
     let fingerprint = model.public.config.shape_fingerprint();
     let listener = TcpListener::bind(&args.listen)
         .map_err(|e| Error::Net { context: format!("binding {}", args.listen), source: e })?;
@@ -88,7 +87,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     loop {
         let stream = accept_with_timeout(&listener, accept_timeout)?;
         let mut ch = open_channel(stream, &args.net)?;
-        let result = serve_session(&mut ch, &model, &resolved.name, &fingerprint);
+        let result = serve_session(&mut ch, &server_model, &profile, &resolved.name, &fingerprint);
         match (&result, args.once) {
             (Ok(report), _) if args.announce => {
                 let json = serde_json::to_string(report).map_err(|e| Error::protocol("report", e.to_string()))?;
@@ -107,29 +106,35 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     }
 }
 
-fn serve_session(ch: &mut TcpChannel, _model: &model::Model, name: &str, fingerprint: &str) -> Result<PartyReport> {
+fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str) -> Result<PartyReport> {
     let t0 = Instant::now();
-    handshake(ch, &Hello::new(Role::Server, fingerprint, session_params()))?;
+    handshake(ch, &Hello::new(Role::Server, fingerprint, session_params(profile)))?;
     ch.set_phase("request");
-    let req: Request = serde_json::from_slice(&ch.recv_frame_limited(4096)?)
+    let req: InferenceRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_BYTES)?)
         .map_err(|e| Error::protocol("request", format!("unreadable request: {e}")))?;
-    if req.seq_len == 0 || req.seq_len > MAX_SEQ_LEN {
+    if req.seq_len == 0 || req.seq_len as u64 > MAX_SEQ_LEN {
         return Err(Error::protocol("request", format!("sequence length {} outside 1..={MAX_SEQ_LEN}", req.seq_len)));
     }
+    req.validate(&sm.model.public.config)?;
+    channel_check_server(ch)?;
+    let records = server_inference(ch, sm, profile, &req)?;
+    Ok(PartyReport {
+        role: Role::Server,
+        model: name.to_string(),
+        seq_len: req.seq_len,
+        wall_secs: t0.elapsed().as_secs_f64(),
+        comm: ch.stats(),
+        channel_check: true,
+        private_inference: Some(serde_json::to_value(&records).map_err(|e| Error::protocol("report", e.to_string()))?),
+    })
+}
+
+fn channel_check_server(ch: &mut TcpChannel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     ch.recv_bytes(&mut probe)?;
     ch.send_bytes(&Sha256::digest(&probe))?;
-    ch.flush()?;
-    Ok(PartyReport {
-        role: Role::Server,
-        model: name.to_string(),
-        seq_len: req.seq_len as usize,
-        wall_secs: t0.elapsed().as_secs_f64(),
-        comm: ch.stats(),
-        channel_check: true,
-        private_inference: None,
-    })
+    ch.flush()
 }
 
 /// Everything the client prepares before it connects (so bad input fails fast, offline).
@@ -137,67 +142,175 @@ struct ClientInput {
     resolved: model::ResolvedModel,
     public: model::PublicModel,
     tokens: model::Tokenized,
+    profile: Profile,
+    layers: usize,
 }
 
-fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>) -> Result<ClientInput> {
+fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>, engine: &super::EngineArgs) -> Result<ClientInput> {
+    engine.apply_threads()?;
+    let profile = engine.profile()?;
     let resolved = resolve(model_args)?;
     let public = model::PublicModel::load(&resolved.dir)?;
     let tokens = public.tokenizer.encode_padded(&text.input, text.max_len, text.truncate, seq_len)?;
-    Ok(ClientInput { resolved, public, tokens })
+    let depth = public.config.num_hidden_layers;
+    let layers = engine.layers.unwrap_or(depth);
+    if layers == 0 || layers > depth {
+        return Err(Error::Input(format!("--layers {layers} outside 1..={depth} for {}", resolved.name)));
+    }
+    Ok(ClientInput { resolved, public, tokens, profile, layers })
 }
 
 /// `fastlmpi client`: connect, handshake, run the session, print the report.
 pub fn client(args: &ClientArgs) -> Result<PartyReport> {
-    let input = prepare_client(&args.model, &args.text, args.seq_len)?;
+    let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
     let stream = connect_with_retry(&args.connect, 50, Duration::from_millis(100))?;
     let mut ch = open_channel(stream, &args.net)?;
-    let report = client_session(&mut ch, &input)?;
-    print_client_report(&report, None, args.json)?;
+    let (report, outcome) = client_session(&mut ch, &input)?;
+    drop(ch);
+    finish_client(&input, &report, &outcome, None, args.json)?;
     Ok(report)
 }
 
-fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<PartyReport> {
+fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyReport, ClientOutcome)> {
     let t0 = Instant::now();
-    handshake(ch, &Hello::new(Role::Client, input.public.config.shape_fingerprint(), session_params()))?;
-    let seq_len = input.tokens.ids.len();
+    handshake(ch, &Hello::new(Role::Client, input.public.config.shape_fingerprint(), session_params(&input.profile)))?;
+    let req = InferenceRequest {
+        seq_len: input.tokens.len(),
+        mask: input.tokens.attention_mask.clone(),
+        layers: input.layers,
+        reveal_embedding: true,
+    };
     ch.set_phase("request");
-    let req = serde_json::to_vec(&Request { seq_len: seq_len as u64 }).map_err(|e| Error::protocol("request", e.to_string()))?;
-    ch.send_frame(&req)?;
+    let frame = serde_json::to_vec(&req).map_err(|e| Error::protocol("request", e.to_string()))?;
+    ch.send_frame(&frame)?;
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     rand::rng().fill_bytes(&mut probe);
     ch.send_bytes(&probe)?;
+    ch.flush()?;
     let mut digest = [0u8; 32];
     ch.recv_bytes(&mut digest)?;
     if digest[..] != Sha256::digest(&probe)[..] {
         return Err(Error::protocol("channel check", "the server's checksum does not match the bytes sent"));
     }
-    Ok(PartyReport {
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = client_inference(ch, &input.public, &input.profile, &input.tokens, &req, progress)?;
+    let report = PartyReport {
         role: Role::Client,
         model: input.resolved.name.clone(),
-        seq_len,
+        seq_len: req.seq_len,
         wall_secs: t0.elapsed().as_secs_f64(),
         comm: ch.stats(),
         channel_check: true,
-        private_inference: None,
+        private_inference: Some(serde_json::to_value(&outcome.records).map_err(|e| Error::protocol("report", e.to_string()))?),
+    };
+    Ok((report, outcome))
+}
+
+/// Agreement of the private output with the f32 model (needs the weights on this machine,
+/// which holds for `run`; a remote client without weights skips it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Agreement {
+    pooled_cosine: Option<f64>,
+    pooled_max_abs_error: Option<f64>,
+    logits_max_abs_error: Option<f64>,
+    plaintext_logits: Option<Vec<f32>>,
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max)
+}
+
+fn plaintext_agreement(input: &ClientInput, outcome: &ClientOutcome) -> Option<Agreement> {
+    let full = model::Model::load(&input.resolved.dir).ok()?;
+    let m = full.truncated(input.layers).ok()?;
+    let plain = model::forward_f32(&m, &input.tokens).ok()?;
+    let pooled_plain = plain.pooled.to_vec();
+    let logits_plain = plain.logits.as_ref().map(|l| l.to_vec());
+    Some(Agreement {
+        pooled_cosine: outcome.pooled.as_ref().map(|p| model::cosine(p, &pooled_plain)),
+        pooled_max_abs_error: outcome.pooled.as_ref().map(|p| max_abs_diff(p, &pooled_plain)),
+        logits_max_abs_error: match (&outcome.logits, &logits_plain) {
+            (Some(a), Some(b)) => Some(max_abs_diff(a, b)),
+            _ => None,
+        },
+        plaintext_logits: logits_plain,
     })
 }
 
-fn print_client_report(client: &PartyReport, server: Option<&PartyReport>, json: bool) -> Result<()> {
+/// Print the result, the agreement and the per-layer table; write the record to `results/`.
+fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutcome, server: Option<&PartyReport>, json: bool) -> Result<()> {
+    let agreement = plaintext_agreement(input, outcome);
+    let prediction = outcome.logits.as_ref().filter(|l| l.len() == 2).map(|l| crate::data::head::predict_from_logits([l[0], l[1]]));
+    let (setup_secs, setup_comm) = outcome.records.total(Phase::Setup);
+    let (online_secs, online_comm) = outcome.records.total(Phase::Online);
+    let record = serde_json::json!({
+        "model": input.resolved.name,
+        "profile": input.profile.name(),
+        "tokens": input.tokens.num_attended(),
+        "seq_len": input.tokens.len(),
+        "layers": input.layers,
+        "layers_in_model": input.public.config.num_hidden_layers,
+        "prediction": prediction.as_ref().map(|p| serde_json::json!({"label": p.name(), "probability": p.probability})),
+        "logits": outcome.logits,
+        "pooled": outcome.pooled,
+        "agreement": agreement,
+        "total_wall_secs": client.wall_secs,
+        "total_bytes": client.comm.bytes_sent + client.comm.bytes_recv,
+        "total_rounds": client.comm.rounds,
+        "setup": {"wall_secs": setup_secs, "comm": setup_comm},
+        "online": {"wall_secs": online_secs, "comm": online_comm},
+        "client": client,
+        "server": server,
+    });
+    let path = write_run_record(&input.resolved.name, input.profile.name(), &record)?;
     if json {
-        let v = serde_json::json!({ "client": client, "server": server });
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::protocol("report", e.to_string()))?);
+        println!("{}", serde_json::to_string_pretty(&record).map_err(|e| Error::protocol("report", e.to_string()))?);
         return Ok(());
     }
-    println!("model: {}  tokens: {}", client.model, client.seq_len);
-    println!(
-        "handshake + channel check: ok ({} bytes sent, {} bytes received, {} rounds, {:.3} s)",
-        client.comm.bytes_sent, client.comm.bytes_recv, client.comm.rounds, client.wall_secs
-    );
-    if client.private_inference.is_none() {
-        println!("private inference: the encrypted layers are not part of this build yet; no result was computed");
+    println!("model: {}  profile: {}  tokens: {} (padded to {})  layers: {}/{}", input.resolved.name, input.profile.name(), input.tokens.num_attended(), input.tokens.len(), input.layers, input.public.config.num_hidden_layers);
+    println!("handshake + channel check: ok");
+    match (&prediction, &outcome.pooled) {
+        (Some(p), _) => println!("result: {} {:.2}", p.name(), p.probability),
+        (None, Some(v)) => {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
+            println!("result: pooled[0..6] = [{}]  norm {norm:.4}", head.join(", "));
+        }
+        (None, None) => println!("result: (nothing opened)"),
     }
+    if let Some(a) = &agreement {
+        if let (Some(c), Some(e)) = (a.pooled_cosine, a.pooled_max_abs_error) {
+            println!("agreement with the plaintext f32 model: cosine {c:.6}, max abs error {e:.5}");
+        }
+        if let Some(e) = a.logits_max_abs_error {
+            println!("logits: private {:?}, plaintext {:?} (max abs error {e:.5})", outcome.logits.as_deref().unwrap_or(&[]), a.plaintext_logits.as_deref().unwrap_or(&[]));
+        }
+    }
+    println!("setup: {setup_secs:.2} s, {:.2} MiB; online: {online_secs:.2} s, {:.2} MiB, {} rounds", mib(setup_comm.bytes_sent + setup_comm.bytes_recv), mib(online_comm.bytes_sent + online_comm.bytes_recv), online_comm.rounds);
+    print!("{}", layer_table(&outcome.records));
+    print!("{}", op_table(&outcome.records));
+    println!("record: {}", path.display());
     Ok(())
+}
+
+/// Per-operator totals (online), one line each.
+pub fn op_table(rec: &Recorder) -> String {
+    let mut s = String::from("operator         time (s)   sent (MiB)   recv (MiB)   rounds\n");
+    for (op, t, c) in rec.per_op() {
+        s.push_str(&format!("{op:<14} {t:>10.3} {:>12.2} {:>12.2} {:>8}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
+    }
+    s
+}
+
+fn write_run_record(model: &str, profile: &str, record: &serde_json::Value) -> Result<std::path::PathBuf> {
+    let dir = super::results_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let path = dir.join(format!("run-{model}-{profile}-{stamp}.json"));
+    let text = serde_json::to_string_pretty(record).map_err(|e| Error::protocol("report", e.to_string()))?;
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
 }
 
 /// A child server process that is always killed and reaped, also on error or Ctrl-C.
@@ -223,12 +336,14 @@ impl Drop for ChildGuard {
 /// `fastlmpi run`: spawn `serve --once --announce` on an ephemeral port, run the client.
 pub fn run(args: &RunArgs) -> Result<()> {
     // Validate input and fetch the model before spawning anything.
-    let input = prepare_client(&args.model, &args.text, args.seq_len)?;
+    let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     let mut cmd = Command::new(exe);
     cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
         .args(["--model", &input.resolved.dir.to_string_lossy(), "--no-fetch"])
         .args(["--timeout", &args.net.timeout.to_string(), "--net", &args.net.net])
+        .args(["--profile", &args.engine.profile])
+        .args(args.engine.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -248,13 +363,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
     let stream = connect_with_retry(&addr, 50, Duration::from_millis(100))?;
     let mut ch = open_channel(stream, &args.net)?;
-    let report = client_session(&mut ch, &input)?;
+    let (report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);
     let server_json = wait_for_line(&rx, "REPORT ", Duration::from_secs(args.net.timeout.max(1)))?;
     let server: PartyReport = serde_json::from_str(&server_json)
         .map_err(|e| Error::protocol("run", format!("unreadable server report: {e}")))?;
     guard.reap();
-    print_client_report(&report, Some(&server), args.json)
+    finish_client(&input, &report, &outcome, Some(&server), args.json)
 }
 
 fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> Result<String> {
