@@ -7,24 +7,36 @@
 use std::path::Path;
 use std::time::Instant;
 
-use fastlmpi::engine::{client_inference, server_inference, simulate, ClientOutcome, InferenceRequest, Profile, ServerModel};
+use fastlmpi::engine::{bucket_len, client_close, client_infer, client_open, serve_session, simulate, ClientOutcome, Profile, ServerModel};
 use fastlmpi::model::{cosine, forward_f32, resolve, tiny, Model, Tokenized};
 use fastlmpi::net::run_pair;
 
-fn request(tok: &Tokenized, layers: usize) -> InferenceRequest {
-    InferenceRequest { seq_len: tok.len(), mask: tok.attention_mask.clone(), layers, reveal_embedding: true }
-}
-
-/// Runs both parties over loopback TCP; returns the client's outcome.
-fn private_run(model: &Model, tok: &Tokenized, profile: &Profile, layers: usize) -> ClientOutcome {
-    let req = request(tok, layers);
+/// Runs both parties over loopback TCP (one session, one inference per input); returns the
+/// client's outcomes.
+fn private_runs(model: &Model, toks: &[Tokenized], profile: &Profile, layers: usize) -> Vec<ClientOutcome> {
     let sm = ServerModel::new(model, profile).unwrap();
+    let mut lens: Vec<usize> = toks.iter().map(Tokenized::len).collect();
+    lens.sort_unstable();
+    lens.dedup();
     let out = run_pair(
-        |ch| server_inference(ch, &sm, profile, &req),
-        |ch| client_inference(ch, &model.public, profile, tok, &req, false),
+        |ch| serve_session(ch, &sm, profile),
+        |ch| {
+            let mut es = client_open(ch, &model.public, profile, &lens)?;
+            let outs = toks
+                .iter()
+                .map(|t| client_infer(ch, &mut es, &model.public, t, layers, true, false))
+                .collect::<fastlmpi::Result<Vec<_>>>()?;
+            client_close(ch)?;
+            Ok(outs)
+        },
     )
     .unwrap();
+    assert_eq!(out.server.inferences.len(), toks.len());
     out.client
+}
+
+fn private_run(model: &Model, tok: &Tokenized, profile: &Profile, layers: usize) -> ClientOutcome {
+    private_runs(model, std::slice::from_ref(tok), profile, layers).remove(0)
 }
 
 fn assert_matches_simulation(model: &Model, tok: &Tokenized, profile: &Profile) -> ClientOutcome {
@@ -83,4 +95,59 @@ fn minilm_one_layer_matches_simulation_bit_for_bit() {
     let cos = cosine(out.pooled.as_deref().unwrap(), plain.pooled.as_slice().unwrap());
     println!("minilm-l6, 1 layer, {} tokens: cosine vs f32 {cos:.6}, {:.1} s", tok.len(), t0.elapsed().as_secs_f64());
     assert!(cos > 0.999, "cosine vs f32 {cos}");
+}
+
+const SENTENCES: [&str; 20] = [
+    "The new movie is awesome",
+    "A man is eating food.",
+    "I would not recommend this phone to anyone, the battery died after two days.",
+    "What time does the museum open on Sundays?",
+    "Quantum computers exploit superposition and entanglement to solve certain problems faster.",
+    "She sells sea shells by the sea shore.",
+    "The service was slow but the pasta made up for it!",
+    "Don't forget to water the plants while I'm away.",
+    "In 1969, Apollo 11 landed on the Moon.",
+    "Worst. Film. Ever.",
+    "The committee postponed its decision until further evidence could be gathered and reviewed.",
+    "Can you recommend a good book about the history of mathematics?",
+    "It's raining cats and dogs outside, so bring an umbrella.",
+    "The stock market fell sharply after the central bank raised interest rates by half a point.",
+    "Honestly, the sequel was better than the original.",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "My grandmother's recipe calls for three eggs, a cup of sugar and a pinch of salt.",
+    "Error 404: the page you requested could not be found.",
+    "Yes.",
+    "Although the hotel looked nothing like the pictures, the staff were friendly and the breakfast was excellent.",
+];
+
+/// All 6 layers of MiniLM on 20 real sentences in one session: bit-exact with the simulation
+/// and pooled cosine ≥ 0.999 against f32 on every sentence. Slow (minutes in release).
+#[test]
+#[ignore]
+fn minilm_six_layers_on_twenty_sentences() {
+    let model = minilm();
+    let profile = Profile::fastlmpi();
+    let max_pos = model.config().max_position_embeddings;
+    let toks: Vec<Tokenized> = SENTENCES
+        .iter()
+        .map(|s| {
+            let t = model.public.tokenizer.encode(s, 128, true).unwrap();
+            let n = bucket_len(t.len(), max_pos);
+            model.public.tokenizer.encode_padded(s, 128, true, Some(n)).unwrap()
+        })
+        .collect();
+    let t0 = Instant::now();
+    let outs = private_runs(&model, &toks, &profile, model.config().num_hidden_layers);
+    println!("20 sentences, 6 layers: {:.1} s in one session", t0.elapsed().as_secs_f64());
+    let mut worst = 1.0f64;
+    for ((s, tok), out) in SENTENCES.iter().zip(&toks).zip(&outs) {
+        let sim = simulate(&model, tok, &profile).unwrap();
+        assert_eq!(out.pooled.as_deref().unwrap(), sim.pooled.as_slice().unwrap(), "{s}: differs from the simulation");
+        let plain = forward_f32(&model, tok).unwrap();
+        let cos = cosine(out.pooled.as_deref().unwrap(), plain.pooled.as_slice().unwrap());
+        println!("{cos:.6}  {s}");
+        worst = worst.min(cos);
+    }
+    println!("worst pooled cosine vs f32: {worst:.6}");
+    assert!(worst >= 0.999, "worst cosine {worst}");
 }

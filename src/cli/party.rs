@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
 use crate::error::{Error, Result};
 use crate::engine::report::{layer_table, mib, Phase, Recorder};
-use crate::engine::{client_inference, server_inference, ClientOutcome, InferenceRequest, Profile, ServerModel};
+use crate::engine::{client_close, client_infer, client_open, serve_session as engine_session, ClientOutcome, Profile, ServerModel};
 use crate::model;
 use crate::net::handshake::{handshake, Hello};
 use crate::net::shaping::Shaped;
@@ -29,8 +29,6 @@ use crate::share::Role;
 
 /// Bytes the client sends in the channel check.
 const CHANNEL_CHECK_BYTES: usize = 64 * 1024;
-/// Largest sequence length a client may request (bounded allocation on the server).
-const MAX_SEQ_LEN: u64 = 4096;
 
 /// What each party reports at the end of a session.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,9 +41,6 @@ pub struct PartyReport {
     pub channel_check: bool,
     pub private_inference: Option<serde_json::Value>,
 }
-
-/// Largest request frame the server accepts (the mask dominates: ≤ 4096 small integers).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Numeric parameters both parties must agree on (checked in the handshake).
 fn session_params(profile: &Profile) -> BTreeMap<String, String> {
@@ -109,23 +104,16 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
 fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str) -> Result<PartyReport> {
     let t0 = Instant::now();
     handshake(ch, &Hello::new(Role::Server, fingerprint, session_params(profile)))?;
-    ch.set_phase("request");
-    let req: InferenceRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_BYTES)?)
-        .map_err(|e| Error::protocol("request", format!("unreadable request: {e}")))?;
-    if req.seq_len == 0 || req.seq_len as u64 > MAX_SEQ_LEN {
-        return Err(Error::protocol("request", format!("sequence length {} outside 1..={MAX_SEQ_LEN}", req.seq_len)));
-    }
-    req.validate(&sm.model.public.config)?;
     channel_check_server(ch)?;
-    let records = server_inference(ch, sm, profile, &req)?;
+    let report = engine_session(ch, sm, profile)?;
     Ok(PartyReport {
         role: Role::Server,
         model: name.to_string(),
-        seq_len: req.seq_len,
+        seq_len: 0,
         wall_secs: t0.elapsed().as_secs_f64(),
         comm: ch.stats(),
         channel_check: true,
-        private_inference: Some(serde_json::to_value(&records).map_err(|e| Error::protocol("report", e.to_string()))?),
+        private_inference: Some(serde_json::to_value(&report).map_err(|e| Error::protocol("report", e.to_string()))?),
     })
 }
 
@@ -174,15 +162,29 @@ pub fn client(args: &ClientArgs) -> Result<PartyReport> {
 fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyReport, ClientOutcome)> {
     let t0 = Instant::now();
     handshake(ch, &Hello::new(Role::Client, input.public.config.shape_fingerprint(), session_params(&input.profile)))?;
-    let req = InferenceRequest {
+    channel_check_client(ch)?;
+    let mut es = client_open(ch, &input.public, &input.profile, &[input.tokens.len()])?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut outcome = client_infer(ch, &mut es, &input.public, &input.tokens, input.layers, true, progress)?;
+    client_close(ch)?;
+    // One record set: the session's setup, then the inference.
+    let mut records = es.setup.clone();
+    records.records.append(&mut outcome.records.records);
+    outcome.records = records;
+    let report = PartyReport {
+        role: Role::Client,
+        model: input.resolved.name.clone(),
         seq_len: input.tokens.len(),
-        mask: input.tokens.attention_mask.clone(),
-        layers: input.layers,
-        reveal_embedding: true,
+        wall_secs: t0.elapsed().as_secs_f64(),
+        comm: ch.stats(),
+        channel_check: true,
+        private_inference: Some(serde_json::to_value(&outcome.records).map_err(|e| Error::protocol("report", e.to_string()))?),
     };
-    ch.set_phase("request");
-    let frame = serde_json::to_vec(&req).map_err(|e| Error::protocol("request", e.to_string()))?;
-    ch.send_frame(&frame)?;
+    Ok((report, outcome))
+}
+
+/// Random bytes out, their SHA-256 back: the link works end to end before any key material.
+fn channel_check_client(ch: &mut TcpChannel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     rand::rng().fill_bytes(&mut probe);
@@ -193,18 +195,7 @@ fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyRepo
     if digest[..] != Sha256::digest(&probe)[..] {
         return Err(Error::protocol("channel check", "the server's checksum does not match the bytes sent"));
     }
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let outcome = client_inference(ch, &input.public, &input.profile, &input.tokens, &req, progress)?;
-    let report = PartyReport {
-        role: Role::Client,
-        model: input.resolved.name.clone(),
-        seq_len: req.seq_len,
-        wall_secs: t0.elapsed().as_secs_f64(),
-        comm: ch.stats(),
-        channel_check: true,
-        private_inference: Some(serde_json::to_value(&outcome.records).map_err(|e| Error::protocol("report", e.to_string()))?),
-    };
-    Ok((report, outcome))
+    Ok(())
 }
 
 /// Agreement of the private output with the f32 model (needs the weights on this machine,

@@ -92,7 +92,7 @@ fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w:
             let enc = EncodedLinear::new(ctx, plan, ws, Some(bs))?;
             linear_server(&mut *s.p.ch, ctx, keys, &enc, &xf)?
         }
-        (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut s.rng)?,
+        (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut *s.rng)?,
         _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
     };
     let bound = s.profile.fixed.ring_bits - 1;
@@ -104,7 +104,7 @@ fn shared_products(s: &mut Sess, plan: &SharedMatmulPlan, a: &[Vec<u64>], b: &[V
     let ctx = &s.lin.ctx;
     match &s.lin.keys {
         SideKeys::Server(keys) => shared_matmul_server(&mut *s.p.ch, ctx, keys, plan, a, b),
-        SideKeys::Client(keys) => shared_matmul_client(&mut *s.p.ch, ctx, keys, plan, a, b, &mut s.rng),
+        SideKeys::Client(keys) => shared_matmul_client(&mut *s.p.ch, ctx, keys, plan, a, b, &mut *s.rng),
     }
 }
 

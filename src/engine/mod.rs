@@ -43,7 +43,10 @@ use crate::he::HePreset;
 use crate::model::FixedConfig;
 use crate::proto::linear::Packing;
 
-pub use session::{client_inference, server_inference, ClientOutcome, InferenceRequest, ServerModel};
+pub use session::{
+    client_close, client_infer, client_open, serve_session, ClientOutcome, EngineSession, InferenceRequest, ServerModel,
+    ServerSessionReport, SessionRequest,
+};
 pub use sim::{simulate, ProfileNonLinear};
 
 /// Which protocol family runs the non-linear operators.
@@ -136,4 +139,10 @@ impl Profile {
 /// A short stable digest (agreement check, not a security function).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// The padded length used for a sentence of `tokens` tokens when one session serves many
+/// sentences: the next power of two (at least 8), so a handful of key sets covers any input.
+pub fn bucket_len(tokens: usize, max_positions: usize) -> usize {
+    tokens.max(8).next_power_of_two().min(max_positions.max(tokens))
 }

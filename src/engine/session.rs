@@ -191,16 +191,16 @@ impl Plans {
     }
 }
 
-/// One party's state during the online phase.
+/// One party's state during one inference.
 pub struct Sess<'a> {
     pub p: Party<'a>,
-    pub lin: HeSide,
-    pub nl: HeSide,
-    pub specs: Specs,
+    pub lin: &'a HeSide,
+    pub nl: &'a HeSide,
+    pub specs: &'a Specs,
     pub profile: Profile,
-    pub plans: Plans,
+    pub plans: &'a Plans,
     pub rec: Recorder,
-    pub rng: ChaCha20Rng,
+    pub rng: &'a mut ChaCha20Rng,
     layer: Option<usize>,
     open: Vec<Mark>,
     progress: Option<ProgressBar>,
@@ -224,25 +224,94 @@ impl Sess<'_> {
     }
 }
 
-/// Keys, OTs and layouts, identical on both sides but for the role.
-struct Setup {
+/// What the client asks for when it opens a session (public).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// Every padded sequence length the session will use (keys are made for all of them).
+    pub seq_lens: Vec<usize>,
+}
+
+/// At most this many distinct sequence lengths per session (bounded key material).
+pub const MAX_SESSION_LENGTHS: usize = 8;
+/// Largest frame a party accepts for a request.
+const MAX_REQUEST_FRAME: usize = 64 * 1024;
+
+impl SessionRequest {
+    fn validate(&self, cfg: &BertConfig) -> Result<()> {
+        if self.seq_lens.is_empty() || self.seq_lens.len() > MAX_SESSION_LENGTHS {
+            return Err(Error::Input(format!("a session needs 1..={MAX_SESSION_LENGTHS} sequence lengths")));
+        }
+        if let Some(&n) = self.seq_lens.iter().find(|&&n| n == 0 || n > cfg.max_position_embeddings) {
+            return Err(Error::Input(format!("sequence length {n} outside 1..={}", cfg.max_position_embeddings)));
+        }
+        Ok(())
+    }
+}
+
+/// Keys, OTs and layouts of one session, reused by every inference in it.
+pub struct EngineSession {
+    role: Role,
+    profile: Profile,
     lin: HeSide,
     nl: HeSide,
     specs: Specs,
-    plans: Plans,
+    plans: BTreeMap<usize, Plans>,
+    ot: OtSession,
     rng: ChaCha20Rng,
+    labels: usize,
+    /// The setup's cost (keys, base OTs).
+    pub setup: Recorder,
 }
 
-fn setup(ch: &mut dyn Channel, role: Role, profile: &Profile, cfg: &BertConfig, req: &InferenceRequest, labels: usize) -> Result<(Setup, OtSession)> {
-    let mut rng = ChaCha20Rng::from_os_rng();
-    let lin_ctx = HeContext::new(&profile.linear_preset())?;
-    let nl_ctx = HeContext::new(&profile.nonlinear_preset())?;
-    let specs = Specs::new(profile, cfg, nl_ctx.field())?;
-    let plans = Plans::new(&lin_ctx, profile, cfg, req.seq_len, labels)?;
-    let lin = HeSide::setup(ch, role, lin_ctx, &plans.rotations(), &mut rng)?;
-    let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
-    let ot = OtSession::setup(ch, role)?;
-    Ok((Setup { lin, nl, specs, plans, rng }, ot))
+impl EngineSession {
+    fn open(ch: &mut dyn Channel, role: Role, profile: &Profile, cfg: &BertConfig, req: &SessionRequest, labels: usize) -> Result<EngineSession> {
+        req.validate(cfg)?;
+        let mut setup = Recorder::new();
+        let mark = setup.start(ch, None, "setup", Phase::Setup);
+        let mut rng = ChaCha20Rng::from_os_rng();
+        let lin_ctx = HeContext::new(&profile.linear_preset())?;
+        let nl_ctx = HeContext::new(&profile.nonlinear_preset())?;
+        let specs = Specs::new(profile, cfg, nl_ctx.field())?;
+        let mut plans = BTreeMap::new();
+        for &n in &req.seq_lens {
+            plans.insert(n, Plans::new(&lin_ctx, profile, cfg, n, labels)?);
+        }
+        let mut rotations: Vec<usize> = plans.values().flat_map(Plans::rotations).collect();
+        rotations.sort_unstable();
+        rotations.dedup();
+        let lin = HeSide::setup(ch, role, lin_ctx, &rotations, &mut rng)?;
+        let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
+        let ot = OtSession::setup(ch, role)?;
+        setup.finish(ch, mark);
+        Ok(EngineSession { role, profile: *profile, lin, nl, specs, plans, ot, rng, labels, setup })
+    }
+
+    /// Classifier labels of the server's model (0: none).
+    pub fn labels(&self) -> usize {
+        self.labels
+    }
+
+    /// The padded lengths this session supports.
+    pub fn seq_lens(&self) -> Vec<usize> {
+        self.plans.keys().copied().collect()
+    }
+
+    fn sess<'a>(&'a mut self, ch: &'a mut dyn Channel, progress: Option<ProgressBar>, n: usize) -> Result<Sess<'a>> {
+        let plans = self.plans.get(&n).ok_or_else(|| Error::Input(format!("sequence length {n} was not set up for this session (have {:?})", self.plans.keys().collect::<Vec<_>>())))?;
+        Ok(Sess {
+            p: Party::new(self.role, ch, &mut self.ot),
+            lin: &self.lin,
+            nl: &self.nl,
+            specs: &self.specs,
+            profile: self.profile,
+            plans,
+            rec: Recorder::new(),
+            rng: &mut self.rng,
+            layer: None,
+            open: Vec::new(),
+            progress,
+        })
+    }
 }
 
 fn progress_bar(layers: usize) -> ProgressBar {
@@ -299,71 +368,73 @@ fn open_outputs(s: &mut Sess, pooled: &[u64], logits: Option<&[u64]>, reveal_emb
     Ok((pooled, logits))
 }
 
-/// Server side of one inference. The request has been received (and is validated here).
-pub fn server_inference(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, req: &InferenceRequest) -> Result<Recorder> {
+/// What the server measured over a whole session.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerSessionReport {
+    pub setup: Recorder,
+    pub inferences: Vec<Recorder>,
+}
+
+/// Server side of a session: the session request, the setup, then inferences until the client
+/// closes the session.
+pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) -> Result<ServerSessionReport> {
     let cfg = &sm.model.public.config;
-    req.validate(cfg)?;
+    ch.set_phase("session request");
+    let req: SessionRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
+        .map_err(|e| Error::protocol("session request", format!("unreadable: {e}")))?;
     let labels = sm.fixed.classifier.as_ref().map_or(0, |c| c.b.len());
-    let mut rec = Recorder::new();
-    let mark = rec.start(ch, None, "setup", Phase::Setup);
     ch.send_u64(labels as u64)?;
     ch.flush()?;
-    let (st, mut ot) = setup(ch, Role::Server, profile, cfg, req, labels)?;
-    rec.finish(ch, mark);
-    let mut s = Sess {
-        p: Party::new(Role::Server, ch, &mut ot),
-        lin: st.lin,
-        nl: st.nl,
-        specs: st.specs,
-        profile: *profile,
-        plans: st.plans,
-        rec,
-        rng: st.rng,
-        layer: None,
-        open: Vec::new(),
-        progress: None,
-    };
-    let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
-    let (pooled, logits) = forward(&mut s, x0, req, cfg, sm.model.public.pooling, labels, Some(sm))?;
-    open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
-    Ok(s.rec)
+    let mut es = EngineSession::open(ch, Role::Server, profile, cfg, &req, labels)?;
+    let mut inferences = Vec::new();
+    loop {
+        ch.set_phase("inference request");
+        let next: Option<InferenceRequest> = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
+            .map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
+        let Some(req) = next else { break };
+        req.validate(cfg)?;
+        let mut s = es.sess(ch, None, req.seq_len)?;
+        let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
+        let (pooled, logits) = forward(&mut s, x0, &req, cfg, sm.model.public.pooling, labels, Some(sm))?;
+        open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
+        inferences.push(s.rec);
+    }
+    Ok(ServerSessionReport { setup: es.setup, inferences })
 }
 
 /// Upper bound on the number of classifier labels a server may announce.
 const MAX_LABELS: u64 = 1 << 16;
 
-/// Client side of one inference (after the handshake and the request).
-pub fn client_inference(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile, tok: &Tokenized, req: &InferenceRequest, show_progress: bool) -> Result<ClientOutcome> {
-    let cfg = &public.config;
-    req.validate(cfg)?;
-    if tok.attention_mask != req.mask {
-        return Err(Error::Input("the request's mask differs from the tokenised input".into()));
-    }
-    let x: Array2<i64> = blocks::client_embedding(public, tok, &profile.fixed)?;
-    let mut rec = Recorder::new();
-    let mark = rec.start(ch, None, "setup", Phase::Setup);
+/// Client side: open a session for the given padded lengths.
+pub fn client_open(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile, seq_lens: &[usize]) -> Result<EngineSession> {
+    let req = SessionRequest { seq_lens: seq_lens.to_vec() };
+    req.validate(&public.config)?;
+    ch.set_phase("session request");
+    ch.send_frame(&serde_json::to_vec(&req).map_err(|e| Error::protocol("session request", e.to_string()))?)?;
+    ch.flush()?;
     let labels = ch.recv_u64()?;
     if labels > MAX_LABELS {
         return Err(Error::protocol("setup", format!("the server announced {labels} labels")));
     }
-    let labels = labels as usize;
-    let (st, mut ot) = setup(ch, Role::Client, profile, cfg, req, labels)?;
-    rec.finish(ch, mark);
-    let mut s = Sess {
-        p: Party::new(Role::Client, ch, &mut ot),
-        lin: st.lin,
-        nl: st.nl,
-        specs: st.specs,
-        profile: *profile,
-        plans: st.plans,
-        rec,
-        rng: st.rng,
-        layer: None,
-        open: Vec::new(),
-        progress: show_progress.then(|| progress_bar(req.layers)),
-    };
+    EngineSession::open(ch, Role::Client, profile, &public.config, &req, labels as usize)
+}
+
+/// Client side: one private inference in an open session.
+pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &PublicModel, tok: &Tokenized, layers: usize, reveal_embedding: bool, show_progress: bool) -> Result<ClientOutcome> {
+    let cfg = &public.config;
+    let req = InferenceRequest { seq_len: tok.len(), mask: tok.attention_mask.clone(), layers, reveal_embedding };
+    req.validate(cfg)?;
+    let profile = es.profile;
+    let x: Array2<i64> = blocks::client_embedding(public, tok, &profile.fixed)?;
+    if !es.plans.contains_key(&req.seq_len) {
+        return Err(Error::Input(format!("sequence length {} was not set up for this session", req.seq_len)));
+    }
+    ch.set_phase("inference request");
+    ch.send_frame(&serde_json::to_vec(&Some(&req)).map_err(|e| Error::protocol("inference request", e.to_string()))?)?;
+    let labels = es.labels;
+    let mut s = es.sess(ch, show_progress.then(|| progress_bar(layers)), req.seq_len)?;
     let x0 = blocks::embedding_shares(&s, Some(&x), req.seq_len * cfg.hidden_size)?;
-    let (pooled, logits) = forward(&mut s, x0, req, cfg, public.pooling, labels, None)?;
+    let (pooled, logits) = forward(&mut s, x0, &req, cfg, public.pooling, labels, None)?;
     let (pooled_fixed, logits_fixed) = open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
     if let Some(pb) = &s.progress {
         pb.finish_and_clear();
@@ -377,4 +448,11 @@ pub fn client_inference(ch: &mut dyn Channel, public: &PublicModel, profile: &Pr
         logits_fixed,
         records: s.rec,
     })
+}
+
+/// Client side: end the session (the server's loop returns).
+pub fn client_close(ch: &mut dyn Channel) -> Result<()> {
+    ch.set_phase("close session");
+    ch.send_frame(b"null")?;
+    ch.flush()
 }
