@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use fastlmpi::cli::eval::{run as eval_run, run_with, EvalArgs, PrivateRun};
+use fastlmpi::cli::{EngineArgs, NetArgs};
 use fastlmpi::cli::train_head::{train_head, TrainHeadArgs};
 use fastlmpi::data::embed::PlainEncoder;
 use fastlmpi::data::eval::{accuracy, PrivateResult};
@@ -137,6 +138,8 @@ fn eval_args(model_dir: &Path, data: &Path, output: PathBuf) -> EvalArgs {
         json: false,
         head: None,
         output: Some(output),
+        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None },
+        net: NetArgs { timeout: 120, net: "local".into() },
     }
 }
 
@@ -172,9 +175,17 @@ fn train_head_and_eval_end_to_end_on_tiny_model() {
         assert_eq!(out.head.predict(&pooled).unwrap().label, r.plain_label);
     }
 
-    // `--private` is refused until the engine exists.
-    let private = EvalArgs { private: true, ..eval.clone() };
-    assert!(matches!(eval_run(&private), Err(Error::Config(m)) if m.contains("not available")));
+    // `--private`: a real two-party run per sentence (server as a child process), one setup.
+    std::env::set_var("FASTLMPI_SERVER_BIN", env!("CARGO_BIN_EXE_fastlmpi"));
+    let private = EvalArgs { private: true, limit: Some(4), output: Some(dir.join("results").join("eval-private.json")), ..eval.clone() };
+    eval_run(&private).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results").join("eval-private.json")).unwrap()).unwrap();
+    let p = &written["summary"]["private"];
+    assert_eq!(p["agreement"].as_f64().unwrap(), 1.0, "{p}");
+    assert!(p["worst_pooled_cosine"].as_f64().unwrap() > 0.999, "{p}");
+    assert!(written["private_setup_bytes"].as_u64().unwrap() > 0);
+    assert!(written["records"].as_array().unwrap().iter().all(|r| r["private"]["bytes"].as_u64().unwrap() > 0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -3,19 +3,24 @@
 //! Plaintext: pooled embeddings (parallel, with a progress bar) → head → label. Every sentence gets a
 //! record in `results/eval-<model>-<UTC timestamp>.json` together with the summary.
 //!
-//! Private (`--private`): not available yet; [`run`] returns `Error::Config`. The engine plugs in
-//! through [`run_with`] and a [`PrivateRun`]: one connection and one key/OT setup made by the caller
-//! (its cost passed in as `setup_*`), then one [`PrivateClassify::classify`] call per sentence; the
+//! Private (`--private`): a local server process holds the model and its head; the client makes
+//! one connection and one key/OT setup for all sentences (padded to power-of-two buckets, its cost
+//! reported apart as `setup_*`) and plugs the engine into [`run_with`] through a [`PrivateRun`]: one [`PrivateClassify::classify`] call per sentence; the
 //! records then carry private label, logits, pooled cosine and per-sentence time and bytes, and the
 //! summary private accuracy, label agreement and the worst pooled cosine.
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::data::embed::{progress_bar, PlainEncoder};
-use crate::data::eval::{make_record, summarize, EvalRecord, EvalSummary, PlainResult, PrivateClassify};
+use crate::data::embed::MAX_TOKENS;
+use crate::data::eval::{make_record, summarize, EvalRecord, EvalSummary, PlainResult, PrivateClassify, PrivateResult};
+use crate::engine::{bucket_len, client_close, client_infer, client_open};
+use crate::model::PublicModel;
+use crate::net::Channel;
+use super::party::{client_handshake, LocalServer};
 use crate::data::head::head_paths;
 use crate::data::{results_dir, DataSource, LinearHead, Split};
 use crate::model::resolve;
@@ -50,6 +55,10 @@ pub struct EvalArgs {
     /// Records file (default: results/eval-<model>-<timestamp>.json).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
+    #[command(flatten)]
+    pub net: super::NetArgs,
 }
 
 /// A private engine ready to classify sentences, with the cost of its one-off setup.
@@ -81,15 +90,69 @@ pub struct EvalReport {
 
 /// Run the command and print the summary (text or `--json`).
 pub fn run(args: &EvalArgs) -> Result<()> {
-    if args.private {
-        return Err(Error::Config(
-            "--private: the private inference engine is not available yet; run without --private for \
-             plaintext accuracy"
-                .into(),
-        ));
-    }
-    let (report, path) = run_with(args, None)?;
+    let (report, path) = if args.private { run_private(args)? } else { run_with(args, None)? };
     print_report(&report, &path, args.json)
+}
+
+/// `--private`: a local server process, one connection and one key/OT setup for every sentence
+/// (padded to power-of-two buckets), then one private inference per sentence.
+fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
+    if args.head.is_some() {
+        return Err(Error::Input("--private uses the server's MODEL_DIR/head.safetensors; drop --head".into()));
+    }
+    args.engine.apply_threads()?;
+    let profile = args.engine.profile()?;
+    let resolved = resolve(&args.model, !args.no_fetch)?;
+    if !head_paths(&resolved.dir).0.is_file() {
+        return Err(Error::Model(format!("no sentiment head in {}; train one with `fastlmpi train-head --model {}`", resolved.dir.display(), args.model)));
+    }
+    let public = PublicModel::load(&resolved.dir)?;
+    let max_len = MAX_TOKENS.min(public.config.max_seq_len());
+    let max_pos = public.config.max_position_embeddings;
+    let layers = args.engine.layers.unwrap_or(public.config.num_hidden_layers);
+    let dataset = DataSource::parse(&args.data)?.load()?;
+    let mut buckets: Vec<usize> = dataset
+        .select(args.split, args.limit)
+        .iter()
+        .map(|(_, e)| public.tokenizer.encode(&e.text, max_len, true).map(|t| bucket_len(t.len(), max_pos)))
+        .collect::<Result<_>>()?;
+    buckets.sort_unstable();
+    buckets.dedup();
+
+    let server = LocalServer::spawn(&resolved.dir, &args.net, &args.engine.profile, args.engine.threads)?;
+    let mut ch = server.connect(&args.net)?;
+    let t0 = Instant::now();
+    client_handshake(&mut ch, &public, &profile)?;
+    let mut es = client_open(&mut ch, &public, &profile, &buckets)?;
+    if es.labels() != 2 {
+        return Err(Error::Model(format!("the server's model has {} labels, expected the 2-label sentiment head", es.labels())));
+    }
+    let setup_seconds = t0.elapsed().as_secs_f64();
+    let setup_stats = ch.stats();
+    let mut classify = |text: &str| -> Result<PrivateResult> {
+        let t = Instant::now();
+        let before = ch.stats();
+        let tok = public.tokenizer.encode(text, max_len, true)?;
+        let tok = public.tokenizer.encode_padded(text, max_len, true, Some(bucket_len(tok.len(), max_pos)))?;
+        let out = client_infer(&mut ch, &mut es, &public, &tok, layers, true, false)?;
+        let used = ch.stats().since(&before);
+        let logits = out.logits.ok_or_else(|| Error::protocol("eval", "no logits opened"))?;
+        let pooled = out.pooled.ok_or_else(|| Error::protocol("eval", "no embedding opened"))?;
+        Ok(PrivateResult {
+            pooled,
+            logits: [logits[0], logits[1]],
+            seconds: t.elapsed().as_secs_f64(),
+            bytes: used.bytes_sent + used.bytes_recv,
+        })
+    };
+    let result = run_with(
+        args,
+        Some(PrivateRun { classify: &mut classify, setup_seconds, setup_bytes: setup_stats.bytes_sent + setup_stats.bytes_recv }),
+    );
+    client_close(&mut ch)?;
+    drop(ch);
+    server.finish(Duration::from_secs(args.net.timeout.max(1)))?;
+    result
 }
 
 /// Evaluate and write the records file; `private` adds the private comparison.

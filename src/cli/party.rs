@@ -161,8 +161,7 @@ pub fn client(args: &ClientArgs) -> Result<PartyReport> {
 
 fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyReport, ClientOutcome)> {
     let t0 = Instant::now();
-    handshake(ch, &Hello::new(Role::Client, input.public.config.shape_fingerprint(), session_params(&input.profile)))?;
-    channel_check_client(ch)?;
+    client_handshake(ch, &input.public, &input.profile)?;
     let mut es = client_open(ch, &input.public, &input.profile, &[input.tokens.len()])?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut outcome = client_infer(ch, &mut es, &input.public, &input.tokens, input.layers, true, progress)?;
@@ -324,43 +323,76 @@ impl Drop for ChildGuard {
     }
 }
 
+/// A server child process (`serve --once --announce` on an ephemeral port) and its stdout lines.
+pub struct LocalServer {
+    guard: ChildGuard,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub addr: String,
+}
+
+impl LocalServer {
+    /// Spawn the server for the checkpoint in `model_dir`; returns once it listens.
+    pub fn spawn(model_dir: &std::path::Path, net: &NetArgs, profile: &str, threads: Option<usize>) -> Result<LocalServer> {
+        // The server is this binary; FASTLMPI_SERVER_BIN overrides it (library callers, tests).
+        let exe = match std::env::var_os("FASTLMPI_SERVER_BIN") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::env::current_exe().map_err(|e| Error::io("current executable", e))?,
+        };
+        let mut cmd = Command::new(exe);
+        cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
+            .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
+            .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
+            .args(["--profile", profile])
+            .args(threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().map_err(|e| Error::io("spawning the server process", e))?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::protocol("run", "no stdout from the server process"))?;
+        let guard = ChildGuard(Arc::new(Mutex::new(Some(child))));
+        install_ctrlc(&guard);
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
+        Ok(LocalServer { guard, lines: rx, addr })
+    }
+
+    /// Connect a client channel to it.
+    pub fn connect(&self, net: &NetArgs) -> Result<TcpChannel> {
+        let stream = connect_with_retry(&self.addr, 50, Duration::from_millis(100))?;
+        open_channel(stream, net)
+    }
+
+    /// Wait for the server's final report, then reap the process.
+    pub fn finish(self, timeout: Duration) -> Result<PartyReport> {
+        let json = wait_for_line(&self.lines, "REPORT ", timeout)?;
+        self.guard.reap();
+        serde_json::from_str(&json).map_err(|e| Error::protocol("run", format!("unreadable server report: {e}")))
+    }
+}
+
+/// The client's handshake and channel check (shared by `client`, `run` and `eval --private`).
+pub fn client_handshake(ch: &mut TcpChannel, public: &model::PublicModel, profile: &Profile) -> Result<()> {
+    handshake(ch, &Hello::new(Role::Client, public.config.shape_fingerprint(), session_params(profile)))?;
+    channel_check_client(ch)
+}
+
 /// `fastlmpi run`: spawn `serve --once --announce` on an ephemeral port, run the client.
 pub fn run(args: &RunArgs) -> Result<()> {
     // Validate input and fetch the model before spawning anything.
     let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
-    let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
-        .args(["--model", &input.resolved.dir.to_string_lossy(), "--no-fetch"])
-        .args(["--timeout", &args.net.timeout.to_string(), "--net", &args.net.net])
-        .args(["--profile", &args.engine.profile])
-        .args(args.engine.threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().map_err(|e| Error::io("spawning the server process", e))?;
-    let stdout = child.stdout.take().ok_or_else(|| Error::protocol("run", "no stdout from the server process"))?;
-    let guard = ChildGuard(Arc::new(Mutex::new(Some(child))));
-    install_ctrlc(&guard);
-
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
-    let stream = connect_with_retry(&addr, 50, Duration::from_millis(100))?;
-    let mut ch = open_channel(stream, &args.net)?;
+    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine.profile, args.engine.threads)?;
+    let mut ch = server.connect(&args.net)?;
     let (report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);
-    let server_json = wait_for_line(&rx, "REPORT ", Duration::from_secs(args.net.timeout.max(1)))?;
-    let server: PartyReport = serde_json::from_str(&server_json)
-        .map_err(|e| Error::protocol("run", format!("unreadable server report: {e}")))?;
-    guard.reap();
-    finish_client(&input, &report, &outcome, Some(&server), args.json)
+    let server_report = server.finish(Duration::from_secs(args.net.timeout.max(1)))?;
+    finish_client(&input, &report, &outcome, Some(&server_report), args.json)
 }
 
 fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str, timeout: Duration) -> Result<String> {
