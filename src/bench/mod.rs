@@ -1,5 +1,6 @@
 //! Benchmarks and reports: per-layer / per-operator records, JSON and SVG output.
 
+pub mod compare;
 pub mod linear;
 pub mod ot;
 pub use crate::engine::report;

@@ -17,9 +17,30 @@ pub enum Suite {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Which micro-benchmark suite to run.
-    #[arg(long, value_enum)]
-    pub suite: Suite,
+    /// Which micro-benchmark suite to run (or use --compare).
+    #[arg(long, value_enum, required_unless_present = "compare")]
+    pub suite: Option<Suite>,
+    /// Private BERT under the fastlmpi profile and this one (`bolt`), side by side.
+    #[arg(long, conflicts_with = "suite")]
+    pub compare: Option<String>,
+    /// Model for --compare (minilm-l6, mpnet-base, bert-base = the BERT-base shape, or a folder).
+    #[arg(long, default_value = "mpnet-base")]
+    pub model: String,
+    /// Do not download a known model when it is missing.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// Padded sequence length for --compare (BOLT's benchmark uses 128).
+    #[arg(long, default_value_t = 128)]
+    pub seq_len: usize,
+    /// Run only the first L layers and extrapolate to the model's depth (marked as extrapolated).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Simulated link for --compare: local, lan, wan or BW,RTT.
+    #[arg(long, default_value = "local")]
+    pub net: String,
+    /// Socket timeout in seconds for --compare.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
     /// Batch sizes (OT and toolkit suites), e.g. 65536,1048576.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize << 16, 1 << 20])]
     pub sizes: Vec<usize>,
@@ -28,8 +49,55 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// The sentence every --compare run uses (padded to --seq-len).
+const BENCH_SENTENCE: &str = "The committee postponed its decision until further evidence could be gathered and reviewed.";
+
+fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
+    use crate::bench::compare;
+    let profiles = [crate::engine::Profile::fastlmpi(), crate::engine::Profile::parse(other)?];
+    let resolved = crate::model::resolve(&args.model, !args.no_fetch)?;
+    if let Some(note) = &resolved.note {
+        eprintln!("note: {note}");
+    }
+    let model = crate::model::Model::load(&resolved.dir)?;
+    let tok = model.public.tokenizer.encode_padded(BENCH_SENTENCE, args.seq_len.max(1), true, Some(args.seq_len))?;
+    let depth = model.config().num_hidden_layers;
+    let layers = args.layers.unwrap_or(depth);
+    let link = crate::net::shaping::Link::parse(&args.net)?;
+    let mut runs = Vec::new();
+    for p in &profiles {
+        eprintln!("bench: profile {} on {} ({} of {} layers, {} tokens, net {})", p.name(), resolved.name, layers, depth, tok.len(), args.net);
+        let r = compare::run_profile(&model, &tok, p, layers, link, std::time::Duration::from_secs(args.timeout.max(1)))?;
+        eprintln!("bench: {} done in {:.1} s", p.name(), r.wall_secs);
+        runs.push(r);
+    }
+    let cmp = compare::Comparison {
+        model: resolved.name.clone(),
+        seq_len: tok.len(),
+        tokens: tok.num_attended(),
+        net: args.net.clone(),
+        runs,
+        published: compare::published(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let stamp = super::eval::utc_timestamp(std::time::SystemTime::now(), false);
+    let (json, svg) = compare::write_results(&super::results_dir(), &stamp, &cmp)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&cmp).map_err(|e| Error::protocol("json", e.to_string()))?);
+    } else {
+        println!("model {} ({} tokens padded to {}), net {}", cmp.model, cmp.tokens, cmp.seq_len, cmp.net);
+        print!("{}", compare::table(&cmp.runs, link));
+    }
+    eprintln!("wrote {} and {}", json.display(), svg.display());
+    Ok(())
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let (name, record) = match args.suite {
+    if let Some(other) = &args.compare {
+        return run_compare(args, other);
+    }
+    let suite = args.suite.ok_or_else(|| Error::Input("bench needs --suite or --compare".into()))?;
+    let (name, record) = match suite {
         Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.sizes)?),
         Suite::Toolkit => ("toolkit-bench", crate::bench::toolkit::run_toolkit_bench(&args.sizes)?),
         Suite::Linear => ("linear-bench", crate::bench::linear::run_linear_bench(&crate::bench::linear::bert_base_shapes(128), &[Packing::Rfcp, Packing::Bsgs])?),
