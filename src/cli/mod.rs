@@ -5,6 +5,7 @@ pub mod bench;
 pub mod eval;
 pub mod fit_approx;
 pub mod party;
+pub mod ranges;
 pub mod train_head;
 
 use std::ffi::OsString;
@@ -38,8 +39,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Train the sentiment head (logistic regression on pooled embeddings).
     TrainHead(train_head::TrainHeadArgs),
-    /// Accuracy on labelled sentences (plaintext; private when available).
+    /// Accuracy on labelled sentences, plaintext and (`--private`) through the private engine.
     Eval(eval::EvalArgs),
+    /// Measure a checkpoint's activation ranges and check them against the protocols' domains.
+    Ranges(ranges::RangesArgs),
 }
 
 /// Flags shared by every command that loads a model and tokenizes text.
@@ -215,6 +218,7 @@ where
         Command::Bench(a) => bench::run(&a),
         Command::TrainHead(a) => train_head::run(&a),
         Command::Eval(a) => eval::run(&a),
+        Command::Ranges(a) => ranges::run(&a),
     }
 }
 

@@ -146,3 +146,44 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn bucket_len(tokens: usize, max_positions: usize) -> usize {
     tokens.max(8).next_power_of_two().min(max_positions.max(tokens))
 }
+
+/// One measured range against the domain a protocol of the profile accepts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainCheck {
+    pub what: String,
+    /// Observed interval (min, max) on the real activations.
+    pub observed: (f64, f64),
+    /// Interval the protocol accepts.
+    pub domain: (f64, f64),
+    pub ok: bool,
+}
+
+/// Compare measured activation ranges with the domains of the profile's protocols.
+pub fn domain_checks(profile: &Profile, cfg: &crate::model::BertConfig, r: &crate::model::ranges::ActivationRanges, max_tokens: usize) -> Result<Vec<DomainCheck>> {
+    let nl = crate::he::HeContext::new(&profile.nonlinear_preset())?;
+    let specs = session::Specs::new(profile, cfg, nl.field())?;
+    let f = specs.frac as i32;
+    let l = profile.fixed.ring_bits as i32;
+    let p2 = |e: i32| 2f64.powi(e);
+    let ln = &specs.layernorm;
+    let ln_plan = ln.plan(cfg.hidden_size)?;
+    let ln_out = p2(l - 2 - ln.gamma_frac as i32 - ln_plan.z_frac as i32);
+    let check = |what: &str, span: &crate::model::ranges::Span, lo: f64, hi: f64| DomainCheck {
+        what: what.to_string(),
+        observed: (span.min, span.max),
+        domain: (lo, hi),
+        ok: span.count > 0 && span.min >= lo && span.max < hi,
+    };
+    let score_hi = p2(specs.softmax.score_bits as i32 - f);
+    let gelu_hi = p2(specs.gelu.input_bits as i32 - f);
+    let recip = specs.softmax.recip_spec(max_tokens)?;
+    Ok(vec![
+        check("LayerNorm variance σ² (rsqrt input)", &r.layernorm_variance, p2(ln.var_min_log2), p2(ln.var_max_log2)),
+        check("|LayerNorm output|", &r.layernorm_output_abs, 0.0, ln_out),
+        check("|attention score| (SoftMax input)", &r.score_abs, 0.0, score_hi),
+        check("SoftMax row sum (reciprocal input)", &r.softmax_row_sum, p2(recip.lo_bit as i32 - f), p2(recip.hi_bit as i32 + 1 - f)),
+        check("|GeLU input|", &r.gelu_input_abs, 0.0, gelu_hi),
+        check("|activation| (products stay below 2^(ℓ−2) at 2f bits)", &r.activation_abs, 0.0, p2(l - 2 - 2 * f)),
+        check("pooled norm (L2 normalisation rsqrt input)", &r.pooled_norm, p2(-4), p2(8) * 2f64.sqrt()),
+    ])
+}

@@ -77,6 +77,11 @@ pub fn position_ids(cfg: &BertConfig, ids: &[u32]) -> Vec<usize> {
 
 /// Embedding block (the client's part): word + position (+ token type) embeddings, then LayerNorm.
 pub fn embed(public: &PublicModel, tok: &Tokenized) -> Result<Array2<f32>> {
+    Ok(layer_norm(&embedding_sum(public, tok)?, &public.embedding_norm))
+}
+
+/// Word + position (+ token type) embeddings, before the embedding LayerNorm.
+pub fn embedding_sum(public: &PublicModel, tok: &Tokenized) -> Result<Array2<f32>> {
     check_input(public, tok)?;
     let cfg = &public.config;
     let positions = position_ids(cfg, &tok.ids);
@@ -88,7 +93,7 @@ pub fn embed(public: &PublicModel, tok: &Tokenized) -> Result<Array2<f32>> {
             row += &tt.row(tok.type_ids[i] as usize);
         }
     }
-    Ok(layer_norm(&x, &public.embedding_norm))
+    Ok(x)
 }
 
 /// `x · w + b` for every row of `x`.

@@ -16,6 +16,7 @@ mod config;
 mod fixed;
 mod forward;
 mod resolve;
+pub mod ranges;
 pub mod tiny;
 mod tokenize;
 mod weights;
