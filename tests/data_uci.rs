@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use fastlmpi::cli::eval::{run_with, EvalArgs};
+use fastlmpi::cli::{EngineArgs, NetArgs};
 use fastlmpi::cli::train_head::{train_head, TrainHeadArgs};
 use fastlmpi::data::embed::{progress_bar, PlainEncoder};
 use fastlmpi::data::eval::accuracy;
@@ -103,17 +104,7 @@ fn full_run(name: &str, min_accuracy: f64, also_eval: bool) {
     if !also_eval {
         return;
     }
-    let eval = EvalArgs {
-        model: name.into(),
-        no_fetch: true,
-        data: "uci".into(),
-        split: Split::Test,
-        limit: None,
-        private: false,
-        json: false,
-        head: None,
-        output: None,
-    };
+    let eval = heldout_eval_args(name);
     let (report, path) = run_with(&eval, None).unwrap();
     let s = &report.summary;
     eprintln!(
@@ -151,17 +142,7 @@ fn mpnet_full_uci_heldout_accuracy() {
 fn mpnet_eval_existing_head() {
     require_uci();
     require_model("mpnet-base");
-    let eval = EvalArgs {
-        model: "mpnet-base".into(),
-        no_fetch: true,
-        data: "uci".into(),
-        split: Split::Test,
-        limit: None,
-        private: false,
-        json: false,
-        head: None,
-        output: None,
-    };
+    let eval = heldout_eval_args("mpnet-base");
     let (report, path) = run_with(&eval, None).unwrap();
     let s = &report.summary;
     eprintln!(
@@ -174,4 +155,21 @@ fn mpnet_eval_existing_head() {
     );
     assert_eq!(s.sentences, 1500);
     assert!(s.plain_accuracy >= 0.915, "held-out accuracy {:.4}", s.plain_accuracy);
+}
+
+/// Plaintext evaluation of `name` on the whole held-out split with its trained head.
+fn heldout_eval_args(name: &str) -> EvalArgs {
+    EvalArgs {
+        model: name.into(),
+        no_fetch: true,
+        data: "uci".into(),
+        split: Split::Test,
+        limit: None,
+        private: false,
+        json: false,
+        head: None,
+        output: None,
+        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None },
+        net: NetArgs { timeout: 120, net: "local".into() },
+    }
 }

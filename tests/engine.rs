@@ -70,6 +70,22 @@ fn tiny_mpnet_with_head_matches_simulation_bit_for_bit() {
     assert!(out.records.records.iter().any(|r| r.op == "gelu" && r.comm.bytes_sent > 0));
 }
 
+/// A BERT-style checkpoint: the pooler (dense + tanh on the first token) runs privately and
+/// matches the simulation bit for bit; the segmented tanh keeps it close to the f32 model.
+#[test]
+fn tiny_bert_with_pooler_matches_simulation_bit_for_bit() {
+    let dir = tempfile_dir("engine-tiny-bert");
+    let model = tiny_model(&dir, &tiny::TinySpec::bert());
+    let tok = model.public.tokenizer.encode_padded("a cat, a dog", 16, true, Some(16)).unwrap();
+    let out = assert_matches_simulation(&model, &tok, &Profile::fastlmpi());
+    let plain = forward_f32(&model, &tok).unwrap();
+    let pooled = out.pooled.as_deref().unwrap();
+    assert!(pooled.iter().all(|v| v.abs() <= 1.0 + 1e-3), "tanh output outside [-1, 1]: {pooled:?}");
+    let cos = cosine(pooled, plain.pooled.as_slice().unwrap());
+    assert!(cos > 0.999, "cosine vs f32 {cos}");
+    assert!(out.records.records.iter().any(|r| r.op == "pool" && r.comm.bytes_sent > 0));
+}
+
 fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -31,6 +31,8 @@ pub struct LayerWeights<'a> {
 /// The server's data after the encoder.
 pub struct HeadWeights<'a> {
     pub classifier: Option<&'a QLinear>,
+    /// The BERT pooler's dense layer (tanh(h_0·W + b)).
+    pub pooler: Option<&'a QLinear>,
 }
 
 fn ring_add(ring: Ring, a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -242,7 +244,7 @@ pub fn encoder_layer(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w:
 }
 
 /// The sentence vector (`FixedModel::pool`).
-pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMode) -> Result<Vec<u64>> {
+pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMode, w: Option<&HeadWeights>) -> Result<Vec<u64>> {
     let ring = s.specs.ring;
     let frac = s.specs.frac;
     s.begin("pool");
@@ -250,9 +252,11 @@ pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMod
         PoolingMode::Mean { normalize } => (mean_pool(s, h, mask, d)?, normalize),
         PoolingMode::Cls { normalize } => (h[..d].to_vec(), normalize),
         PoolingMode::Pooler => {
-            return Err(Error::Config(
-                "the BERT pooler (dense + tanh) is not supported by the private engine; use a mean-pooling checkpoint".into(),
-            ))
+            let dense = linear(s, &h[..d], 1, d, d, w.and_then(|w| w.pooler))?;
+            let he = s.nl.party();
+            let out = gelu(&mut s.p, &he, &dense, &s.specs.tanh)?;
+            s.end();
+            return Ok(out);
         }
     };
     let out = if normalize { l2_normalize(&mut s.p, ring, frac, &v, 1, d)? } else { v };

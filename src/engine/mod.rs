@@ -75,6 +75,8 @@ pub struct Profile {
 
 /// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu`).
 const GELU_SET: &str = include_str!("../../results/approx/gelu.json");
+/// The tanh segments of the BERT pooler (output of `fastlmpi fit-approx tanh`).
+const TANH_SET: &str = include_str!("../../results/approx/tanh.json");
 
 impl Profile {
     pub fn fastlmpi() -> Profile {
@@ -124,6 +126,11 @@ impl Profile {
         ApproxFile::parse(GELU_SET, "results/approx/gelu.json")
     }
 
+    /// The checked-in tanh approximation set (BERT pooler).
+    pub fn tanh_set(&self) -> Result<ApproxFile> {
+        ApproxFile::parse(TANH_SET, "results/approx/tanh.json")
+    }
+
     /// Everything both parties must agree on, for the handshake.
     pub fn handshake_params(&self) -> BTreeMap<String, String> {
         let f = &self.fixed;
@@ -132,6 +139,7 @@ impl Profile {
             ("fixed".to_string(), format!("{}/{}/{}", f.frac_bits, f.weight_frac_bits, f.ring_bits)),
             ("linear".to_string(), format!("{:?}", self.linear)),
             ("gelu_set".to_string(), format!("{:016x}", fnv1a(GELU_SET.as_bytes()))),
+            ("tanh_set".to_string(), format!("{:016x}", fnv1a(TANH_SET.as_bytes()))),
         ])
     }
 }

@@ -119,6 +119,8 @@ pub struct Specs {
     pub frac: u32,
     pub softmax: SoftmaxSpec,
     pub gelu: GeluSpec,
+    /// The pooler's tanh, evaluated by the same segmented-polynomial protocol as GeLU.
+    pub tanh: GeluSpec,
     pub layernorm: LayerNormSpec,
     /// `round(2^frac / √head_dim)`.
     pub score_scale: i64,
@@ -142,6 +144,7 @@ impl Specs {
             frac,
             softmax: SoftmaxSpec::new(ring, frac)?,
             gelu: GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?,
+            tanh: GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?,
             layernorm: LayerNormSpec::new(ring, frac, cfg.layer_norm_eps),
             score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
         })
@@ -156,10 +159,14 @@ pub struct Plans {
 }
 
 impl Plans {
-    fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, labels: usize) -> Result<Plans> {
+    fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, pooling: PoolingMode, labels: usize) -> Result<Plans> {
         let LinearBackend::Field(packing) = profile.linear;
         let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let mut shapes = vec![(n, h, h), (n, h, i), (n, i, h)];
+        if pooling == PoolingMode::Pooler {
+            // The BERT pooler's dense layer on the first token.
+            shapes.push((1, h, h));
+        }
         if labels > 0 {
             shapes.push((1, h, labels));
         }
@@ -264,7 +271,8 @@ pub struct EngineSession {
 }
 
 impl EngineSession {
-    fn open(ch: &mut dyn Channel, role: Role, profile: &Profile, cfg: &BertConfig, req: &SessionRequest, labels: usize) -> Result<EngineSession> {
+    fn open(ch: &mut dyn Channel, role: Role, profile: &Profile, public: &PublicModel, req: &SessionRequest, labels: usize) -> Result<EngineSession> {
+        let cfg = &public.config;
         req.validate(cfg)?;
         let mut setup = Recorder::new();
         let mark = setup.start(ch, None, "setup", Phase::Setup);
@@ -274,7 +282,7 @@ impl EngineSession {
         let specs = Specs::new(profile, cfg, nl_ctx.field())?;
         let mut plans = BTreeMap::new();
         for &n in &req.seq_lens {
-            plans.insert(n, Plans::new(&lin_ctx, profile, cfg, n, labels)?);
+            plans.insert(n, Plans::new(&lin_ctx, profile, cfg, n, public.pooling, labels)?);
         }
         let mut rotations: Vec<usize> = plans.values().flat_map(Plans::rotations).collect();
         rotations.sort_unstable();
@@ -347,9 +355,9 @@ fn forward(s: &mut Sess, x0: Vec<u64>, req: &InferenceRequest, cfg: &BertConfig,
         }
     }
     s.layer = None;
-    let pooled = blocks::pool(s, &h, &req.mask, cfg.hidden_size, pooling)?;
+    let hw = server.map(|sm| HeadWeights { classifier: sm.fixed.classifier.as_ref(), pooler: sm.fixed.pooler.as_ref() });
+    let pooled = blocks::pool(s, &h, &req.mask, cfg.hidden_size, pooling, hw.as_ref())?;
     let logits = if labels > 0 {
-        let hw = server.map(|sm| HeadWeights { classifier: sm.fixed.classifier.as_ref() });
         Some(blocks::head(s, &pooled, cfg.hidden_size, labels, hw.as_ref())?)
     } else {
         None
@@ -385,7 +393,7 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
     let labels = sm.fixed.classifier.as_ref().map_or(0, |c| c.b.len());
     ch.send_u64(labels as u64)?;
     ch.flush()?;
-    let mut es = EngineSession::open(ch, Role::Server, profile, cfg, &req, labels)?;
+    let mut es = EngineSession::open(ch, Role::Server, profile, &sm.model.public, &req, labels)?;
     let mut inferences = Vec::new();
     loop {
         ch.set_phase("inference request");
@@ -416,7 +424,7 @@ pub fn client_open(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile
     if labels > MAX_LABELS {
         return Err(Error::protocol("setup", format!("the server announced {labels} labels")));
     }
-    EngineSession::open(ch, Role::Client, profile, &public.config, &req, labels as usize)
+    EngineSession::open(ch, Role::Client, profile, public, &req, labels as usize)
 }
 
 /// Client side: one private inference in an open session.

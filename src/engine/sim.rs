@@ -49,8 +49,9 @@ impl FixedNonLinear for ProfileNonLinear {
         reference_layernorm(x, gamma, beta, ln.eps, &self.specs.layernorm)
     }
 
-    fn tanh(&self, _x: &[i64], _fp: FixedPoint) -> Result<Vec<i64>> {
-        Err(Error::Config("the BERT pooler (tanh) is not supported by the private engine".into()))
+    fn tanh(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        Ok(reference_gelu(x, &self.specs.tanh))
     }
 
     fn l2_normalize(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
