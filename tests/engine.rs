@@ -86,6 +86,22 @@ fn tiny_bert_with_pooler_matches_simulation_bit_for_bit() {
     assert!(out.records.records.iter().any(|r| r.op == "pool" && r.comm.bytes_sent > 0));
 }
 
+/// The `bolt` profile (BOLT's GeLU, I-BERT exp, 37-bit ring) through the same engine: bit-exact
+/// against its own simulation, on MPNet (relative attention bias, mean pooling, head) and BERT
+/// (pooler tanh) shapes.
+#[test]
+fn tiny_models_under_the_bolt_profile_match_their_simulation() {
+    let dir = tempfile_dir("engine-tiny-bolt");
+    for (name, spec) in [("mpnet", tiny::TinySpec { classifier_labels: Some(2), ..tiny::TinySpec::mpnet() }), ("bert", tiny::TinySpec::bert())] {
+        let model = tiny_model(&dir.join(name), &spec);
+        let tok = model.public.tokenizer.encode_padded("the cat sat", 16, true, Some(12)).unwrap();
+        let out = assert_matches_simulation(&model, &tok, &Profile::bolt());
+        let plain = forward_f32(&model, &tok).unwrap();
+        let cos = cosine(out.pooled.as_deref().unwrap(), plain.pooled.as_slice().unwrap());
+        assert!(cos > 0.995, "{name}: cosine vs f32 {cos}");
+    }
+}
+
 fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

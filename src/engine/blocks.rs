@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::model::{self, BertConfig, EncoderLayer, FixedConfig, LayerNorm, PoolingMode, QLinear, QuantizedLayer, Tokenized};
 use crate::proto::attention::{shared_matmul_client, shared_matmul_server, transpose, SharedMatmulPlan};
 use crate::proto::convert::{field_to_ring_trunc, ring_to_field};
-use crate::proto::gelu::gelu;
 use crate::proto::l2norm::l2_normalize;
 use crate::proto::layernorm::{layer_norm, LnParams};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear};
@@ -226,7 +225,7 @@ pub fn ffn(s: &mut Sess, x: &[u64], n: usize, cfg: &BertConfig, w: Option<&Layer
     s.end();
     s.begin("gelu");
     let he = s.nl.party();
-    let act = gelu(&mut s.p, &he, &up, &s.specs.gelu)?;
+    let act = s.specs.gelu.eval(&mut s.p, &he, &up)?;
     s.end();
     s.begin("ffn-out");
     let down = linear(s, &act, n, inter, hidden, w.map(|w| &w.quantized.ffn_out))?;
@@ -254,7 +253,7 @@ pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMod
         PoolingMode::Pooler => {
             let dense = linear(s, &h[..d], 1, d, d, w.and_then(|w| w.pooler))?;
             let he = s.nl.party();
-            let out = gelu(&mut s.p, &he, &dense, &s.specs.tanh)?;
+            let out = s.specs.tanh.eval(&mut s.p, &he, &dense)?;
             s.end();
             return Ok(out);
         }

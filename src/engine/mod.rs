@@ -183,7 +183,7 @@ pub fn domain_checks(profile: &Profile, cfg: &crate::model::BertConfig, r: &crat
         ok: span.count > 0 && span.min >= lo && span.max < hi,
     };
     let score_hi = p2(specs.softmax.score_bits as i32 - f);
-    let gelu_hi = p2(specs.gelu.input_bits as i32 - f);
+    let gelu_hi = specs.gelu.input_bound(specs.frac);
     let recip = specs.softmax.recip_spec(max_tokens)?;
     Ok(vec![
         check("LayerNorm variance σ² (rsqrt input)", &r.layernorm_variance, p2(ln.var_min_log2), p2(ln.var_max_log2)),

@@ -19,7 +19,8 @@ use crate::net::Channel;
 use crate::ot::OtSession;
 use crate::proto::attention::{MatmulShape, SharedMatmulPlan};
 use crate::proto::ctx::Party;
-use crate::proto::gelu::GeluSpec;
+use crate::proto::bolt::{bolt_activation, BoltSpec};
+use crate::proto::gelu::{gelu, reference_gelu, GeluSpec};
 use crate::proto::hemul::HeParty;
 use crate::proto::layernorm::LayerNormSpec;
 use crate::proto::linear::{LinearPlan, LinearShape};
@@ -118,9 +119,9 @@ pub struct Specs {
     pub ring: Ring,
     pub frac: u32,
     pub softmax: SoftmaxSpec,
-    pub gelu: GeluSpec,
-    /// The pooler's tanh, evaluated by the same segmented-polynomial protocol as GeLU.
-    pub tanh: GeluSpec,
+    pub gelu: Activation,
+    /// The BERT pooler's tanh.
+    pub tanh: Activation,
     pub layernorm: LayerNormSpec,
     /// `round(2^frac / √head_dim)`.
     pub score_scale: i64,
@@ -128,13 +129,22 @@ pub struct Specs {
 
 impl Specs {
     pub fn new(profile: &Profile, cfg: &BertConfig, nl_field: Field) -> Result<Specs> {
-        if profile.kind == ProfileKind::Bolt {
-            return Err(Error::Config("the bolt profile's protocols are not available in this build".into()));
-        }
         let fixed = profile.fixed;
         fixed.validate()?;
         let ring = Ring::new(fixed.ring_bits)?;
         let frac = fixed.frac_bits;
+        if profile.kind == ProfileKind::Bolt {
+            return Ok(Specs {
+                ring,
+                frac,
+                softmax: SoftmaxSpec::ibert(ring, frac)?,
+                gelu: Activation::Bolt(BoltSpec::gelu(ring, frac)?),
+                tanh: Activation::Bolt(BoltSpec::tanh(ring, frac)?),
+                // γ·√d at 10 bits keeps |LayerNorm output| < 128 inside BOLT's 37-bit ring.
+                layernorm: LayerNormSpec { gamma_frac: frac - 2, ..LayerNormSpec::new(ring, frac, cfg.layer_norm_eps) },
+                score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
+            });
+        }
         let gelu_set = profile.gelu_set()?;
         if gelu_set.spec.in_frac != frac {
             return Err(Error::Config(format!("the GeLU set is fitted for {} fraction bits, not {frac}", gelu_set.spec.in_frac)));
@@ -143,11 +153,45 @@ impl Specs {
             ring,
             frac,
             softmax: SoftmaxSpec::new(ring, frac)?,
-            gelu: GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?,
-            tanh: GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?,
+            gelu: Activation::Segmented(GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?),
+            tanh: Activation::Segmented(GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?),
             layernorm: LayerNormSpec::new(ring, frac, cfg.layer_norm_eps),
             score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
         })
+    }
+}
+
+/// An element-wise activation as a profile evaluates it.
+#[derive(Clone, Debug)]
+pub enum Activation {
+    /// FASTLMPI: segment selection by OT, polynomials under HE (`proto::gelu`).
+    Segmented(GeluSpec),
+    /// BOLT: an even polynomial in |x| with OT products (`proto::bolt`).
+    Bolt(BoltSpec),
+}
+
+impl Activation {
+    pub fn eval(&self, p: &mut Party, he: &HeParty, x: &[u64]) -> Result<Vec<u64>> {
+        match self {
+            Activation::Segmented(spec) => gelu(p, he, x, spec),
+            Activation::Bolt(spec) => bolt_activation(p, spec, x),
+        }
+    }
+
+    /// The bit-exact cleartext mirror of [`Activation::eval`].
+    pub fn reference(&self, x: &[i64]) -> Result<Vec<i64>> {
+        match self {
+            Activation::Segmented(spec) => Ok(reference_gelu(x, spec)),
+            Activation::Bolt(spec) => crate::proto::bolt::reference(spec, x),
+        }
+    }
+
+    /// Largest |input| (real value) the protocol accepts.
+    pub fn input_bound(&self, frac: u32) -> f64 {
+        match self {
+            Activation::Segmented(spec) => ((spec.input_bits as i32 - frac as i32) as f64).exp2(),
+            Activation::Bolt(spec) => spec.input_bound(),
+        }
     }
 }
 

@@ -6,7 +6,6 @@ use super::Profile;
 use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::model::{FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
-use crate::proto::gelu::reference_gelu;
 use crate::proto::l2norm::reference_l2_normalize;
 use crate::proto::layernorm::reference_layernorm;
 use crate::proto::softmax::reference_softmax;
@@ -39,7 +38,7 @@ impl FixedNonLinear for ProfileNonLinear {
 
     fn gelu(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
-        Ok(reference_gelu(x, &self.specs.gelu))
+        self.specs.gelu.reference(x)
     }
 
     fn layer_norm(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint) -> Result<Vec<i64>> {
@@ -51,7 +50,7 @@ impl FixedNonLinear for ProfileNonLinear {
 
     fn tanh(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
-        Ok(reference_gelu(x, &self.specs.tanh))
+        self.specs.tanh.reference(x)
     }
 
     fn l2_normalize(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>> {

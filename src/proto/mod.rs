@@ -22,6 +22,7 @@
 
 pub mod attention;
 pub mod b2a;
+pub mod bolt;
 pub mod bits;
 pub mod cmp;
 pub mod convert;

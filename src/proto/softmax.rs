@@ -78,12 +78,39 @@ pub struct SoftmaxSpec {
     pub degree: usize,
     /// Extra fraction bits of the Horner accumulator.
     pub guard: u32,
+    /// How exp is approximated on each segment.
+    pub exp: ExpKind,
 }
+
+/// The exp approximation of a SoftMax spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpKind {
+    /// FASTLMPI: unit-width segments, Chebyshev interpolation of degree `degree`.
+    Segmented,
+    /// BOLT / I-BERT: `e^z = 2^(−l)·e^p`, `z = −l·ln2 + p`, `e^p ≈ 0.3585(p + 1.353)² + 0.344`,
+    /// `l ≤ 13`. Each `l` is one segment of width ln 2 with `2^(−l)` folded into its
+    /// degree-2 coefficients, so the same selection-and-Horner protocol evaluates it.
+    IBert,
+}
+
+/// I-BERT's i-exp: `exp(p) ≈ A(p + B)² + C` on `(−ln2, 0]`; BOLT clamps `l` at 13.
+const IBERT_A: f64 = 0.3585;
+const IBERT_B: f64 = 1.353;
+const IBERT_C: f64 = 0.344;
+const IBERT_SEGMENTS: i64 = 14;
 
 impl SoftmaxSpec {
     /// Defaults: degree 4, 8 guard bits, scores below 2^(frac+8) (|score| < 256).
     pub fn new(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
-        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8 };
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8, exp: ExpKind::Segmented };
+        s.check()?;
+        Ok(s)
+    }
+
+    /// BOLT's SoftMax: the same max tree and reciprocal, I-BERT's degree-2 exp (6 guard bits so
+    /// that BOLT's ℓ = 37 ring holds the Horner products).
+    pub fn ibert(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 2, guard: 6, exp: ExpKind::IBert };
         s.check()?;
         Ok(s)
     }
@@ -113,7 +140,10 @@ impl SoftmaxSpec {
 
     /// The segmented exp fit (deterministic; both parties derive it from the spec).
     pub fn exp_fit(&self) -> ExpFit {
-        ExpFit::new(self.frac, self.degree, self.guard)
+        match self.exp {
+            ExpKind::Segmented => ExpFit::new(self.frac, self.degree, self.guard),
+            ExpKind::IBert => ExpFit::ibert(self.frac, self.guard),
+        }
     }
 }
 
@@ -147,6 +177,25 @@ impl ExpFit {
         ExpFit { frac, guard, knots, coeffs }
     }
 
+    /// I-BERT's exp as segments: segment `j` is `[K_j, K_(j+1))` with `K_j = ⌊−(14 − j)·ln2⌉`,
+    /// `l = 13 − j`, `p = u − ln2` for `u = z − K_j`, coefficients of `2^(−l)·(A(u − ln2 + B)² + C)`.
+    pub fn ibert(frac: u32, guard: u32) -> ExpFit {
+        let one = (frac as f64).exp2();
+        let scale = ((frac + guard) as f64).exp2();
+        let knots: Vec<i64> = (0..IBERT_SEGMENTS).map(|j| (-((IBERT_SEGMENTS - j) as f64) * LN_2 * one).round() as i64).collect();
+        let shift = IBERT_B - LN_2;
+        let coeffs = (0..IBERT_SEGMENTS)
+            .map(|j| {
+                let w = (-((IBERT_SEGMENTS - 1 - j) as f64)).exp2();
+                let poly = [IBERT_A * shift * shift + IBERT_C, 2.0 * IBERT_A * shift, IBERT_A];
+                let mut c: Vec<i64> = poly.iter().map(|a| (a * w * scale).round() as i64).collect();
+                c[0] += 1i64 << guard.saturating_sub(1);
+                c
+            })
+            .collect();
+        ExpFit { frac, guard, knots, coeffs }
+    }
+
     /// Cleartext mirror of the protocol's exp on one `z ≤ 0`.
     pub fn eval(&self, z: i64) -> i64 {
         let Some(j) = self.knots.iter().rposition(|&k| k <= z) else { return 0 };
@@ -164,7 +213,7 @@ impl ExpFit {
 
 /// Monomial coefficients (in u ∈ [0, 1]) of the polynomial interpolating `g` at the Chebyshev
 /// nodes of degree `d`.
-fn chebyshev_fit(g: impl Fn(f64) -> f64, d: usize) -> Vec<f64> {
+pub(crate) fn chebyshev_fit(g: impl Fn(f64) -> f64, d: usize) -> Vec<f64> {
     let n = d + 1;
     let nodes: Vec<f64> =
         (0..n).map(|k| 0.5 + 0.5 * ((2 * k + 1) as f64 * std::f64::consts::PI / (2 * n) as f64).cos()).collect();
@@ -338,6 +387,20 @@ mod tests {
         assert!(worst <= 0.65 * lsb, "exp fit error {worst}");
         assert_eq!(fit.eval(fit.knots[0] - 1), 0);
         assert_eq!(fit.eval(i64::MIN / 4), 0);
+    }
+
+    /// I-BERT's exp keeps its published accuracy (relative error of e^p about 0.5 %).
+    #[test]
+    fn ibert_exp_is_within_its_published_error() {
+        let fit = ExpFit::ibert(12, 6);
+        let lsb = 2f64.powi(-12);
+        let mut worst: f64 = 0.0;
+        for z in -(10 << 12)..=0i64 {
+            let want = (z as f64 * lsb).exp();
+            worst = worst.max((fit.eval(z) as f64 * lsb - want).abs());
+        }
+        assert!(worst < 5e-3 && worst > 1e-3, "I-BERT exp error {worst}");
+        assert_eq!(fit.eval(fit.knots[0] - 1), 0);
     }
 
     #[test]
