@@ -264,8 +264,125 @@ pub fn lt_public(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64], k: u3
             x.iter().map(move |&v| ring.sub(v, t_enc))
         })
         .collect();
-    let all = msb_reduced(p, ring, &shifted, k, d)?;
-    Ok(all.chunks(n.max(1)).take(thresholds.len()).map(|c| c.to_vec()).collect())
+    if thresholds.len() < 2 {
+        let all = msb_reduced(p, ring, &shifted, k, d)?;
+        return Ok(all.chunks(n.max(1)).take(thresholds.len()).map(|c| c.to_vec()).collect());
+    }
+    // The client's share of x − T is x_C for every T: one set of leaf OTs serves them all.
+    let mut out = Vec::with_capacity(thresholds.len());
+    for group in shifted.chunks(n * MAX_SHARED_THRESHOLDS) {
+        let t = group.len() / n.max(1);
+        let own: &[u64] = if p.is_server() { group } else { &group[..n] };
+        let all = msb_reduced_shared(p, ring, own, t, k, d)?;
+        out.extend(all.chunks(n.max(1)).map(|c| c.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Thresholds per shared-leaf batch: each leaf OT carries 2 bits per threshold in a 64-bit message.
+pub const MAX_SHARED_THRESHOLDS: usize = 32;
+
+/// [`msb_reduced`] of `x − T_τ` for `t` thresholds when the client's share is the same for all
+/// of them: the server passes `t·n` shares (threshold-major), the client its `n` shares.
+fn msb_reduced_shared(p: &mut Party, ring: Ring, x: &[u64], t: usize, k: u32, d: u32) -> Result<BitShare> {
+    check_reduced(ring, k, d)?;
+    let w = k - 1 - d;
+    let low_mask = if w == 0 { 0 } else { (1u64 << w) - 1 };
+    let low: Vec<u64> = x.iter().map(|&v| (v >> d) & low_mask).collect();
+    let mill_in: Vec<u64> = if p.is_server() { low.iter().map(|&l| low_mask - l).collect() } else { low };
+    let carry = millionaire_gt_shared(p, &mill_in, t, w)?;
+    let n = carry.len() / t.max(1);
+    let top: Vec<u8> = (0..t * n).map(|e| ((x[if p.is_server() { e } else { e % n.max(1) }] >> (k - 1)) & 1) as u8).collect();
+    Ok(bits::xor(&top, &carry))
+}
+
+/// `[x_client > y_τ]` for `t` server inputs per client input (server: `t·n` values,
+/// threshold-major; client: `n` values); output threshold-major. The leaf OTs are shared: one
+/// 1-out-of-16 OT per client digit whose message carries the `(gt, eq)` bits of all `t`
+/// comparisons; the tree runs on all `t·n` comparisons with triples from a separate batch.
+pub fn millionaire_gt_shared(p: &mut Party, input: &[u64], t: usize, bits: u32) -> Result<BitShare> {
+    if bits > 64 || t == 0 || t > MAX_SHARED_THRESHOLDS {
+        return Err(Error::Config(format!("shared millionaire on {bits} bits with {t} thresholds (max 64 bits, {MAX_SHARED_THRESHOLDS} thresholds)")));
+    }
+    let n = if p.is_server() { input.len() / t } else { input.len() };
+    if p.is_server() && input.len() != n * t {
+        return Err(Error::Input(format!("shared millionaire: {} server inputs for {t} thresholds", input.len())));
+    }
+    let per_chunk = (CHUNK / t).max(1);
+    let mut parts: Vec<BitShare> = Vec::new();
+    for start in (0..n).step_by(per_chunk) {
+        let c = per_chunk.min(n - start);
+        let own: Vec<u64> = if p.is_server() {
+            (0..t).flat_map(|tau| input[tau * n + start..tau * n + start + c].iter().copied()).collect()
+        } else {
+            input[start..start + c].to_vec()
+        };
+        parts.push(millionaire_shared_chunk(p, &own, t, c, bits)?);
+    }
+    // Chunks are threshold-major inside; reassemble threshold-major over all n.
+    let mut out = vec![0u8; t * n];
+    let mut start = 0;
+    for part in &parts {
+        let c = part.len() / t;
+        for tau in 0..t {
+            out[tau * n + start..tau * n + start + c].copy_from_slice(&part[tau * c..(tau + 1) * c]);
+        }
+        start += c;
+    }
+    Ok(out)
+}
+
+fn millionaire_shared_chunk(p: &mut Party, input: &[u64], t: usize, c: usize, bits: u32) -> Result<BitShare> {
+    let q = digit_count(bits);
+    if q == 0 || c == 0 {
+        return Ok(vec![0; t * c]);
+    }
+    p.ch.set_phase("millionaire");
+    let width = 2 * t as u32;
+    // leaves[(tau·c + i)·q + j]: 2-bit (gt, eq) share of comparison (tau, i) on digit j.
+    let mut leaves = vec![0u8; t * c * q];
+    if p.is_server() {
+        let mut masks = vec![0u8; t * c * q];
+        p.rng().fill_bytes(&mut masks);
+        masks.iter_mut().for_each(|m| *m &= 3);
+        let mut msgs = vec![0u64; c * q * RADIX];
+        msgs.par_chunks_mut(q * RADIX).enumerate().for_each(|(i, row)| {
+            for (j, slot) in row.chunks_mut(RADIX).enumerate() {
+                for (v, m) in slot.iter_mut().enumerate() {
+                    *m = (0..t).fold(0u64, |acc, tau| {
+                        let e = tau * c + i;
+                        let y = digit(input[e], j);
+                        let mask = masks[e * q + j];
+                        let gt = (v as u8 > y) as u8 ^ (mask & 1);
+                        let eq = (v as u8 == y) as u8 ^ (mask >> 1);
+                        acc | (((gt | (eq << 1)) as u64) << (2 * tau))
+                    });
+                }
+            }
+        });
+        p.ot_n_send(&msgs, RADIX, width)?;
+        leaves.copy_from_slice(&masks);
+    } else {
+        let choices: Vec<u8> = (0..c * q).map(|k| digit(input[k / q], k % q)).collect();
+        let got = p.ot_n_recv(&choices, RADIX, width)?;
+        for tau in 0..t {
+            for k in 0..c * q {
+                leaves[tau * c * q + k] = ((got[k] >> (2 * tau)) & 3) as u8;
+            }
+        }
+    }
+    let mut triples = bits::bit_triples(p, t * c * millionaire_and_count(q))?;
+    let m = t * c;
+    let mut nodes: Vec<Node> = (0..q)
+        .map(|j| Node {
+            gt: (0..m).map(|e| leaves[e * q + j] & 1).collect(),
+            eq: (j > 0).then(|| (0..m).map(|e| (leaves[e * q + j] >> 1) & 1).collect()),
+        })
+        .collect();
+    while nodes.len() > 1 {
+        nodes = combine_level(p, nodes, &mut triples)?;
+    }
+    nodes.pop().map(|node| node.gt).ok_or_else(|| Error::protocol("millionaire", "empty tree"))
 }
 
 /// Shares of `[x < T]` for one public threshold, exact on `−2^(ℓ−1) ≤ x − T < 2^(ℓ−1)`.
@@ -335,7 +452,44 @@ pub fn msb_cost(n: usize, k: u32, d: u32) -> Cost {
 
 /// Documented cost of [`lt_public`] with `t` thresholds.
 pub fn lt_public_cost(n: usize, t: usize, k: u32, d: u32) -> Cost {
-    millionaire_cost(n * t, k - 1 - d)
+    if t < 2 {
+        return millionaire_cost(n * t, k - 1 - d);
+    }
+    let mut cost = Cost::default();
+    let mut left = t;
+    while left > 0 {
+        let g = left.min(MAX_SHARED_THRESHOLDS);
+        left -= g;
+        cost = cost + millionaire_shared_cost(n, g, k - 1 - d);
+    }
+    cost
+}
+
+/// Documented cost of [`millionaire_gt_shared`] on `n` client inputs and `t` thresholds.
+pub fn millionaire_shared_cost(n: usize, t: usize, w: u32) -> Cost {
+    let q = digit_count(w);
+    let mut cost = Cost::default();
+    if q == 0 || t == 0 {
+        return cost;
+    }
+    let per_chunk = (CHUNK / t).max(1);
+    let mut left = n;
+    while left > 0 {
+        let c = left.min(per_chunk);
+        left -= c;
+        let ands = t * c * millionaire_and_count(q);
+        cost = cost + Cost::one_of_n(RADIX, 2 * t as u32, c * q).then(&[Step::OtServerSends]);
+        if ands > 0 {
+            cost = cost + Cost::one_of_n(RADIX, 2, bits::triple_ot_count(ands)).then(&[Step::OtServerSends]);
+        }
+        let mut nodes = q;
+        while nodes > 1 {
+            let ands_in_level = 2 * (nodes / 2) - 1;
+            cost = cost + Cost::own(bits::and_exchange_bytes(t * c * ands_in_level)).then(&[Step::Exchange]);
+            nodes = nodes.div_ceil(2);
+        }
+    }
+    cost
 }
 
 #[cfg(test)]
