@@ -236,7 +236,7 @@ fn check_layernorm(spec: LayerNormSpec, x: &[i64], rows: usize, d: usize, gamma:
     let params = LnParams { gamma, beta };
     let (got, s, _) = two_party(spec.ring, x, seed, |p, xs| {
         let prm = p.is_server().then_some(&params);
-        layer_norm(p, &spec, xs, rows, d, prm)
+        layer_norm(p, None, &spec, xs, rows, d, prm)
     });
     let lsb = (spec.frac as f64).exp2();
     for i in 0..rows {
@@ -305,7 +305,7 @@ fn bert_base_sizes() {
     let beta: Vec<f32> = (0..d).map(|j| (j % 5) as f32 * 0.01).collect();
     let t = std::time::Instant::now();
     let params = LnParams { gamma: &gamma, beta: &beta };
-    let (got, s, _) = two_party(ring, &x, 11, |p, xs| layer_norm(p, &ln, xs, n, d, p.is_server().then_some(&params)));
+    let (got, s, _) = two_party(ring, &x, 11, |p, xs| layer_norm(p, None, &ln, xs, n, d, p.is_server().then_some(&params)));
     eprintln!("layernorm 128x768: {:.1} s", t.elapsed().as_secs_f64());
     report("layernorm 128x768", x.len(), &s);
     for i in (0..n).step_by(17) {

@@ -203,7 +203,8 @@ pub fn add_norm(s: &mut Sess, op: &str, x: &[u64], y: &[u64], rows: usize, d: us
         Some(ln) => Some(ln_params(ln, d)?),
         None => None,
     };
-    let out = layer_norm(&mut s.p, &s.specs.layernorm, &sum, rows, d, params.as_ref())?;
+    let he = s.nl.party();
+    let out = layer_norm(&mut s.p, Some(&he), &s.specs.layernorm, &sum, rows, d, params.as_ref())?;
     s.end();
     Ok(out)
 }

@@ -155,7 +155,8 @@ impl Specs {
             softmax: SoftmaxSpec::new(ring, frac)?,
             gelu: Activation::Segmented(GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?),
             tanh: Activation::Segmented(GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?),
-            layernorm: LayerNormSpec::new(ring, frac, cfg.layer_norm_eps),
+            // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
+            layernorm: LayerNormSpec { he_product: true, ..LayerNormSpec::new(ring, frac, cfg.layer_norm_eps) },
             score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
         })
     }

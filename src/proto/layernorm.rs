@@ -50,7 +50,9 @@
 //! **Not done.** HE squares/products (`hemul`, branch `gelu`) would cut the bytes by about an
 //! order of magnitude; output kept encrypted for the next linear layer is not implemented.
 
+use super::convert::{field_to_ring, ring_to_field};
 use super::ctx::Party;
+use super::hemul::{mul_rows, HeParty};
 use super::mul::{mul, square};
 use super::recip::{add_public, add_shares, reciprocal, RecipKind, RecipSpec};
 use super::trunc::{and_arith, or_from_product, trunc, TruncMode};
@@ -58,8 +60,11 @@ use crate::error::{Error, Result};
 use crate::share::Ring;
 
 const MODE: TruncMode = TruncMode::Faithful;
-/// Fraction bits of the rsqrt output.
+/// Fraction bits of the rsqrt output (OT product in Z_2^64).
 const RSQRT_FRAC: u32 = 60;
+/// Fraction bits of the rsqrt output when `A_h·r` (≤ 2^46·(1 + 2^−20)) is an HE product in a
+/// field of at least 49 bits.
+const RSQRT_FRAC_HE: u32 = 46;
 
 /// Public parameters of the LayerNorm protocol.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,6 +77,9 @@ pub struct LayerNormSpec {
     /// Fraction bits of the server's `γ·√d`.
     pub gamma_frac: u32,
     pub eps: f64,
+    /// Compute `A_h · r` with one HE product (`hemul::mul_rows`) instead of the 64-bit OT
+    /// product; the rsqrt then has `RSQRT_FRAC_HE` fraction bits so that the product fits Z_t.
+    pub he_product: bool,
 }
 
 /// The server's plaintext parameters.
@@ -93,7 +101,15 @@ pub struct LnPlan {
 
 impl LayerNormSpec {
     pub fn new(ring: Ring, frac: u32, eps: f64) -> LayerNormSpec {
-        LayerNormSpec { ring, frac, var_min_log2: -14, var_max_log2: 14, gamma_frac: frac, eps }
+        LayerNormSpec { ring, frac, var_min_log2: -14, var_max_log2: 14, gamma_frac: frac, eps, he_product: false }
+    }
+
+    fn rsqrt_frac(&self) -> u32 {
+        if self.he_product {
+            RSQRT_FRAC_HE
+        } else {
+            RSQRT_FRAC
+        }
     }
 
     pub fn plan(&self, d: usize) -> Result<LnPlan> {
@@ -118,7 +134,7 @@ impl LayerNormSpec {
         if eps_term >= (hi as f64).exp2() {
             return cfg("ε term too large");
         }
-        let rsqrt = RecipSpec::new(Ring::new(64)?, RecipKind::Rsqrt, 0, RSQRT_FRAC, lo, hi)?;
+        let rsqrt = RecipSpec::new(Ring::new(64)?, RecipKind::Rsqrt, 0, self.rsqrt_frac(), lo, hi)?;
         Ok(LnPlan { d, h, eps_term: eps_term as i64, rsqrt, z_frac })
     }
 
@@ -178,11 +194,15 @@ pub fn server_plain_mul(p: &mut Party, ring: Ring, g: Option<&[i64]>, x: &[u64])
 
 /// Two-party LayerNorm of `rows × d` shares (row-major). The server passes `Some(params)`, the
 /// client `None`.
-pub fn layer_norm(p: &mut Party, spec: &LayerNormSpec, x: &[u64], rows: usize, d: usize, params: Option<&LnParams>) -> Result<Vec<u64>> {
+/// `he` is needed when `spec.he_product` is set.
+pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: &[u64], rows: usize, d: usize, params: Option<&LnParams>) -> Result<Vec<u64>> {
     if x.len() != rows * d {
         return Err(Error::Shape { tensor: "LayerNorm input".into(), expected: vec![rows, d], got: vec![x.len()] });
     }
     let plan = spec.plan(d)?;
+    if spec.he_product && he.is_none() {
+        return Err(Error::Config("LayerNorm with HE products needs the HE keys".into()));
+    }
     let ring = spec.ring;
     let wide = Ring::new(64)?;
     let (g_row, b_row) = match (p.is_server(), params) {
@@ -206,10 +226,16 @@ pub fn layer_norm(p: &mut Party, spec: &LayerNormSpec, x: &[u64], rows: usize, d
     let v = add_public(p, wide, &sums, plan.eps_term);
     p.ch.set_phase("layernorm-rsqrt");
     let r = reciprocal(p, &plan.rsqrt, &v)?;
-    let r_bcast: Vec<u64> = r.iter().flat_map(|&ri| std::iter::repeat_n(ri, d)).collect();
     p.ch.set_phase("layernorm-scale");
-    let prod = mul(p, wide, &a64, &r_bcast)?;
-    let z64 = trunc(p, wide, &prod, RSQRT_FRAC - plan.z_frac, MODE)?;
+    let shift_z = spec.rsqrt_frac() - plan.z_frac;
+    let z64 = if spec.he_product {
+        let he = he.ok_or_else(|| Error::Config("LayerNorm with HE products needs the HE keys".into()))?;
+        he_scale(p, he, ring, &a_h, &r, d)?
+    } else {
+        let r_bcast: Vec<u64> = r.iter().flat_map(|&ri| std::iter::repeat_n(ri, d)).collect();
+        mul(p, wide, &a64, &r_bcast)?
+    };
+    let z64 = trunc(p, wide, &z64, shift_z, MODE)?;
     let z: Vec<u64> = z64.iter().map(|&v| ring.reduce(v)).collect();
     let g_all: Vec<i64> = if p.is_server() { (0..rows).flat_map(|_| g_row.iter().copied()).collect() } else { Vec::new() };
     let gz = server_plain_mul(p, ring, p.is_server().then_some(&g_all[..]), &z)?;
@@ -220,6 +246,22 @@ pub fn layer_norm(p: &mut Party, spec: &LayerNormSpec, x: &[u64], rows: usize, d
     } else {
         Ok(out)
     }
+}
+
+/// Shares over Z_2^64 of `A_h ⊙ r` (r per row) by one HE product: both factors move to Z_t
+/// (A_h from ring ℓ, r after a local reduction to a `bits(t)`-bit ring, since r < 2^47), the
+/// exact product (< 2^47 < t/4) returns to Z_2^64.
+fn he_scale(p: &mut Party, he: &HeParty, ring: Ring, a_h: &[u64], r: &[u64], d: usize) -> Result<Vec<u64>> {
+    let field = he.ctx.field();
+    let narrow = Ring::new(field.bits())?;
+    if field.bits() < RSQRT_FRAC_HE + 3 {
+        return Err(Error::Config(format!("LayerNorm HE product needs a plaintext modulus of ≥ {} bits", RSQRT_FRAC_HE + 3)));
+    }
+    let a_f = ring_to_field(p, ring, field, a_h)?;
+    let r_narrow: Vec<u64> = r.iter().map(|&v| narrow.reduce(v)).collect();
+    let r_f = ring_to_field(p, narrow, field, &r_narrow)?;
+    let prod = mul_rows(p, he, &r_f, &a_f, d, None)?;
+    field_to_ring(p, field, Ring::new(64)?, &prod, RSQRT_FRAC_HE + 1)
 }
 
 /// Cleartext mirror of [`layer_norm`] on one row (bit-exact).
@@ -233,7 +275,7 @@ pub fn reference_layernorm(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, s
     let v = a_h.iter().map(|a| a * a).sum::<i128>() + plan.eps_term as i128;
     let v = i64::try_from(v).map_err(|_| Error::Input("LayerNorm variance outside the documented range".into()))?;
     let r = super::recip::reference(&plan.rsqrt, v)? as i128;
-    let shift_z = RSQRT_FRAC - plan.z_frac;
+    let shift_z = spec.rsqrt_frac() - plan.z_frac;
     let shift_out = spec.gamma_frac + plan.z_frac - spec.frac;
     Ok(a_h
         .iter()
