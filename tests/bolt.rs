@@ -77,7 +77,7 @@ fn ibert_softmax_matches_reference_and_softmax() {
     scores.extend(std::iter::repeat_n(-777, cols));
     scores.extend((0..cols as i64).map(|j| -j * 2900));
     let mask: Vec<u32> = (0..cols).map(|j| (j != 3) as u32).collect();
-    let (got, _) = two_party(&scores, |p, x| softmax(p, &spec, x, rows, cols, &mask));
+    let (got, _) = two_party(&scores, |p, x| softmax(p, None, &spec, x, rows, cols, &mask));
     let lsb = (FRAC as f64).exp2();
     for i in 0..rows {
         let row = &scores[i * cols..(i + 1) * cols];

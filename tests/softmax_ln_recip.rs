@@ -160,7 +160,7 @@ fn exact_softmax(row: &[i64], mask: &[u32], frac: u32) -> Vec<f64> {
 }
 
 fn check_softmax(spec: SoftmaxSpec, scores: &[i64], rows: usize, cols: usize, mask: &[u32], seed: u64) -> Side<Vec<u64>> {
-    let (got, s, _) = two_party(spec.ring, scores, seed, |p, x| softmax(p, &spec, x, rows, cols, mask));
+    let (got, s, _) = two_party(spec.ring, scores, seed, |p, x| softmax(p, None, &spec, x, rows, cols, mask));
     let lsb = (spec.frac as f64).exp2();
     for i in 0..rows {
         let row = &scores[i * cols..(i + 1) * cols];
@@ -215,8 +215,8 @@ fn softmax_rejects_rows_without_keys() {
     let ring = Ring::new(40).unwrap();
     let spec = SoftmaxSpec::new(ring, 12).unwrap();
     let res = run_pair(
-        |ch| side(ch, Role::Server, &|p| softmax(p, &spec, &[0; 4], 2, 2, &[1, 1, 0, 0])),
-        |ch| side(ch, Role::Client, &|p| softmax(p, &spec, &[0; 4], 2, 2, &[1, 1, 0, 0])),
+        |ch| side(ch, Role::Server, &|p| softmax(p, None, &spec, &[0; 4], 2, 2, &[1, 1, 0, 0])),
+        |ch| side(ch, Role::Client, &|p| softmax(p, None, &spec, &[0; 4], 2, 2, &[1, 1, 0, 0])),
     );
     assert!(res.is_err());
 }
@@ -291,7 +291,7 @@ fn bert_base_sizes() {
     let scores: Vec<i64> = (0..heads * n * n).map(|_| rng.random_range(-6 * 4096..6 * 4096)).collect();
     let mask = vec![1u32; n];
     let t = std::time::Instant::now();
-    let (got, s, _) = two_party(ring, &scores, 10, |p, x| softmax(p, &spec, x, heads * n, n, &mask));
+    let (got, s, _) = two_party(ring, &scores, 10, |p, x| softmax(p, None, &spec, x, heads * n, n, &mask));
     eprintln!("softmax 12x128x128: {:.1} s", t.elapsed().as_secs_f64());
     report("softmax 12x128x128", scores.len(), &s);
     for i in (0..heads * n).step_by(97) {

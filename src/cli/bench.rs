@@ -50,7 +50,16 @@ pub struct BenchArgs {
 }
 
 /// The sentence every --compare run uses (padded to --seq-len).
-const BENCH_SENTENCE: &str = "The committee postponed its decision until further evidence could be gathered and reviewed.";
+/// A passage longer than 128 tokens, truncated to `--seq-len`: every position is a real token, so
+/// no attention key is masked and the SoftMax does the full `n × n` work of BOLT's benchmark.
+const BENCH_PASSAGE: &str = "The committee postponed its decision until further evidence could be gathered and reviewed. \
+Members of the public who attended the hearing were told that the new report, commissioned last spring from an \
+independent panel of engineers, economists and environmental scientists, would not be ready before the end of the \
+year. Several speakers argued that the delay would raise the cost of the bridge, while others welcomed the chance \
+to study the alternatives more carefully, including a tunnel under the river, an expanded ferry service and a \
+smaller crossing further upstream. The chair promised that every written submission would be published online, \
+that the panel would hold two more open meetings in the spring, and that the final vote would take place only \
+after the council had debated the report in full session.";
 
 fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
     use crate::bench::compare;
@@ -60,7 +69,7 @@ fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
         eprintln!("note: {note}");
     }
     let model = crate::model::Model::load(&resolved.dir)?;
-    let tok = model.public.tokenizer.encode_padded(BENCH_SENTENCE, args.seq_len.max(1), true, Some(args.seq_len))?;
+    let tok = model.public.tokenizer.encode_padded(BENCH_PASSAGE, args.seq_len.max(1), true, Some(args.seq_len))?;
     let depth = model.config().num_hidden_layers;
     let layers = args.layers.unwrap_or(depth);
     let link = crate::net::shaping::Link::parse(&args.net)?;

@@ -157,7 +157,8 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     s.end();
 
     s.begin("softmax");
-    let probs = softmax(&mut s.p, &s.specs.softmax, &scores, heads * n, n, mask)?;
+    let he = s.nl.party();
+    let probs = softmax(&mut s.p, Some(&he), &s.specs.softmax, &scores, heads * n, n, mask)?;
     s.end();
 
     s.begin("context");

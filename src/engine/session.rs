@@ -152,7 +152,7 @@ impl Specs {
         Ok(Specs {
             ring,
             frac,
-            softmax: SoftmaxSpec::new(ring, frac)?,
+            softmax: SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
             gelu: Activation::Segmented(GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?),
             tanh: Activation::Segmented(GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?),
             // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.

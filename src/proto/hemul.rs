@@ -50,11 +50,13 @@ use fhe::bfv::Ciphertext;
 use fhe_math::rq::{dot_product, Poly};
 use rayon::prelude::*;
 
+use super::convert::{field_to_ring_trunc, ring_to_field};
 use super::ctx::{same_len, Party};
+use super::trunc::TruncMode;
 use crate::error::{Error, Result};
 use crate::he::privacy::{ct_pt_sum_bound, private_return, return_level, simd_plain_bound};
 use crate::he::{wire, ClientKeys, HeContext, ServerKeys};
-use crate::share::Field;
+use crate::share::{Field, Ring};
 
 /// This party's HE key material.
 #[derive(Clone, Copy)]
@@ -357,6 +359,21 @@ pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize, 
         return Err(Error::Input(format!("row broadcast: {} rows × {cols} columns vs {} elements", a.len(), b.len())));
     }
     mul(p, he, &broadcast_rows(a, cols), b, g)
+}
+
+/// Ring shares of `⌊x·y / 2^s⌋` (faithful floor; `s = 0` gives the exact product) for ring
+/// shares `x, y` with `|x|, |y| < 2^(ℓ−2)` and `|x·y| < 2^bound_bits`: both move to Z_t
+/// (`convert::ring_to_field`), one HE product, back with `convert::field_to_ring_trunc`.
+/// Needs `ℓ ≤ bits(t)`, `bound_bits + 2 ≤ ℓ + s ≤ 64` and `2^bound_bits < t/2`.
+pub fn he_mul_trunc(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], y: &[u64], s: u32, bound_bits: u32) -> Result<Vec<u64>> {
+    let field = he.ctx.field();
+    if bound_bits + 2 > field.bits() {
+        return Err(Error::Config(format!("HE product bound 2^{bound_bits} does not fit Z_t ({} bits)", field.bits())));
+    }
+    let xf = ring_to_field(p, ring, field, x)?;
+    let yf = ring_to_field(p, ring, field, y)?;
+    let prod = mul(p, he, &xf, &yf, None)?;
+    field_to_ring_trunc(p, field, ring, &prod, bound_bits, s, TruncMode::Faithful)
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ use std::f64::consts::LN_2;
 use super::b2a::b2a_ring;
 use super::cmp::{lt_public, msb_reduced};
 use super::ctx::Party;
+use super::hemul::{he_mul_trunc, HeParty};
 use super::mul::{mul, mul_trunc};
 use super::mux::mux;
 use super::recip::{add_shares, reciprocal, scale_public, select_by_thresholds, sub_shares, RecipKind, RecipSpec};
@@ -80,6 +81,9 @@ pub struct SoftmaxSpec {
     pub guard: u32,
     /// How exp is approximated on each segment.
     pub exp: ExpKind,
+    /// Evaluate the Horner products and the final `e·(1/S)` as HE products (FASTLMPI's
+    /// fine-grained HE/SS split) instead of OT products.
+    pub he_products: bool,
 }
 
 /// The exp approximation of a SoftMax spec.
@@ -102,7 +106,7 @@ const IBERT_SEGMENTS: i64 = 14;
 impl SoftmaxSpec {
     /// Defaults: degree 4, 8 guard bits, scores below 2^(frac+8) (|score| < 256).
     pub fn new(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
-        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8, exp: ExpKind::Segmented };
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8, exp: ExpKind::Segmented, he_products: false };
         s.check()?;
         Ok(s)
     }
@@ -110,7 +114,7 @@ impl SoftmaxSpec {
     /// BOLT's SoftMax: the same max tree and reciprocal, I-BERT's degree-2 exp (6 guard bits so
     /// that BOLT's ℓ = 37 ring holds the Horner products).
     pub fn ibert(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
-        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 2, guard: 6, exp: ExpKind::IBert };
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 2, guard: 6, exp: ExpKind::IBert, he_products: false };
         s.check()?;
         Ok(s)
     }
@@ -255,9 +259,11 @@ fn active_columns(rows: usize, cols: usize, mask: &[u32]) -> Result<Vec<Vec<usiz
         .collect()
 }
 
-/// Two-party SoftMax of `rows × cols` scores (row-major shares).
-pub fn softmax(p: &mut Party, spec: &SoftmaxSpec, scores: &[u64], rows: usize, cols: usize, mask: &[u32]) -> Result<Vec<u64>> {
+/// Two-party SoftMax of `rows × cols` scores (row-major shares). `he` is needed when
+/// `spec.he_products` is set.
+pub fn softmax(p: &mut Party, he: Option<&HeParty>, spec: &SoftmaxSpec, scores: &[u64], rows: usize, cols: usize, mask: &[u32]) -> Result<Vec<u64>> {
     spec.check()?;
+    let mul = Products::new(spec, he)?;
     if scores.len() != rows * cols {
         return Err(Error::Shape { tensor: "softmax scores".into(), expected: vec![rows, cols], got: vec![scores.len()] });
     }
@@ -269,7 +275,7 @@ pub fn softmax(p: &mut Party, spec: &SoftmaxSpec, scores: &[u64], rows: usize, c
 
     let z: Vec<u64> = row_vals.iter().zip(&maxes).flat_map(|(r, &m)| r.iter().map(move |&v| ring.sub(v, m))).collect();
     p.ch.set_phase("softmax-exp");
-    let e = exp_nonpositive(p, spec, &z)?;
+    let e = exp_with(p, spec, &mul, &z)?;
 
     let mut sums = Vec::with_capacity(rows);
     let mut pos = 0;
@@ -282,7 +288,7 @@ pub fn softmax(p: &mut Party, spec: &SoftmaxSpec, scores: &[u64], rows: usize, c
     let r = reciprocal(p, &spec.recip_spec(longest)?, &sums)?;
     let r_bcast: Vec<u64> = row_vals.iter().zip(&r).flat_map(|(row, &ri)| std::iter::repeat_n(ri, row.len())).collect();
     p.ch.set_phase("softmax-product");
-    let prob = mul_trunc(p, ring, &e, &r_bcast, spec.recip_frac(), MODE)?;
+    let prob = mul.mul_trunc(p, &e, &r_bcast, spec.recip_frac(), spec.frac + 1 + spec.recip_frac() + 1)?;
 
     let mut out = vec![0u64; rows * cols];
     let mut it = prob.into_iter();
@@ -322,8 +328,45 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
     rows.iter().map(|r| r.first().copied().ok_or_else(|| Error::protocol("softmax", "empty row"))).collect()
 }
 
+/// How the element-wise products of the protocol are computed.
+enum Products<'h, 'a> {
+    Ot(Ring),
+    He(Ring, &'h HeParty<'a>),
+}
+
+impl<'h, 'a> Products<'h, 'a> {
+    fn new(spec: &SoftmaxSpec, he: Option<&'h HeParty<'a>>) -> Result<Products<'h, 'a>> {
+        match (spec.he_products, he) {
+            (false, _) => Ok(Products::Ot(spec.ring)),
+            (true, Some(he)) => Ok(Products::He(spec.ring, he)),
+            (true, None) => Err(Error::Config("SoftMax with HE products needs the HE keys".into())),
+        }
+    }
+
+    /// `⌊x·y / 2^s⌋` for `|x·y| < 2^bound_bits`.
+    fn mul_trunc(&self, p: &mut Party, x: &[u64], y: &[u64], s: u32, bound_bits: u32) -> Result<Vec<u64>> {
+        match self {
+            Products::Ot(ring) => mul_trunc(p, *ring, x, y, s, MODE),
+            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, s, bound_bits),
+        }
+    }
+
+    /// `x·y` for `|x·y| < 2^bound_bits`.
+    fn mul(&self, p: &mut Party, x: &[u64], y: &[u64], bound_bits: u32) -> Result<Vec<u64>> {
+        match self {
+            Products::Ot(ring) => mul(p, *ring, x, y),
+            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, 0, bound_bits),
+        }
+    }
+}
+
 /// Shares of the fitted `e^z` (at `frac`) for shared `z ≤ 0`.
-pub fn exp_nonpositive(p: &mut Party, spec: &SoftmaxSpec, z: &[u64]) -> Result<Vec<u64>> {
+pub fn exp_nonpositive(p: &mut Party, he: Option<&HeParty>, spec: &SoftmaxSpec, z: &[u64]) -> Result<Vec<u64>> {
+    let mul = Products::new(spec, he)?;
+    exp_with(p, spec, &mul, z)
+}
+
+fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Result<Vec<u64>> {
     let ring = spec.ring;
     let fit = spec.exp_fit();
     let n = z.len();
@@ -341,12 +384,14 @@ pub fn exp_nonpositive(p: &mut Party, spec: &SoftmaxSpec, z: &[u64]) -> Result<V
     let coeff: Vec<Vec<u64>> =
         (0..=d).map(|k| select_by_thresholds(p, ring, &ind, &table(fit.coeffs.iter().map(|c| c[k]).collect()), n)).collect();
     let u = sub_shares(ring, z, &offset);
+    // In-segment bounds: y < 2^(F+2), u < 2^(f+1), so every product is below 2^(F+f+3).
+    let bound = f + spec.guard + f + 3;
     let mut y = coeff[d].clone();
     for k in (1..d).rev() {
-        let prod = mul_trunc(p, ring, &y, &u, f, MODE)?;
+        let prod = mul.mul_trunc(p, &y, &u, f, bound)?;
         y = add_shares(ring, &prod, &coeff[k]);
     }
-    let yu = mul(p, ring, &y, &u)?;
+    let yu = mul.mul(p, &y, &u, bound)?;
     let last = add_shares(ring, &yu, &scale_public(ring, &coeff[0], 1i64 << f));
     trunc(p, ring, &last, f + spec.guard, MODE)
 }
