@@ -13,7 +13,7 @@
 //! * tanh: `sign(x)` if `|x| ≥ 2.855`, else `sign(x)·q(|x|)` with a degree-5 `q` (Chebyshev
 //!   interpolation of tanh on [0, 2.855], Horner, five products),
 //!
-//! bit-equal to [`reference_gelu`] / [`reference_tanh`].
+//! bit-equal to [`reference`].
 //!
 //! **Arithmetic** (every truncation a faithful floor):
 //! 1. `s = DReLU(x)`; `r = s·x` (one mux) is ReLU(x); `y = 2r − x = |x|` (local).

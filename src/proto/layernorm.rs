@@ -5,8 +5,9 @@
 //! root, and γ/β applied by the server. The prototype computes `A·K^(−1/2)` with
 //! `K = Σ A² = d³σ²` and so outputs `(x−μ)/(√d·σ)`: it omits the `√d` factor and ε. Fixed here:
 //! `out = A·√d / √(Σ A² + ε·d³)·γ + β = γ·(x−μ)/√(σ² + ε) + β`, with every scale documented.
-//! The squares and products use the OT-based toolkit (`mul`); the HE products of the paper
-//! (`hemul`) are not wired in yet (see "Not done" below).
+//! The squares use the OT-based toolkit (`mul`); the per-row rescaling `A·r` is either an OT
+//! product in Z_2^64 (`he_product = false`, the `bolt` profile) or one HE product (`hemul`,
+//! `he_product = true`, the `fastlmpi` profile: the paper's fine-grained HE step).
 //!
 //! **Functionality.** Input: ring shares (ℓ bits, f = frac) of `x` (rows × d); the server
 //! additionally holds γ, β (plaintext). Output: shares of LayerNorm(x) at f bits, bit-equal to
@@ -18,15 +19,20 @@
 //!    `Σ A_h² < 2^62` for variances up to `2^v_max`.
 //! 3. Lift `A_h` exactly to Z_2^64 (one COT per element), square there (one Gilboa cross
 //!    term), `V = Σ_j A_h² + ⌊ε·d³·2^(2f−2h)⌉` (local sums; the server adds the ε term).
-//! 4. `r = rsqrt(V) ≈ 2^R/√V` (`recip`, ring 64, `R = 60`, input range from `v_min, v_max`).
-//! 5. `z = ⌊A_h · r / 2^(R−Z)⌋` (ring 64, `|A_h·r| ≤ 2^R` since `A_h² ≤ V`), `Z = f + 6`,
-//!    i.e. `z ≈ (x−μ)/(σ√d) · 2^Z`; reduce z to ℓ bits (local).
+//! 4. `r = rsqrt(V) ≈ 2^R/√V` (`recip`, ring 64, `R = 60`, or `R = 46` with the HE product;
+//!    input range from `v_min, v_max`).
+//! 5. `z = ⌊A_h · r / 2^(R−Z)⌋` (`|A_h·r| ≤ 2^R(1 + 2^−26)` since `A_h² ≤ V`), `Z = f + 6`,
+//!    i.e. `z ≈ (x−μ)/(σ√d) · 2^Z`. OT variant: Gilboa product in Z_2^64. HE variant: A_h
+//!    (ring ℓ) and r (reduced locally to a `bits(t)`-bit ring, r < 2^47) move to Z_t
+//!    (`ring_to_field`), one `hemul::mul_rows`, the exact product (< 2^47 < t/4) returns to
+//!    Z_2^64 (`field_to_ring`). Then a faithful truncation by `R − Z` and a local reduction to ℓ.
 //! 6. `out = ⌊g ⊙ z / 2^(G+Z−f)⌋ + b` with the server's plaintext `g_j = ⌊γ_j √d·2^G⌉`
 //!    (`G = gamma_frac`) applied by one Gilboa cross term (server = COT sender), and
 //!    `b_j = ⌊β_j 2^f⌉` added to the server's share.
 //!
 //! **Message flow.** trunc (ℓ) → lift (1 COT batch) → square (1 COT batch) → rsqrt on the row
-//! values (`recip`) → mul (2 COT batches) → trunc (64) → γ product (1 COT batch) → trunc (ℓ).
+//! values (`recip`) → product (OT: 2 COT batches; HE: 2 ring→field OT batches, upload + return
+//! flight, field→ring) → trunc (64) → γ product (1 COT batch) → trunc (ℓ).
 //!
 //! **Valid input domain.** `|d·(x_j − μ)|·2^f < 2^(ℓ−2)`, row variance in
 //! `[2^v_min, 2^v_max]` (defaults 2^−14 ≈ 6e−5 .. 2^14 ≈ 1.6e4), `|γ (x−μ)/σ| < 2^(ℓ−2−G−Z)`
@@ -38,7 +44,9 @@
 //! ≤ 2^−f·(4 + 2^−8·|out|·2^f) absolute.
 //!
 //! **Bytes per element** (d per row): `M(h) + 2C(ℓ)` (trunc) `+ C(64)` (lift) `+ 64·C(64)`
-//! (square) `+ 128·C(64) + M(R−Z) + 2C(64)` (product, trunc) `+ ℓ·C(ℓ) + M(G+Z−f) + 2C(ℓ)`
+//! (square) `+ 128·C(64)` (OT product) or `C_ot(bits t) + (3·seeded + full)/N + M(w) + C(64)`
+//! (HE product: ring→field, `hemul::mul`, field→ring) `+ M(R−Z) + 2C(64)` (trunc)
+//! `+ ℓ·C(ℓ) + M(G+Z−f) + 2C(ℓ)`
 //! (γ, trunc), where `C(b)` is one b-bit correlated OT and `M(w)` the millionaire on w bits; plus
 //! the rsqrt on one value per row. Rounds: constant (≈ 40 flights + the rsqrt's).
 //!
@@ -47,8 +55,11 @@
 //! outputs are masked by the sender's uniform pads. γ and β never leave the server (they only
 //! appear as COT correlations and in the server's own share); nothing is opened.
 //!
-//! **Not done.** HE squares/products (`hemul`, branch `gelu`) would cut the bytes by about an
-//! order of magnitude; output kept encrypted for the next linear layer is not implemented.
+//! With the HE product the server additionally sees only fresh ciphertexts under the client's
+//! key and returns masked, flooded ciphertexts (`hemul`).
+//!
+//! **Not done.** The squares stay OT products in Z_2^64 (Σ A_h² needs up to 62 bits, more than
+//! the 52-bit plaintext field holds); the output is not kept encrypted for the next linear layer.
 
 use super::convert::{field_to_ring, ring_to_field};
 use super::ctx::Party;

@@ -49,9 +49,16 @@
 //! truncation) and `recip`, each returning fresh uniform ring shares; all selected constants are
 //! public; the only public data used are the shape and the padding mask.
 //!
-//! **Not done.** The element-wise products (Horner steps, `e·(1/S)`) use the OT product; the HE
-//! products of `hemul`/`hepoly` (branch `gelu`) are not wired in yet, nor the fit sets of branch
-//! `approx` (the exp fit here is a local Chebyshev interpolation), nor the real OT session.
+//! **Products.** With `he_products` (the `fastlmpi` profile) every Horner product and the final
+//! `e·(1/S)` is [`super::hemul::he_mul_trunc`]: both factors to Z_t (`ring_to_field`), one HE
+//! product, back with a faithful `field_to_ring_trunc` — the same floor as the OT product, so
+//! the reference is shared (bounds: Horner products < 2^(2f+guard+3), final < 2^(f+R+2), both
+//! far below t/4). Per product ≈ 2·C_ot(bits t) + (3·seeded + full)/N + field→ring + trunc
+//! instead of `2ℓ·C_cot(ℓ)` + trunc; the server sees only fresh ciphertexts and returns masked,
+//! flooded ones (see `hemul`).
+//!
+//! **Exp variants.** [`ExpKind::Segmented`] (FASTLMPI: unit-width segments, degree 4) and
+//! [`ExpKind::IBert`] (BOLT: I-BERT's degree-2 i-exp, one segment per power of two).
 
 use std::f64::consts::LN_2;
 
