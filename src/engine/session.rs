@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::blocks::{self, HeadWeights, LayerWeights};
 use super::report::{Mark, Phase, Recorder};
 use super::{LinearBackend, Profile, ProfileKind};
+use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
 use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, Tokenized};
@@ -133,32 +134,32 @@ impl Specs {
         fixed.validate()?;
         let ring = Ring::new(fixed.ring_bits)?;
         let frac = fixed.frac_bits;
-        if profile.kind == ProfileKind::Bolt {
-            return Ok(Specs {
-                ring,
-                frac,
-                softmax: SoftmaxSpec::ibert(ring, frac)?,
-                gelu: Activation::Bolt(BoltSpec::gelu(ring, frac)?),
-                tanh: Activation::Bolt(BoltSpec::tanh(ring, frac)?),
+        let ln = LayerNormSpec::new(ring, frac, cfg.layer_norm_eps);
+        let (softmax, gelu, tanh, layernorm) = match profile.kind {
+            ProfileKind::Bolt => (
+                SoftmaxSpec::ibert(ring, frac)?,
+                Activation::Bolt(BoltSpec::gelu(ring, frac)?),
+                Activation::Bolt(BoltSpec::tanh(ring, frac)?),
                 // γ·√d at 10 bits keeps |LayerNorm output| < 128 inside BOLT's 37-bit ring.
-                layernorm: LayerNormSpec { gamma_frac: frac - 2, ..LayerNormSpec::new(ring, frac, cfg.layer_norm_eps) },
-                score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
-            });
-        }
-        let gelu_set = profile.gelu_set()?;
-        if gelu_set.spec.in_frac != frac {
-            return Err(Error::Config(format!("the GeLU set is fitted for {} fraction bits, not {frac}", gelu_set.spec.in_frac)));
-        }
-        Ok(Specs {
-            ring,
-            frac,
-            softmax: SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
-            gelu: Activation::Segmented(GeluSpec::from_quantized(&gelu_set.quantized, nl_field, fixed.ring_bits, frac + 7)?),
-            tanh: Activation::Segmented(GeluSpec::from_quantized(&profile.tanh_set()?.quantized, nl_field, fixed.ring_bits, frac + 7)?),
-            // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
-            layernorm: LayerNormSpec { he_product: true, ..LayerNormSpec::new(ring, frac, cfg.layer_norm_eps) },
-            score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()),
-        })
+                LayerNormSpec { gamma_frac: frac - 2, ..ln },
+            ),
+            ProfileKind::Fastlmpi => {
+                let segmented = |set: ApproxFile, name: &str| -> Result<Activation> {
+                    if set.spec.in_frac != frac {
+                        return Err(Error::Config(format!("the {name} set is fitted for {} fraction bits, not {frac}", set.spec.in_frac)));
+                    }
+                    Ok(Activation::Segmented(GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?))
+                };
+                (
+                    SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
+                    segmented(profile.gelu_set()?, "GeLU")?,
+                    segmented(profile.tanh_set()?, "tanh")?,
+                    // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
+                    LayerNormSpec { he_product: true, ..ln },
+                )
+            }
+        };
+        Ok(Specs { ring, frac, softmax, gelu, tanh, layernorm, score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()) })
     }
 }
 

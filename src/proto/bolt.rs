@@ -109,8 +109,9 @@ impl BoltSpec {
     /// `h·y < 2^(f+7+1)·2^(f+2)`.
     fn checked(self) -> Result<BoltSpec> {
         let l = self.ring.bits();
-        if self.frac < A_EXTRA || 2 * self.frac + 10 > l - 2 || 2 * self.frac + TANH_GUARD + 3 > l - 2 {
-            return Err(Error::Config(format!("BOLT {:?} needs 2·frac + 10 ≤ ℓ − 2 (ℓ = {l}, frac = {})", self.function, self.frac)));
+        let need = 2 * self.frac + 10.max(TANH_GUARD + 3);
+        if self.frac < A_EXTRA || need > l - 2 {
+            return Err(Error::Config(format!("BOLT {:?} needs ℓ − 2 ≥ {need} (ℓ = {l}, frac = {})", self.function, self.frac)));
         }
         Ok(self)
     }

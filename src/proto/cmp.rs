@@ -249,14 +249,21 @@ pub fn drelu(p: &mut Party, ring: Ring, x: &[u64]) -> Result<BitShare> {
 /// exact condition); `k = ℓ, d = 0` is the exact [`msb`].
 pub fn msb_reduced(p: &mut Party, ring: Ring, x: &[u64], k: u32, d: u32) -> Result<BitShare> {
     check_reduced(ring, k, d)?;
-    let w = k - 1 - d;
-    let low_mask = if w == 0 { 0 } else { (1u64 << w) - 1 };
     let top: Vec<u8> = x.iter().map(|&v| ((v >> (k - 1)) & 1) as u8).collect();
-    let low: Vec<u64> = x.iter().map(|&v| (v >> d) & low_mask).collect();
-    // carry = [low_S + low_C ≥ 2^w] = [low_C > 2^w − 1 − low_S]
-    let mill_in: Vec<u64> = if p.is_server() { low.iter().map(|&l| low_mask - l).collect() } else { low };
+    let (mill_in, w) = carry_inputs(p, x, k, d);
     let carry = millionaire_gt(p, &mill_in, w)?;
     Ok(bits::xor(&top, &carry))
+}
+
+/// Each party's millionaire input for the carry of the low bits `d .. k−1` of its shares, and
+/// the comparison width `w = k − 1 − d`:
+/// `carry = [low_S + low_C ≥ 2^w] = [low_C > 2^w − 1 − low_S]`.
+fn carry_inputs(p: &Party, x: &[u64], k: u32, d: u32) -> (Vec<u64>, u32) {
+    let w = k - 1 - d;
+    let low_mask = if w == 0 { 0 } else { (1u64 << w) - 1 };
+    let low = x.iter().map(|&v| (v >> d) & low_mask);
+    let mill_in = if p.is_server() { low.map(|l| low_mask - l).collect() } else { low.collect() };
+    (mill_in, w)
 }
 
 fn check_reduced(ring: Ring, k: u32, d: u32) -> Result<()> {
@@ -301,10 +308,7 @@ pub const MAX_SHARED_THRESHOLDS: usize = 32;
 /// of them: the server passes `t·n` shares (threshold-major), the client its `n` shares.
 fn msb_reduced_shared(p: &mut Party, ring: Ring, x: &[u64], t: usize, k: u32, d: u32) -> Result<BitShare> {
     check_reduced(ring, k, d)?;
-    let w = k - 1 - d;
-    let low_mask = if w == 0 { 0 } else { (1u64 << w) - 1 };
-    let low: Vec<u64> = x.iter().map(|&v| (v >> d) & low_mask).collect();
-    let mill_in: Vec<u64> = if p.is_server() { low.iter().map(|&l| low_mask - l).collect() } else { low };
+    let (mill_in, w) = carry_inputs(p, x, k, d);
     let carry = millionaire_gt_shared(p, &mill_in, t, w)?;
     let n = carry.len() / t.max(1);
     let top: Vec<u8> = (0..t * n).map(|e| ((x[if p.is_server() { e } else { e % n.max(1) }] >> (k - 1)) & 1) as u8).collect();
@@ -439,13 +443,7 @@ pub fn millionaire_cost(n: usize, w: u32) -> Cost {
         let c = left.min(CHUNK);
         left -= c;
         let triple_ots = bits::triple_ot_count(c * millionaire_and_count(q));
-        cost = cost + Cost::one_of_n(RADIX, 2, c * q + triple_ots).then(&[Step::OtServerSends]);
-        let mut nodes = q;
-        while nodes > 1 {
-            let ands_in_level = 2 * (nodes / 2) - 1;
-            cost = cost + Cost::own(bits::and_exchange_bytes(c * ands_in_level)).then(&[Step::Exchange]);
-            nodes = nodes.div_ceil(2);
-        }
+        cost = cost + Cost::one_of_n(RADIX, 2, c * q + triple_ots).then(&[Step::OtServerSends]) + tree_exchange_cost(c, q);
     }
     cost
 }
@@ -487,12 +485,19 @@ pub fn millionaire_shared_cost(n: usize, t: usize, w: u32) -> Cost {
         if ands > 0 {
             cost = cost + Cost::one_of_n(RADIX, 2, bits::triple_ot_count(ands)).then(&[Step::OtServerSends]);
         }
-        let mut nodes = q;
-        while nodes > 1 {
-            let ands_in_level = 2 * (nodes / 2) - 1;
-            cost = cost + Cost::own(bits::and_exchange_bytes(t * c * ands_in_level)).then(&[Step::Exchange]);
-            nodes = nodes.div_ceil(2);
-        }
+        cost = cost + tree_exchange_cost(t * c, q);
+    }
+    cost
+}
+
+/// The AND exchanges of the combining trees of `m` comparisons on `q` digits (one per level).
+fn tree_exchange_cost(m: usize, q: usize) -> Cost {
+    let mut cost = Cost::default();
+    let mut nodes = q;
+    while nodes > 1 {
+        let ands_in_level = 2 * (nodes / 2) - 1;
+        cost = cost + Cost::own(bits::and_exchange_bytes(m * ands_in_level)).then(&[Step::Exchange]);
+        nodes = nodes.div_ceil(2);
     }
     cost
 }

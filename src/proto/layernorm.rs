@@ -63,7 +63,7 @@
 
 use super::convert::{field_to_ring, ring_to_field};
 use super::ctx::Party;
-use super::hemul::{mul_rows, HeParty};
+use super::hemul::{broadcast_rows, mul_rows, HeParty};
 use super::mul::{mul, square};
 use super::recip::{add_public, add_shares, reciprocal, RecipKind, RecipSpec};
 use super::trunc::{and_arith, or_from_product, trunc, TruncMode};
@@ -211,9 +211,11 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
         return Err(Error::Shape { tensor: "LayerNorm input".into(), expected: vec![rows, d], got: vec![x.len()] });
     }
     let plan = spec.plan(d)?;
-    if spec.he_product && he.is_none() {
-        return Err(Error::Config("LayerNorm with HE products needs the HE keys".into()));
-    }
+    let he = match (spec.he_product, he) {
+        (true, None) => return Err(Error::Config("LayerNorm with HE products needs the HE keys".into())),
+        (true, Some(he)) => Some(he),
+        (false, _) => None,
+    };
     let ring = spec.ring;
     let wide = Ring::new(64)?;
     let (g_row, b_row) = match (p.is_server(), params) {
@@ -239,12 +241,9 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
     let r = reciprocal(p, &plan.rsqrt, &v)?;
     p.ch.set_phase("layernorm-scale");
     let shift_z = spec.rsqrt_frac() - plan.z_frac;
-    let z64 = if spec.he_product {
-        let he = he.ok_or_else(|| Error::Config("LayerNorm with HE products needs the HE keys".into()))?;
-        he_scale(p, he, ring, &a_h, &r, d)?
-    } else {
-        let r_bcast: Vec<u64> = r.iter().flat_map(|&ri| std::iter::repeat_n(ri, d)).collect();
-        mul(p, wide, &a64, &r_bcast)?
+    let z64 = match he {
+        Some(he) => he_scale(p, he, ring, &a_h, &r, d)?,
+        None => mul(p, wide, &a64, &broadcast_rows(&r, d))?,
     };
     let z64 = trunc(p, wide, &z64, shift_z, MODE)?;
     let z: Vec<u64> = z64.iter().map(|&v| ring.reduce(v)).collect();
