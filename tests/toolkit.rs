@@ -192,6 +192,11 @@ fn threshold_comparison_exact_and_reduced() {
         }
     }
     assert_cost(&s, &c, &lt_public_cost(vals.len(), thresholds.len(), l, 0));
+    // No inputs: one empty result per threshold, nothing sent.
+    let (s, c) = run(|p| lt_public(p, ring, &[], &thresholds, l, 0));
+    assert_eq!((s.out.len(), c.out.len()), (thresholds.len(), thresholds.len()));
+    assert!(s.out.iter().chain(&c.out).all(Vec::is_empty));
+    assert_eq!(s.stats.bytes_sent + c.stats.bytes_sent, 0);
     // Reduced width: k = 20 bits, d = 6 low bits dropped (millionaire on 13 bits, not 36).
     let d = 6u32;
     let (s, c) = run(|p| lt_public(p, ring, if p.is_server() { &x0 } else { &x1 }, &thresholds, k, d));

@@ -279,6 +279,9 @@ fn check_reduced(ring: Ring, k: u32, d: u32) -> Result<()> {
 pub fn lt_public(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64], k: u32, d: u32) -> Result<Vec<BitShare>> {
     check_reduced(ring, k, d)?;
     let n = x.len();
+    if n == 0 {
+        return Ok(vec![Vec::new(); thresholds.len()]);
+    }
     let shifted: Vec<u64> = thresholds
         .iter()
         .flat_map(|&t| {
