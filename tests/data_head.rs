@@ -140,6 +140,7 @@ fn eval_args(model_dir: &Path, data: &Path, output: PathBuf) -> EvalArgs {
         output: Some(output),
         engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None },
         net: NetArgs { timeout: 120, net: "local".into() },
+        weight_cache_mib: 0,
     }
 }
 
@@ -177,7 +178,7 @@ fn train_head_and_eval_end_to_end_on_tiny_model() {
 
     // `--private`: a real two-party run per sentence (server as a child process), one setup.
     std::env::set_var("FASTLMPI_SERVER_BIN", env!("CARGO_BIN_EXE_fastlmpi"));
-    let private = EvalArgs { private: true, limit: Some(4), output: Some(dir.join("results").join("eval-private.json")), ..eval.clone() };
+    let private = EvalArgs { private: true, limit: Some(4), weight_cache_mib: 256, output: Some(dir.join("results").join("eval-private.json")), ..eval.clone() };
     eval_run(&private).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results").join("eval-private.json")).unwrap()).unwrap();
@@ -197,9 +198,9 @@ fn eval_private_hook_compares_with_plaintext() {
     let head = out.head.clone();
     // Stand-in for the engine: plaintext pooled vector with a deterministic perturbation on sentences
     // containing "bad", and the negative-class logit forced on "awesome" sentences (a label flip).
-    let mut calls = 0usize;
+    let mut seen: Vec<String> = Vec::new();
     let mut fake = |text: &str| {
-        calls += 1;
+        seen.push(text.to_string());
         let mut pooled = encoder.pooled(text)?;
         if text.contains("bad") {
             pooled[0] += 0.01;
@@ -208,12 +209,21 @@ fn eval_private_hook_compares_with_plaintext() {
         if text.contains("awesome") {
             logits = [logits[1].max(logits[0]) + 1.0, logits[1].min(logits[0])];
         }
-        Ok(PrivateResult { pooled, logits, seconds: 0.5, bytes: 1000 })
+        Ok(PrivateResult { pooled, logits, seconds: 0.5, bytes: 1000, tokens: 4, padded_to: 8 })
     };
     let eval = EvalArgs { limit: Some(10), ..eval_args(&model_dir, &data, dir.join("eval.json")) };
     let (report, _) =
-        run_with(&eval, Some(PrivateRun { classify: &mut fake, setup_seconds: 3.0, setup_bytes: 42 })).unwrap();
-    assert_eq!(calls, 10);
+        run_with(&eval, Some(PrivateRun { classify: &mut fake, setup_seconds: 3.0, setup_bytes: 42, order: (0..10).rev().collect() }))
+            .unwrap();
+    // Run in the given order, recorded in selection order, each record with its own result.
+    assert_eq!(seen.len(), 10);
+    let texts: Vec<String> = report.records.iter().map(|r| r.text.clone()).collect();
+    assert_eq!(seen.iter().rev().cloned().collect::<Vec<_>>(), texts);
+    assert!(report.records.windows(2).all(|w| w[0].index < w[1].index));
+    for r in &report.records {
+        let cos = r.private.as_ref().unwrap().pooled_cosine;
+        assert_eq!(cos < 1.0 - 1e-9, r.text.contains("bad"), "{}: cosine {cos}", r.text);
+    }
     let p = report.summary.private.clone().unwrap();
     let flipped = report
         .records

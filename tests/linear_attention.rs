@@ -38,7 +38,7 @@ fn run(shape: MatmulShape, packing: Packing, heads: usize, bound: i64, edge: boo
     };
     let (a_c, a_s) = split(&a, &mut rng);
     let (b_c, b_s) = split(&b, &mut rng);
-    let plan = SharedMatmulPlan::new(&ctx, shape, packing).unwrap();
+    let plan = SharedMatmulPlan::new(&ctx, shape, heads, packing).unwrap();
     let rot = plan.rotations();
     let out = run_pair(
         |ch| {
@@ -72,4 +72,15 @@ fn pv_shape_both_packings_edge_values() {
     for packing in [Packing::Rfcp, Packing::Bsgs] {
         run(MatmulShape { n: 12, k: 12, m: 5 }, packing, 3, (1 << 20) - 1, true);
     }
+}
+
+#[test]
+fn heads_beyond_one_ciphertext_split_into_padded_calls() {
+    // 1500 rows per head: two heads share a ciphertext row block, the third goes alone
+    // (padded with a zero head).
+    let ctx = HeContext::new(&HePreset::linear()).unwrap();
+    let shape = MatmulShape { n: 1500, k: 2, m: 3 };
+    let plan = SharedMatmulPlan::new(&ctx, shape, 3, Packing::Bsgs).unwrap();
+    assert_eq!((plan.heads_per_call, plan.calls(3)), (2, 2));
+    run(shape, Packing::Bsgs, 3, (1 << 20) - 1, false);
 }

@@ -145,7 +145,7 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
     let f = ctx.field();
     let gen = |len| (0..heads).map(|_| random_field(ctx, len)).collect::<Vec<_>>();
     let (a_c, a_s, b_c, b_s) = (gen(shape.n * shape.k), gen(shape.n * shape.k), gen(shape.k * shape.m), gen(shape.k * shape.m));
-    let plan = SharedMatmulPlan::new(ctx, shape, packing)?;
+    let plan = SharedMatmulPlan::new(ctx, shape, heads, packing)?;
     let rot = plan.rotations();
     let cpu0 = process_cpu_seconds();
     let out = run_pair(
@@ -176,9 +176,10 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
     Ok(json!({
         "packing": packing.name(),
         "layout": format!("{} | {}", plan.direct.describe(), plan.transposed.describe()),
-        "uploads": heads * (plan.direct.uploads() + plan.transposed.uploads()),
-        "downloads": heads * (plan.direct.outputs() + plan.transposed.outputs()),
-        "ct_pt_products": heads * (plan.direct.products() + plan.transposed.products()),
+        "heads_per_call": plan.heads_per_call,
+        "uploads": plan.calls(heads) * (plan.direct.uploads() + plan.transposed.uploads()),
+        "downloads": plan.calls(heads) * (plan.direct.outputs() + plan.transposed.outputs()),
+        "ct_pt_products": plan.calls(heads) * (plan.direct.products() + plan.transposed.products()),
         "galois_keys": rot.len(), "weights_cached": true, "weight_encode_s": 0.0,
         "setup_bytes_client_to_server": setup.bytes_sent,
         "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,

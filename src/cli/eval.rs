@@ -52,6 +52,10 @@ pub struct EvalArgs {
     /// Head file (default: MODEL_DIR/head.safetensors, written by `fastlmpi train-head`).
     #[arg(long)]
     pub head: Option<PathBuf>,
+    /// With --private: MiB of encoded weights the server keeps between sentences (filled during
+    /// setup, most frequent padded length first; 0 encodes them per sentence).
+    #[arg(long, default_value_t = 3072)]
+    pub weight_cache_mib: usize,
     /// Records file (default: results/eval-<model>-<timestamp>.json).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -66,6 +70,9 @@ pub struct PrivateRun<'a> {
     pub classify: &'a mut dyn PrivateClassify,
     pub setup_seconds: f64,
     pub setup_bytes: u64,
+    /// The order in which to run the selected sentences (positions in the selection; records
+    /// are written in selection order whatever this is). Empty: selection order.
+    pub order: Vec<usize>,
 }
 
 /// Everything written to the records file.
@@ -111,15 +118,18 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
     let max_pos = public.config.max_position_embeddings;
     let layers = args.engine.layers.unwrap_or(public.config.num_hidden_layers);
     let dataset = DataSource::parse(&args.data)?.load()?;
-    let mut buckets: Vec<usize> = dataset
+    let lengths: Vec<usize> = dataset
         .select(args.split, args.limit)
         .iter()
         .map(|(_, e)| public.tokenizer.encode(&e.text, max_len, true).map(|t| bucket_len(t.len(), max_pos)))
         .collect::<Result<_>>()?;
-    buckets.sort_unstable();
-    buckets.dedup();
+    let buckets = by_cache_value(&lengths);
+    eprintln!("padded lengths (weight-cache order): {}", describe_buckets(&lengths, &buckets));
+    // Grouped by padded length in cache order: each group finds its weights encoded once.
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| (buckets.iter().position(|&b| b == lengths[i]), i));
 
-    let server = LocalServer::spawn(&resolved.dir, &args.net, &args.engine.profile, args.engine.threads)?;
+    let server = LocalServer::spawn(&resolved.dir, &args.net, &args.engine.profile, args.engine.threads, args.weight_cache_mib)?;
     let mut ch = server.connect(&args.net)?;
     let t0 = Instant::now();
     client_handshake(&mut ch, &public, &profile)?;
@@ -132,8 +142,9 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
     let mut classify = |text: &str| -> Result<PrivateResult> {
         let t = Instant::now();
         let before = ch.stats();
-        let tok = public.tokenizer.encode(text, max_len, true)?;
-        let tok = public.tokenizer.encode_padded(text, max_len, true, Some(bucket_len(tok.len(), max_pos)))?;
+        let tokens = public.tokenizer.encode(text, max_len, true)?.len();
+        let padded_to = bucket_len(tokens, max_pos);
+        let tok = public.tokenizer.encode_padded(text, max_len, true, Some(padded_to))?;
         let out = client_infer(&mut ch, &mut es, &public, &tok, layers, true, false)?;
         let used = ch.stats().since(&before);
         let logits = out.logits.ok_or_else(|| Error::protocol("eval", "no logits opened"))?;
@@ -143,11 +154,13 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
             logits: [logits[0], logits[1]],
             seconds: t.elapsed().as_secs_f64(),
             bytes: used.bytes_sent + used.bytes_recv,
+            tokens,
+            padded_to,
         })
     };
     let result = run_with(
         args,
-        Some(PrivateRun { classify: &mut classify, setup_seconds, setup_bytes: setup_stats.bytes_sent + setup_stats.bytes_recv }),
+        Some(PrivateRun { classify: &mut classify, setup_seconds, setup_bytes: setup_stats.bytes_sent + setup_stats.bytes_recv, order }),
     );
     client_close(&mut ch)?;
     drop(ch);
@@ -190,17 +203,33 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
     let plain_seconds = plain_start.elapsed().as_secs_f64();
 
     let private_start = Instant::now();
-    let mut records = Vec::with_capacity(rows.len());
+    let mut records: Vec<Option<EvalRecord>> = vec![None; rows.len()];
     let bar = private.as_ref().map(|_| progress_bar(rows.len(), "private"));
-    for ((index, ex), plain) in rows.iter().zip(&plain) {
+    let order = match &private {
+        Some(p) if !p.order.is_empty() => p.order.clone(),
+        _ => (0..rows.len()).collect(),
+    };
+    if order.len() != rows.len() || order.iter().any(|&i| i >= rows.len()) {
+        return Err(Error::Config("eval: the private run order is not a permutation of the sentences".into()));
+    }
+    for (done, &pos) in order.iter().enumerate() {
+        let ((index, ex), plain) = (&rows[pos], &plain[pos]);
         let private_result = match private.as_mut() {
             Some(p) => Some(p.classify.classify(&ex.text).map_err(|e| with_sentence(*index, e))?),
             None => None,
         };
-        records.push(make_record(*index, dataset.origin_of(*index), ex, plain, private_result.as_ref()));
+        let record = make_record(*index, dataset.origin_of(*index), ex, plain, private_result.as_ref());
         if let Some(b) = &bar {
             b.inc(1);
+            if b.is_hidden() {
+                log_progress(&record, done + 1, rows.len(), private_start.elapsed().as_secs_f64());
+            }
         }
+        records[pos] = Some(record);
+    }
+    let records: Vec<EvalRecord> = records.into_iter().flatten().collect();
+    if records.len() != rows.len() {
+        return Err(Error::Config("eval: the private run order skipped a sentence".into()));
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -227,6 +256,38 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
     };
     write_report(&report, &path)?;
     Ok((report, path))
+}
+
+/// One line per sentence when stderr is not a terminal (the progress bar is hidden there), so
+/// a long run written to a log shows how far it got.
+fn log_progress(r: &EvalRecord, done: usize, total: usize, elapsed: f64) {
+    if let Some(p) = &r.private {
+        let eta = elapsed / done as f64 * (total - done) as f64;
+        eprintln!(
+            "[{done}/{total}] sentence {}: {} tokens (padded {}), plaintext {} private {} ({}), {:.1} s, {:.0} MB; elapsed {:.0} s, ETA {:.0} s",
+            r.index, p.tokens, p.padded_to, r.plain_label, p.label,
+            if p.label == r.plain_label { "agree" } else { "DISAGREE" },
+            p.seconds, p.bytes as f64 / 1e6, elapsed, eta
+        );
+    }
+}
+
+fn describe_buckets(lengths: &[usize], buckets: &[usize]) -> String {
+    let count = |b: usize| lengths.iter().filter(|&&n| n == b).count();
+    buckets.iter().map(|&b| format!("{b} tokens × {}", count(b))).collect::<Vec<_>>().join(", ")
+}
+
+/// The distinct values in the order the server should fill its weight cache: a length's
+/// encoded weights grow in proportion to it, and caching them saves time on every sentence of
+/// that length, so the most sentences per token of length come first (ties: the shorter).
+fn by_cache_value(lengths: &[usize]) -> Vec<usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for &n in lengths {
+        *counts.entry(n).or_insert(0usize) += 1;
+    }
+    let mut order: Vec<(usize, usize)> = counts.into_iter().collect();
+    order.sort_by(|&(n1, c1), &(n2, c2)| (c2 * n1).cmp(&(c1 * n2)).then(n1.cmp(&n2)));
+    order.into_iter().map(|(n, _)| n).collect()
 }
 
 fn with_sentence(index: usize, e: Error) -> Error {
@@ -323,6 +384,15 @@ mod tests {
         assert_eq!(utc_timestamp(t, false), "20261123T215000Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(utc_timestamp(leap, true), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn lengths_by_sentences_per_token() {
+        assert_eq!(by_cache_value(&[32, 16, 16, 64, 32, 16]), vec![16, 32, 64]);
+        assert_eq!(by_cache_value(&[64, 32]), vec![32, 64]);
+        // 3 sentences at 32 (3/32) rank below 1 sentence at 8 (1/8), above 1 at 16.
+        assert_eq!(by_cache_value(&[32, 32, 32, 8, 16]), vec![8, 32, 16]);
+        assert!(by_cache_value(&[]).is_empty());
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct PrivateResult {
     pub seconds: f64,
     /// Bytes both directions for this sentence (setup excluded).
     pub bytes: u64,
+    /// Tokens of the sentence and the length it was padded to for the private run.
+    pub tokens: usize,
+    pub padded_to: usize,
 }
 
 /// The hook for the private engine: one call per sentence, over a connection set up once.
@@ -75,6 +78,8 @@ pub struct PrivateRecord {
     pub max_abs_pooled_error: f64,
     pub seconds: f64,
     pub bytes: u64,
+    pub tokens: usize,
+    pub padded_to: usize,
 }
 
 /// Build the record of one sentence.
@@ -98,6 +103,8 @@ pub fn make_record(index: usize, origin: &str, ex: &Example, plain: &PlainResult
                 max_abs_pooled_error: max_abs_diff(&r.pooled, &plain.pooled),
                 seconds: r.seconds,
                 bytes: r.bytes,
+                tokens: r.tokens,
+                padded_to: r.padded_to,
             }
         }),
     }
@@ -221,8 +228,8 @@ mod tests {
     fn summary_counts_accuracy_and_agreement() {
         let plain_pos = PlainResult { pooled: vec![1.0, 0.0], logits: [0.0, 1.0] };
         let plain_neg = PlainResult { pooled: vec![0.0, 1.0], logits: [1.0, 0.0] };
-        let private_pos = PrivateResult { pooled: vec![1.0, 0.0], logits: [0.0, 1.0], seconds: 2.0, bytes: 10 };
-        let private_flip = PrivateResult { pooled: vec![1.0, 1.0], logits: [0.0, 1.5], seconds: 4.0, bytes: 30 };
+        let private_pos = PrivateResult { pooled: vec![1.0, 0.0], logits: [0.0, 1.0], seconds: 2.0, bytes: 10, tokens: 5, padded_to: 8 };
+        let private_flip = PrivateResult { pooled: vec![1.0, 1.0], logits: [0.0, 1.5], seconds: 4.0, bytes: 30, tokens: 5, padded_to: 8 };
         let records = vec![
             make_record(0, "a", &ex(1), &plain_pos, Some(&private_pos)), // both right
             make_record(1, "a", &ex(0), &plain_neg, Some(&private_flip)), // plain right, private wrong

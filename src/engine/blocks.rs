@@ -7,6 +7,7 @@
 use ndarray::Array2;
 
 use super::session::{Sess, SideKeys};
+use super::weights::weights_of;
 use super::LinearBackend;
 use crate::error::{Error, Result};
 use crate::model::{self, BertConfig, EncoderLayer, FixedConfig, LayerNorm, PoolingMode, QLinear, QuantizedLayer, Tokenized};
@@ -72,15 +73,6 @@ pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: O
     }
 }
 
-fn weights_of(w: &QLinear, d_in: usize, d_out: usize) -> Result<(&[i64], &[i64])> {
-    if w.w.dim() != (d_in, d_out) || w.b.len() != d_out {
-        return Err(Error::Shape { tensor: "linear weight".into(), expected: vec![d_in, d_out], got: w.w.shape().to_vec() });
-    }
-    let ws = w.w.as_slice().ok_or_else(|| Error::Model("weights not in standard layout".into()))?;
-    let bs = w.b.as_slice().ok_or_else(|| Error::Model("bias not contiguous".into()))?;
-    Ok((ws, bs))
-}
-
 fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
     let ring = s.specs.ring;
     let ctx = &s.lin.ctx;
@@ -89,8 +81,13 @@ fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w:
     let xf = ring_to_field(&mut s.p, ring, field, x)?;
     let yf = match (&s.lin.keys, w) {
         (SideKeys::Server(keys), Some(w)) => {
-            let (ws, bs) = weights_of(w, d_in, d_out)?;
-            let enc = EncodedLinear::new(ctx, plan, ws, Some(bs))?;
+            let enc = match s.weights {
+                Some(cache) => cache.encoded(ctx, &plan, w)?,
+                None => {
+                    let (ws, bs) = weights_of(w, d_in, d_out)?;
+                    std::sync::Arc::new(EncodedLinear::new(ctx, plan, ws, Some(bs))?)
+                }
+            };
             linear_server(&mut *s.p.ch, ctx, keys, &enc, &xf)?
         }
         (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut *s.rng)?,

@@ -32,6 +32,7 @@ pub mod blocks;
 pub mod report;
 pub mod session;
 pub mod sim;
+pub mod weights;
 
 use std::collections::BTreeMap;
 

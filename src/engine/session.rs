@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::blocks::{self, HeadWeights, LayerWeights};
 use super::report::{Mark, Phase, Recorder};
+use super::weights::WeightCache;
 use super::{LinearBackend, Profile, ProfileKind};
 use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
-use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, Tokenized};
+use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, QLinear, Tokenized};
 use crate::net::Channel;
 use crate::ot::OtSession;
 use crate::proto::attention::{MatmulShape, SharedMatmulPlan};
@@ -73,15 +74,64 @@ pub struct ClientOutcome {
     pub records: Recorder,
 }
 
-/// The server's model with its weights quantised once for any number of sessions.
+/// The server's model with its weights quantised once for any number of sessions, and the
+/// encoded weight plaintexts it keeps between inferences.
 pub struct ServerModel<'m> {
     pub model: &'m Model,
     pub fixed: FixedModel<'m>,
+    pub weights: WeightCache,
 }
 
 impl<'m> ServerModel<'m> {
+    /// No weight cache: every linear layer encodes its weights per call.
     pub fn new(model: &'m Model, profile: &Profile) -> Result<ServerModel<'m>> {
-        Ok(ServerModel { model, fixed: FixedModel::new(model, profile.fixed)? })
+        Self::with_weight_cache(model, profile, 0)
+    }
+
+    /// Keep up to `budget` bytes of encoded weights between inferences.
+    pub fn with_weight_cache(model: &'m Model, profile: &Profile, budget: usize) -> Result<ServerModel<'m>> {
+        Ok(ServerModel { model, fixed: FixedModel::new(model, profile.fixed)?, weights: WeightCache::new(budget) })
+    }
+
+    /// Every linear layer of the model with its shape, in the order the forward pass uses them.
+    fn linear_layers(&self, labels: usize) -> Vec<(&QLinear, usize, usize, usize)> {
+        let cfg = &self.model.public.config;
+        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let mut out = Vec::new();
+        for q in &self.fixed.layers {
+            for w in [&q.query, &q.key, &q.value, &q.attn_out] {
+                out.push((w, 0, h, h));
+            }
+            out.push((&q.ffn_in, 0, h, i));
+            out.push((&q.ffn_out, 0, i, h));
+        }
+        if let Some(p) = self.fixed.pooler.as_ref().filter(|_| self.model.public.pooling == PoolingMode::Pooler) {
+            out.push((p, 1, h, h));
+        }
+        if let Some(c) = self.fixed.classifier.as_ref().filter(|_| labels > 0) {
+            out.push((c, 1, h, labels));
+        }
+        out
+    }
+
+    /// Fill the weight cache for the session's padded lengths, in the order given, until its
+    /// budget is spent (returns the bytes held).
+    fn warm(&self, es: &EngineSession, seq_lens: &[usize]) -> Result<usize> {
+        if self.weights.budget() == 0 {
+            return Ok(0);
+        }
+        for &n in seq_lens {
+            let plans = es.plans.get(&n).ok_or_else(|| Error::Config(format!("no plans for length {n}")))?;
+            for (w, rows, d_in, d_out) in self.linear_layers(es.labels) {
+                // rows 0: the token rows (n); 1: the pooled vector.
+                let plan = plans.linear(if rows == 0 { n } else { rows }, d_in, d_out)?;
+                if !self.weights.has_room_for(&es.lin.ctx, &plan) {
+                    return Ok(self.weights.used());
+                }
+                self.weights.encoded(&es.lin.ctx, &plan, w)?;
+            }
+        }
+        Ok(self.weights.used())
     }
 }
 
@@ -207,7 +257,7 @@ pub struct Plans {
 impl Plans {
     fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, pooling: PoolingMode, labels: usize) -> Result<Plans> {
         let LinearBackend::Field(packing) = profile.linear;
-        let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let (h, i, d, heads) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim(), cfg.num_attention_heads);
         let mut shapes = vec![(n, h, h), (n, h, i), (n, i, h)];
         if pooling == PoolingMode::Pooler {
             // The BERT pooler's dense layer on the first token.
@@ -222,8 +272,8 @@ impl Plans {
         }
         Ok(Plans {
             linear,
-            scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, packing)?,
-            context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, packing)?,
+            scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, heads, packing)?,
+            context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, heads, packing)?,
         })
     }
 
@@ -254,6 +304,8 @@ pub struct Sess<'a> {
     pub plans: &'a Plans,
     pub rec: Recorder,
     pub rng: &'a mut ChaCha20Rng,
+    /// The server's encoded weights kept between inferences (`None` on the client).
+    pub weights: Option<&'a WeightCache>,
     layer: Option<usize>,
     open: Vec<Mark>,
     progress: Option<ProgressBar>,
@@ -361,6 +413,7 @@ impl EngineSession {
             plans,
             rec: Recorder::new(),
             rng: &mut self.rng,
+            weights: None,
             layer: None,
             open: Vec::new(),
             progress,
@@ -440,6 +493,12 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
     ch.send_u64(labels as u64)?;
     ch.flush()?;
     let mut es = EngineSession::open(ch, Role::Server, profile, &sm.model.public, &req, labels)?;
+    // Weight encoding before the first inference (still setup); then tell the client.
+    let mark = es.setup.start(ch, None, "weight cache", Phase::Setup);
+    sm.warm(&es, &req.seq_lens)?;
+    ch.send_u64(SESSION_READY)?;
+    ch.flush()?;
+    es.setup.finish(ch, mark);
     let mut inferences = Vec::new();
     loop {
         ch.set_phase("inference request");
@@ -448,6 +507,7 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
         let Some(req) = next else { break };
         req.validate(cfg)?;
         let mut s = es.sess(ch, None, req.seq_len)?;
+        s.weights = Some(&sm.weights);
         let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
         let (pooled, logits) = forward(&mut s, x0, &req, cfg, sm.model.public.pooling, labels, Some(sm))?;
         open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
@@ -459,7 +519,8 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
 /// Upper bound on the number of classifier labels a server may announce.
 const MAX_LABELS: u64 = 1 << 16;
 
-/// Client side: open a session for the given padded lengths.
+/// Client side: open a session for the given padded lengths (the server fills its weight
+/// cache in this order, so put the most used length first).
 pub fn client_open(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile, seq_lens: &[usize]) -> Result<EngineSession> {
     let req = SessionRequest { seq_lens: seq_lens.to_vec() };
     req.validate(&public.config)?;
@@ -470,8 +531,19 @@ pub fn client_open(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile
     if labels > MAX_LABELS {
         return Err(Error::protocol("setup", format!("the server announced {labels} labels")));
     }
-    EngineSession::open(ch, Role::Client, profile, public, &req, labels as usize)
+    let mut es = EngineSession::open(ch, Role::Client, profile, public, &req, labels as usize)?;
+    let mark = es.setup.start(ch, None, "weight cache", Phase::Setup);
+    ch.set_phase("session ready");
+    let ready = ch.recv_u64()?;
+    if ready != SESSION_READY {
+        return Err(Error::protocol("setup", format!("expected the server's ready signal, got {ready}")));
+    }
+    es.setup.finish(ch, mark);
+    Ok(es)
 }
+
+/// What the server sends when its session setup (including the weight cache) is done.
+const SESSION_READY: u64 = 0x5245_4144_59;
 
 /// Client side: one private inference in an open session.
 pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &PublicModel, tok: &Tokenized, layers: usize, reveal_embedding: bool, show_progress: bool) -> Result<ClientOutcome> {

@@ -114,6 +114,11 @@ impl QLinear {
         let bq = FixedPoint::new(cfg.frac_bits + cfg.weight_frac_bits);
         let w = lin.w.mapv(|v| wq.encode(v as f64));
         let b = lin.b.mapv(|v| bq.encode(v as f64));
+        Self::from_quantized(w, b)
+    }
+
+    /// From weights and bias already in fixed point.
+    pub fn from_quantized(w: Array2<i64>, b: Array1<i64>) -> QLinear {
         let col_abs_sum_max = col_abs_sum_max(w.view());
         QLinear { w, b, col_abs_sum_max }
     }

@@ -23,14 +23,18 @@
 //! key setup, HE evaluation and circuit privacy on the client too; the one-key variant is
 //! never worse on this protocol's cost measures, so the both-keys pattern is not implemented.
 //!
-//! **Packing.** Either [`Packing`]; the weights here are uniform shares, which does not change
-//! the noise bound (a SIMD plaintext's coefficients are bounded by t/2 whatever its slots).
+//! **Packing.** All heads share ciphertexts: the per-head operands are stacked along the rows
+//! of one [`LinearPlan::stacked`] plan (each slot of a weight plaintext carries the matrix of its
+//! head), as many heads per call as N/2 slots hold rows, so one call serves every head of BERT at
+//! n ≤ 341 instead of one call per head. Either [`Packing`]; the weights here are uniform
+//! shares, which does not change the noise bound (a SIMD plaintext's coefficients are bounded
+//! by t/2 whatever its slots).
 //!
 //! **Valid input domain / error.** Exact mod t; decoded signed, exact when |A·B| < t/2
 //! (t ≈ 2^54 with `HePreset::linear`: e.g. |q|,|k| < 2^20 with d_k = 64 gives < 2^46).
 //!
-//! **Bytes.** Per head the uploads and downloads of two linear plans:
-//! (n×k·k×m) and (m×k·k×n); see `bench::linear` for the measured table.
+//! **Bytes.** Per call (⌈heads / heads_per_call⌉ calls) the uploads and downloads of two
+//! stacked plans, (n×k·k×m) and (m×k·k×n); see `bench::linear` for the measured table.
 //!
 //! **Security (semi-honest).** As for `proto::linear`: the server sees only client-key RLWE
 //! ciphertexts; every returned ciphertext is masked with a uniform R, re-randomised, flooded by
@@ -43,7 +47,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::he::{ClientKeys, HeContext, ServerKeys};
 use crate::net::Channel;
-use crate::proto::linear::{self, EncodedLinear, LinearPlan, LinearShape, Packing, DEFAULT_WEIGHT_CACHE_BYTES};
+use crate::proto::linear::{self, EncodedLinear, LinearPlan, Packing, DEFAULT_WEIGHT_CACHE_BYTES};
 use crate::share::Field;
 
 /// A (n × k) · B (k × m).
@@ -54,23 +58,29 @@ pub struct MatmulShape {
     pub m: usize,
 }
 
-/// The two cross-term plans of one product.
+/// The two cross-term plans of one product, each packing `heads_per_call` heads.
 #[derive(Clone, Debug)]
 pub struct SharedMatmulPlan {
     pub shape: MatmulShape,
-    /// A_c · B_s (n × m).
+    /// Heads packed into one call of each plan (the last call is padded with zero heads).
+    pub heads_per_call: usize,
+    /// A_c · B_s (n × m) for `heads_per_call` heads stacked along the rows.
     pub direct: LinearPlan,
-    /// B_cᵀ · A_sᵀ (m × n), transposed afterwards.
+    /// B_cᵀ · A_sᵀ (m × n) for `heads_per_call` heads, transposed afterwards.
     pub transposed: LinearPlan,
 }
 
 impl SharedMatmulPlan {
-    pub fn new(ctx: &HeContext, shape: MatmulShape, packing: Packing) -> Result<SharedMatmulPlan> {
+    /// Plans for `heads` products of `shape`: as many heads per ciphertext as its slots hold.
+    pub fn new(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Packing) -> Result<SharedMatmulPlan> {
         let MatmulShape { n, k, m } = shape;
+        let per_row_block = (ctx.slots() / 2) / n.max(m).max(1);
+        let heads_per_call = heads.min(per_row_block).max(1);
         Ok(SharedMatmulPlan {
             shape,
-            direct: LinearPlan::new(ctx, LinearShape { n, d_in: k, d_out: m }, packing)?,
-            transposed: LinearPlan::new(ctx, LinearShape { n: m, d_in: k, d_out: n }, packing)?,
+            heads_per_call,
+            direct: LinearPlan::stacked(ctx, heads_per_call, n, k, m, packing)?,
+            transposed: LinearPlan::stacked(ctx, heads_per_call, m, k, n, packing)?,
         })
     }
     /// Galois rotations the server needs (union of both plans).
@@ -80,6 +90,16 @@ impl SharedMatmulPlan {
         r.sort_unstable();
         r.dedup();
         r
+    }
+    /// Calls of each plan needed for `heads` heads.
+    pub fn calls(&self, heads: usize) -> usize {
+        heads.div_ceil(self.heads_per_call)
+    }
+    /// Concatenate the matrices of one call, padded with zero heads to `heads_per_call`.
+    fn stack(&self, mats: &[Vec<u64>], len: usize) -> Vec<u64> {
+        let mut v: Vec<u64> = mats.concat();
+        v.resize(self.heads_per_call * len, 0);
+        v
     }
 }
 
@@ -146,27 +166,32 @@ pub fn shared_matmul_server(
     b_s: &[Vec<u64>],
 ) -> Result<Vec<Vec<u64>>> {
     let shape = plan.shape;
+    let MatmulShape { n, k, m } = shape;
     check_heads(shape, a_s, b_s)?;
     let field = ctx.field();
-    let mut uploads = Vec::with_capacity(a_s.len());
-    for _ in 0..a_s.len() {
+    let calls = plan.calls(a_s.len());
+    let mut uploads = Vec::with_capacity(calls);
+    for _ in 0..calls {
         let direct = linear::server_recv(ch, ctx, &plan.direct)?;
         let transposed = linear::server_recv(ch, ctx, &plan.transposed)?;
         uploads.push((direct, transposed));
     }
-    let mut results = Vec::with_capacity(a_s.len());
+    let mut results = Vec::with_capacity(calls);
     let mut shares = Vec::with_capacity(a_s.len());
-    for ((a, b), (up_d, up_t)) in a_s.iter().zip(b_s).zip(&uploads) {
-        let enc_d = EncodedLinear::from_field(ctx, plan.direct.clone(), b.clone(), None, DEFAULT_WEIGHT_CACHE_BYTES)?;
+    let chunks = a_s.chunks(plan.heads_per_call).zip(b_s.chunks(plan.heads_per_call));
+    for ((a, b), (up_d, up_t)) in chunks.zip(&uploads) {
+        let enc_d = EncodedLinear::from_field(ctx, plan.direct.clone(), plan.stack(b, k * m), None, DEFAULT_WEIGHT_CACHE_BYTES)?;
         let (ct_d, share_d) = enc_d.evaluate(ctx, keys, up_d, None)?;
-        let a_t = transpose(a, shape.n, shape.k);
-        let enc_t = EncodedLinear::from_field(ctx, plan.transposed.clone(), a_t, None, DEFAULT_WEIGHT_CACHE_BYTES)?;
+        let a_t: Vec<Vec<u64>> = a.iter().map(|a| transpose(a, n, k)).collect();
+        let enc_t = EncodedLinear::from_field(ctx, plan.transposed.clone(), plan.stack(&a_t, k * n), None, DEFAULT_WEIGHT_CACHE_BYTES)?;
         let (ct_t, share_t) = enc_t.evaluate(ctx, keys, up_t, None)?;
-        let mut share = field_matmul(field, a, b, shape);
-        add_into(field, &mut share, &share_d);
-        add_into(field, &mut share, &transpose(&share_t, shape.m, shape.n));
+        for (h, (a, b)) in a.iter().zip(b).enumerate() {
+            let mut share = field_matmul(field, a, b, shape);
+            add_into(field, &mut share, &share_d[h * n * m..(h + 1) * n * m]);
+            add_into(field, &mut share, &transpose(&share_t[h * m * n..(h + 1) * m * n], m, n));
+            shares.push(share);
+        }
         results.push((ct_d, ct_t));
-        shares.push(share);
     }
     for (ct_d, ct_t) in &results {
         linear::server_send(ch, ctx, &plan.direct, ct_d)?;
@@ -186,20 +211,25 @@ pub fn shared_matmul_client<R: RngCore + CryptoRng>(
     rng: &mut R,
 ) -> Result<Vec<Vec<u64>>> {
     let shape = plan.shape;
+    let MatmulShape { n, k, m } = shape;
     check_heads(shape, a_c, b_c)?;
     let field = ctx.field();
-    for (a, b) in a_c.iter().zip(b_c) {
-        linear::client_send(ch, ctx, keys, &plan.direct, a, rng)?;
-        linear::client_send(ch, ctx, keys, &plan.transposed, &transpose(b, shape.k, shape.m), rng)?;
+    let per = plan.heads_per_call;
+    for (a, b) in a_c.chunks(per).zip(b_c.chunks(per)) {
+        linear::client_send(ch, ctx, keys, &plan.direct, &plan.stack(a, n * k), rng)?;
+        let b_t: Vec<Vec<u64>> = b.iter().map(|b| transpose(b, k, m)).collect();
+        linear::client_send(ch, ctx, keys, &plan.transposed, &plan.stack(&b_t, m * k), rng)?;
     }
     let mut shares = Vec::with_capacity(a_c.len());
-    for (a, b) in a_c.iter().zip(b_c) {
+    for (a, b) in a_c.chunks(per).zip(b_c.chunks(per)) {
         let d = linear::client_recv(ch, ctx, keys, &plan.direct)?;
         let t = linear::client_recv(ch, ctx, keys, &plan.transposed)?;
-        let mut share = field_matmul(field, a, b, shape);
-        add_into(field, &mut share, &d);
-        add_into(field, &mut share, &transpose(&t, shape.m, shape.n));
-        shares.push(share);
+        for (h, (a, b)) in a.iter().zip(b).enumerate() {
+            let mut share = field_matmul(field, a, b, shape);
+            add_into(field, &mut share, &d[h * n * m..(h + 1) * n * m]);
+            add_into(field, &mut share, &transpose(&t[h * m * n..(h + 1) * m * n], m, n));
+            shares.push(share);
+        }
     }
     Ok(shares)
 }

@@ -100,7 +100,7 @@ impl Packing {
 }
 
 /// X (n × d_in) · W (d_in × d_out).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LinearShape {
     pub n: usize,
     pub d_in: usize,
@@ -125,6 +125,26 @@ pub struct LinearPlan {
     pub noise_bound: f64,
     /// Level at which results are returned.
     pub return_level: usize,
+    /// Distinct weight matrices stacked along the rows (1 for an ordinary layer).
+    pub stack: Stack,
+}
+
+/// Several independent products X_j·W_j (same d_in × d_out, `rows_each` rows each) laid out as
+/// one plan: X is the row-wise concatenation of the X_j, W the concatenation of the W_j, and
+/// every slot of a weight plaintext carries the matrix of the row it meets. The attention
+/// products use it to pack all heads into one set of ciphertexts instead of one set per head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stack {
+    pub matrices: usize,
+    pub rows_each: usize,
+}
+
+impl Stack {
+    /// Which weight matrix row `r` uses (`None` past the last one).
+    fn matrix_of(&self, r: usize) -> Option<usize> {
+        let m = r / self.rows_each.max(1);
+        (m < self.matrices).then_some(m)
+    }
 }
 
 /// Rough single-thread costs (ms) used to pick the baby-step count: one client upload
@@ -139,6 +159,24 @@ impl LinearPlan {
     /// BSGS with a forced baby-step count `n1` (a power of two dividing the group count).
     pub fn bsgs_with_baby_steps(ctx: &HeContext, shape: LinearShape, n1: usize) -> Result<LinearPlan> {
         Self::build(ctx, shape, Packing::Bsgs, Some(n1))
+    }
+
+    /// `matrices` products of `rows_each × d_in` by `d_in × d_out`, stacked along the rows;
+    /// all rows must fit one row block (`matrices · rows_each` ≤ N/2).
+    pub fn stacked(ctx: &HeContext, matrices: usize, rows_each: usize, d_in: usize, d_out: usize, packing: Packing) -> Result<LinearPlan> {
+        let shape = LinearShape { n: matrices * rows_each, d_in, d_out };
+        let mut plan = Self::build(ctx, shape, packing, None)?;
+        if matrices > 1 && plan.row_blocks() != 1 {
+            return Err(Error::Config(format!("{matrices} stacked matrices of {rows_each} rows do not fit one ciphertext row block")));
+        }
+        plan.stack = Stack { matrices, rows_each };
+        Ok(plan)
+    }
+
+    fn row_blocks(&self) -> usize {
+        match self.layout {
+            Layout::Rfcp { row_blocks, .. } | Layout::Bsgs { row_blocks, .. } => row_blocks,
+        }
     }
 
     fn build(ctx: &HeContext, shape: LinearShape, packing: Packing, n1: Option<usize>) -> Result<LinearPlan> {
@@ -181,7 +219,8 @@ impl LinearPlan {
             }
         };
         let return_level = return_level(ctx, 0, noise)?;
-        Ok(LinearPlan { shape, packing, layout, noise_bound: noise, return_level })
+        let stack = Stack { matrices: 1, rows_each: shape.n };
+        Ok(LinearPlan { shape, packing, layout, noise_bound: noise, return_level, stack })
     }
 
     /// Number of client uploads (seeded ciphertexts).
@@ -215,6 +254,11 @@ impl LinearPlan {
             Layout::Bsgs { in_blocks, groups, .. } => in_blocks * groups,
         }
     }
+    /// Number of weight plaintexts a server encodes for this plan.
+    pub fn weight_polys(&self) -> usize {
+        let (blocks, per_block) = self.weight_blocks();
+        blocks * per_block
+    }
     /// Number of encoded weight polynomials and how many belong to one output column block.
     fn weight_blocks(&self) -> (usize, usize) {
         match self.layout {
@@ -225,9 +269,19 @@ impl LinearPlan {
     /// Human-readable layout parameters (for reports).
     pub fn describe(&self) -> String {
         match self.layout {
-            Layout::Rfcp { rows, cols, .. } => format!("rfcp rows/block={rows} cols/block={cols}"),
-            Layout::Bsgs { tokens, groups, n1, n2, .. } => format!("bsgs T={tokens} G={groups} n1={n1} n2={n2}"),
+            Layout::Rfcp { rows, cols, .. } => format!("rfcp rows/block={rows} cols/block={cols}{}", self.stack_note()),
+            Layout::Bsgs { tokens, groups, n1, n2, .. } => format!("bsgs T={tokens} G={groups} n1={n1} n2={n2}{}", self.stack_note()),
         }
+    }
+    fn stack_note(&self) -> String {
+        match self.stack.matrices {
+            1 => String::new(),
+            m => format!(" stack={m}×{}", self.stack.rows_each),
+        }
+    }
+    /// Field elements of W the plan expects (all stacked matrices).
+    pub fn weight_len(&self) -> usize {
+        self.stack.matrices * self.shape.d_in * self.shape.d_out
     }
 
     fn check_len(&self, what: &str, got: usize, want: usize) -> Result<()> {
@@ -277,9 +331,10 @@ impl LinearPlan {
             Layout::Rfcp { rows, cols, .. } => {
                 let (cb, k) = (widx / d_in, widx % d_in);
                 let width = cols.min(d_out - cb * cols);
-                let row = &w[k * d_out + cb * cols..k * d_out + cb * cols + width];
                 for i in 0..rows {
-                    s[i * cols..i * cols + width].copy_from_slice(row);
+                    let Some(m) = self.stack.matrix_of(i) else { continue };
+                    let at = m * d_in * d_out + k * d_out + cb * cols;
+                    s[i * cols..i * cols + width].copy_from_slice(&w[at..at + width]);
                 }
             }
             Layout::Bsgs { tokens, groups, in_blocks, n1, n2, .. } => {
@@ -296,8 +351,17 @@ impl LinearPlan {
                         if feat >= d_in || out >= d_out {
                             continue;
                         }
-                        let v = w[feat * d_out + out];
-                        s[rho * half + g * tokens..rho * half + (g + 1) * tokens].fill(v);
+                        let base = rho * half + g * tokens;
+                        if self.stack.matrices == 1 {
+                            s[base..base + tokens].fill(w[feat * d_out + out]);
+                            continue;
+                        }
+                        // Stacked plans have one row block: token i is row i.
+                        for i in 0..tokens {
+                            if let Some(m) = self.stack.matrix_of(i) {
+                                s[base + i] = w[m * d_in * d_out + feat * d_out + out];
+                            }
+                        }
                     }
                 }
             }
@@ -429,8 +493,8 @@ impl EncodedLinear {
         bias: Option<Vec<u64>>,
         cache_bytes: usize,
     ) -> Result<EncodedLinear> {
-        let LinearShape { d_in, d_out, .. } = plan.shape;
-        plan.check_len("weights", w.len(), d_in * d_out)?;
+        let d_out = plan.shape.d_out;
+        plan.check_len("weights", w.len(), plan.weight_len())?;
         let bias = bias.unwrap_or_else(|| vec![0; d_out]);
         plan.check_len("bias", bias.len(), d_out)?;
         let (blocks, per_block) = plan.weight_blocks();
@@ -446,6 +510,18 @@ impl EncodedLinear {
     pub fn is_cached(&self) -> bool {
         self.cache.is_some()
     }
+    /// Bytes of pre-encoded polynomials held (0 when encoded per call).
+    pub fn cached_bytes(&self, ctx: &HeContext) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len() * ctx.slots() * ctx.params().moduli().len() * 8)
+    }
+    /// Whether these are the weights `w` and bias `bias` (signed fixed point, as in [`EncodedLinear::new`]).
+    pub fn same_weights(&self, ctx: &HeContext, w: &[i64], bias: &[i64]) -> bool {
+        let f = ctx.field();
+        self.w.len() == w.len()
+            && self.bias.len() == bias.len()
+            && self.w.iter().zip(w).all(|(&a, &b)| a == f.from_signed(b))
+            && self.bias.iter().zip(bias).all(|(&a, &b)| a == f.from_signed(b))
+    }
     /// Encode (and drop) the first `count` weight polynomials on this thread: a timing probe.
     pub fn encode_sample(&self, ctx: &HeContext, count: usize) -> Result<()> {
         let (blocks, per_block) = self.plan.weight_blocks();
@@ -456,8 +532,7 @@ impl EncodedLinear {
     }
     /// Number of weight polynomials one call multiplies with (cached or not).
     pub fn weight_polys(&self) -> usize {
-        let (blocks, per_block) = self.plan.weight_blocks();
-        blocks * per_block
+        self.plan.weight_polys()
     }
     fn encode(&self, ctx: &HeContext, widx: usize) -> Result<Poly> {
         ctx.simd_poly(&self.plan.weight_slots(&self.w, widx, ctx.slots()), 0)
@@ -512,8 +587,9 @@ impl EncodedLinear {
         y.par_chunks_mut(d_out).enumerate().for_each(|(r, row)| {
             let mut acc = vec![0u128; d_out];
             let xr = &x_s[r * d_in..(r + 1) * d_in];
+            let base = self.plan.stack.matrix_of(r).unwrap_or(0) * d_in * d_out;
             for (k, &xv) in xr.iter().enumerate() {
-                let wr = &self.w[k * d_out..(k + 1) * d_out];
+                let wr = &self.w[base + k * d_out..base + (k + 1) * d_out];
                 for (a, &wv) in acc.iter_mut().zip(wr) {
                     // t < 2^62: each product < 2^124, so reduce before adding.
                     *a = (*a + (xv as u128 * wv as u128) % p) % p;
@@ -698,7 +774,7 @@ mod tests {
                 }
             }
             let mut plans = vec![
-                LinearPlan { shape, packing: Packing::Rfcp, layout: LinearPlan::new(&ctx, shape, Packing::Rfcp).unwrap().layout, noise_bound: 0.0, return_level: 0 },
+                LinearPlan { shape, packing: Packing::Rfcp, layout: LinearPlan::new(&ctx, shape, Packing::Rfcp).unwrap().layout, noise_bound: 0.0, return_level: 0, stack: Stack { matrices: 1, rows_each: shape.n } },
             ];
             // BSGS layouts with every baby-step split (noise is irrelevant here).
             let half = ctx.slots() / 2;
@@ -716,12 +792,40 @@ mod tests {
                     n1,
                     n2: groups / n1,
                 };
-                plans.push(LinearPlan { shape, packing: Packing::Bsgs, layout, noise_bound: 0.0, return_level: 0 });
+                plans.push(LinearPlan { shape, packing: Packing::Bsgs, layout, noise_bound: 0.0, return_level: 0, stack: Stack { matrices: 1, rows_each: shape.n } });
                 n1 *= 2;
             }
             for plan in &plans {
                 assert_eq!(simulate(plan, &x, &w, f, ctx.slots()), expect, "{}", plan.describe());
             }
         }
+    }
+
+    #[test]
+    fn stacked_layouts_use_each_rows_own_matrix() {
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
+        let f = ctx.field();
+        let mut rng = rand::rng();
+        let (matrices, rows_each, d_in, d_out) = (3, 5, 7, 6);
+        let n = matrices * rows_each;
+        let x: Vec<u64> = (0..n * d_in).map(|_| f.random(&mut rng)).collect();
+        let w: Vec<u64> = (0..matrices * d_in * d_out).map(|_| f.random(&mut rng)).collect();
+        let mut expect = vec![0u64; n * d_out];
+        for r in 0..n {
+            let base = (r / rows_each) * d_in * d_out;
+            for k in 0..d_in {
+                for c in 0..d_out {
+                    let e = &mut expect[r * d_out + c];
+                    *e = f.add(*e, f.mul(x[r * d_in + k], w[base + k * d_out + c]));
+                }
+            }
+        }
+        for packing in [Packing::Rfcp, Packing::Bsgs] {
+            let plan = LinearPlan::stacked(&ctx, matrices, rows_each, d_in, d_out, packing).unwrap();
+            assert_eq!(plan.weight_len(), w.len());
+            assert_eq!(simulate(&plan, &x, &w, f, ctx.slots()), expect, "{}", plan.describe());
+        }
+        // Too many rows for one row block is refused, not silently mis-packed.
+        assert!(LinearPlan::stacked(&ctx, 3, ctx.slots(), 2, 2, Packing::Bsgs).is_err());
     }
 }

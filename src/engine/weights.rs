@@ -1,0 +1,213 @@
+//! The server's encoded weight plaintexts, kept across the inferences of a server process.
+//!
+//! Encoding a weight matrix for an HE linear layer (SIMD layout, inverse NTT mod t, forward
+//! NTT over every ciphertext modulus) costs about as much as the layer itself when the input
+//! is short: for a 12-token sentence through MiniLM it is a third of the online time. The
+//! encoding depends only on the weights and the public layout (which follows from the padded
+//! length), so a server that answers many requests encodes each (matrix, layout) once.
+//!
+//! The cache holds at most `budget` bytes of polynomials. A layout that does not fit evicts the
+//! least recently used entries (so a client that sends its sentences grouped by padded length
+//! gets every group fully cached after its first sentence); what can never fit is encoded per
+//! call as before. It only changes the server's local work: messages, bytes and results are the same
+//! with and without it. An entry is keyed by the weight matrix's address and the layout, and is
+//! used only after its field weights compare equal to the caller's, so a reused address can
+//! never serve another matrix's plaintexts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::he::HeContext;
+use crate::model::QLinear;
+use crate::proto::linear::{EncodedLinear, LinearPlan, LinearShape, DEFAULT_WEIGHT_CACHE_BYTES};
+
+type Key = (usize, LinearShape, String);
+
+/// Encoded weights shared by the sessions of one server.
+pub struct WeightCache {
+    budget: usize,
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    used: usize,
+    /// Logical clock for least-recently-used eviction.
+    clock: u64,
+    map: HashMap<Key, Entry>,
+}
+
+struct Entry {
+    enc: Arc<EncodedLinear>,
+    bytes: usize,
+    last_use: u64,
+}
+
+impl Entries {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+    /// Drop least recently used entries until `need` more bytes fit in `budget`.
+    fn evict_for(&mut self, need: usize, budget: usize) {
+        while self.used + need > budget {
+            let Some(oldest) = self.map.iter().min_by_key(|(_, e)| e.last_use).map(|(k, _)| k.clone()) else { return };
+            if let Some(e) = self.map.remove(&oldest) {
+                self.used = self.used.saturating_sub(e.bytes);
+            }
+        }
+    }
+}
+
+/// The weights of `w` as the linear protocol takes them, after a shape check.
+pub fn weights_of(w: &QLinear, d_in: usize, d_out: usize) -> Result<(&[i64], &[i64])> {
+    if w.w.dim() != (d_in, d_out) || w.b.len() != d_out {
+        return Err(Error::Shape { tensor: "linear weight".into(), expected: vec![d_in, d_out], got: w.w.shape().to_vec() });
+    }
+    let ws = w.w.as_slice().ok_or_else(|| Error::Model("weights not in standard layout".into()))?;
+    let bs = w.b.as_slice().ok_or_else(|| Error::Model("bias not contiguous".into()))?;
+    Ok((ws, bs))
+}
+
+/// Bytes of one encoded polynomial (NTT form over every modulus).
+pub fn poly_bytes(ctx: &HeContext) -> usize {
+    ctx.slots() * ctx.params().moduli().len() * 8
+}
+
+impl WeightCache {
+    /// A cache holding at most `budget` bytes of encoded polynomials (0: encode every call).
+    pub fn new(budget: usize) -> WeightCache {
+        WeightCache { budget, inner: Mutex::new(Entries::default()) }
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Whether `plan`'s encoded weights would still fit.
+    pub fn has_room_for(&self, ctx: &HeContext, plan: &LinearPlan) -> bool {
+        self.used() + plan.weight_polys() * poly_bytes(ctx) <= self.budget
+    }
+
+    /// Bytes of polynomials held.
+    pub fn used(&self) -> usize {
+        self.lock().map(|e| e.used).unwrap_or(0)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Entries>> {
+        self.inner.lock().map_err(|_| Error::Config("weight cache poisoned by an earlier failure".into()))
+    }
+
+    /// The encoded weights of `w` for `plan`: from the cache, or encoded now and kept (evicting
+    /// the least recently used entries when they would not fit, unless they exceed the budget).
+    pub fn encoded(&self, ctx: &HeContext, plan: &LinearPlan, w: &QLinear) -> Result<Arc<EncodedLinear>> {
+        let LinearShape { d_in, d_out, .. } = plan.shape;
+        let (ws, bs) = weights_of(w, d_in, d_out)?;
+        let key: Key = (std::ptr::from_ref(w) as usize, plan.shape, plan.describe());
+        let need = plan.weight_polys() * poly_bytes(ctx);
+        {
+            let mut e = self.lock()?;
+            let now = e.tick();
+            if let Some(hit) = e.map.get_mut(&key) {
+                if hit.enc.same_weights(ctx, ws, bs) {
+                    hit.last_use = now;
+                    return Ok(Arc::clone(&hit.enc));
+                }
+            }
+            if need <= self.budget {
+                e.evict_for(need, self.budget);
+            }
+        }
+        // Without room, encode as an uncached layer would (pre-encoded up to the default limit).
+        let room = self.budget.saturating_sub(self.used());
+        let enc = Arc::new(EncodedLinear::with_cache_limit(ctx, plan.clone(), ws, Some(bs), room.max(DEFAULT_WEIGHT_CACHE_BYTES))?);
+        let bytes = enc.cached_bytes(ctx);
+        if enc.is_cached() && bytes <= room {
+            let mut e = self.lock()?;
+            if let Some(old) = e.map.remove(&key) {
+                e.used = e.used.saturating_sub(old.bytes);
+            }
+            if e.used + bytes <= self.budget {
+                let last_use = e.tick();
+                e.used += bytes;
+                e.map.insert(key, Entry { enc: Arc::clone(&enc), bytes, last_use });
+            }
+        }
+        Ok(enc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::he::HePreset;
+    use crate::proto::linear::Packing;
+    use ndarray::{Array1, Array2};
+
+    fn qlinear(d_in: usize, d_out: usize, seed: i64) -> QLinear {
+        QLinear::from_quantized(
+            Array2::from_shape_fn((d_in, d_out), |(i, j)| (i as i64 * 7 + j as i64 * 3 + seed) % 50 - 25),
+            Array1::from_shape_fn(d_out, |j| j as i64 - 4 + seed),
+        )
+    }
+
+    #[test]
+    fn keeps_what_fits_and_never_serves_other_weights() {
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
+        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let poly = poly_bytes(&ctx);
+        let w = qlinear(8, 8, 1);
+        let cache = WeightCache::new(64 * poly);
+        let a = cache.encoded(&ctx, &plan, &w).unwrap();
+        assert!(a.is_cached());
+        assert!(cache.used() > 0 && cache.used() <= cache.budget());
+        let b = cache.encoded(&ctx, &plan, &w).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second call must reuse the entry");
+
+        // Same address, changed weights: a fresh encoding, never the stale entry.
+        let mut w = w;
+        w.w[(0, 0)] += 1;
+        let c = cache.encoded(&ctx, &plan, &w).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert!(c.same_weights(&ctx, w.w.as_slice().unwrap(), w.b.as_slice().unwrap()));
+        assert!(!a.same_weights(&ctx, w.w.as_slice().unwrap(), w.b.as_slice().unwrap()));
+
+        // A zero budget keeps nothing.
+        let none = WeightCache::new(0);
+        let d = none.encoded(&ctx, &plan, &w).unwrap();
+        assert!(!none.has_room_for(&ctx, &plan));
+        assert_eq!(none.used(), 0);
+        assert!(!Arc::ptr_eq(&d, &none.encoded(&ctx, &plan, &w).unwrap()));
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_least_recently_used() {
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
+        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let one = plan.weight_polys() * poly_bytes(&ctx);
+        let cache = WeightCache::new(2 * one);
+        let (w1, w2, w3) = (qlinear(8, 8, 1), qlinear(8, 8, 2), qlinear(8, 8, 3));
+        let a1 = cache.encoded(&ctx, &plan, &w1).unwrap();
+        let a2 = cache.encoded(&ctx, &plan, &w2).unwrap();
+        // Touch w1 so that w2 is the least recently used when w3 needs room.
+        assert!(Arc::ptr_eq(&a1, &cache.encoded(&ctx, &plan, &w1).unwrap()));
+        let a3 = cache.encoded(&ctx, &plan, &w3).unwrap();
+        assert_eq!(cache.used(), 2 * one);
+        assert!(Arc::ptr_eq(&a1, &cache.encoded(&ctx, &plan, &w1).unwrap()));
+        assert!(Arc::ptr_eq(&a3, &cache.encoded(&ctx, &plan, &w3).unwrap()));
+        assert!(!Arc::ptr_eq(&a2, &cache.encoded(&ctx, &plan, &w2).unwrap()), "w2 was evicted");
+        // A layout larger than the whole budget is encoded but never evicts anything.
+        let small = WeightCache::new(one - 1);
+        small.encoded(&ctx, &plan, &w1).unwrap();
+        assert_eq!(small.used(), 0);
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors() {
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
+        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let cache = WeightCache::new(1 << 30);
+        assert!(matches!(cache.encoded(&ctx, &plan, &qlinear(8, 6, 0)), Err(Error::Shape { .. })));
+    }
+}
