@@ -159,8 +159,9 @@ pub struct ServeArgs {
     /// Give up if no client connects within this many seconds (0: wait forever).
     #[arg(long, default_value_t = 0)]
     pub accept_timeout: u64,
-    /// Keep up to this many MiB of encoded weight plaintexts between inferences (0: encode per
-    /// call). Pays off when one session runs many inferences (`eval --private`).
+    /// Keep up to this many MiB of encoded weight plaintexts between inferences, least recently
+    /// used evicted (0: encode per call). Pays off when one session runs many inferences of the
+    /// same padded length (`eval --private`).
     #[arg(long, default_value_t = 0)]
     pub weight_cache_mib: usize,
 }
