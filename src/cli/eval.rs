@@ -124,8 +124,9 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
         .iter()
         .map(|(_, e)| public.tokenizer.encode(&e.text, max_len, true).map(|t| bucket_len(t.len(), max_pos)))
         .collect::<Result<_>>()?;
-    let buckets = by_cache_value(&lengths);
-    eprintln!("padded lengths (weight-cache order): {}", describe_buckets(&lengths, &buckets));
+    let groups = by_cache_value(&lengths);
+    eprintln!("padded lengths (weight-cache order): {}", describe_groups(&groups));
+    let buckets: Vec<usize> = groups.iter().map(|&(n, _)| n).collect();
     // Grouped by padded length in cache order: each group finds its weights encoded once.
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| (buckets.iter().position(|&b| b == lengths[i]), i));
@@ -210,7 +211,9 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
         Some(p) if !p.order.is_empty() => p.order.clone(),
         _ => (0..rows.len()).collect(),
     };
-    if order.len() != rows.len() || order.iter().any(|&i| i >= rows.len()) {
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    if !sorted.iter().copied().eq(0..rows.len()) {
         return Err(Error::Config("eval: the private run order is not a permutation of the sentences".into()));
     }
     for (done, &pos) in order.iter().enumerate() {
@@ -228,10 +231,8 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
         }
         records[pos] = Some(record);
     }
+    // A permutation fills every slot.
     let records: Vec<EvalRecord> = records.into_iter().flatten().collect();
-    if records.len() != rows.len() {
-        return Err(Error::Config("eval: the private run order skipped a sentence".into()));
-    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -273,22 +274,22 @@ fn log_progress(r: &EvalRecord, done: usize, total: usize, elapsed: f64) {
     }
 }
 
-fn describe_buckets(lengths: &[usize], buckets: &[usize]) -> String {
-    let count = |b: usize| lengths.iter().filter(|&&n| n == b).count();
-    buckets.iter().map(|&b| format!("{b} tokens × {}", count(b))).collect::<Vec<_>>().join(", ")
+fn describe_groups(groups: &[(usize, usize)]) -> String {
+    groups.iter().map(|&(n, count)| format!("{n} tokens × {count}")).collect::<Vec<_>>().join(", ")
 }
 
-/// The distinct values in the order the server should fill its weight cache: a length's
-/// encoded weights grow in proportion to it, and caching them saves time on every sentence of
-/// that length, so the most sentences per token of length come first (ties: the shorter).
-fn by_cache_value(lengths: &[usize]) -> Vec<usize> {
+/// The distinct values with their counts, in the order the server should fill its weight
+/// cache: a length's encoded weights grow in proportion to it, and caching them saves time on
+/// every sentence of that length, so the most sentences per token of length come first (ties:
+/// the shorter).
+fn by_cache_value(lengths: &[usize]) -> Vec<(usize, usize)> {
     let mut counts = std::collections::BTreeMap::new();
     for &n in lengths {
         *counts.entry(n).or_insert(0usize) += 1;
     }
     let mut order: Vec<(usize, usize)> = counts.into_iter().collect();
     order.sort_by(|&(n1, c1), &(n2, c2)| (c2 * n1).cmp(&(c1 * n2)).then(n1.cmp(&n2)));
-    order.into_iter().map(|(n, _)| n).collect()
+    order
 }
 
 fn with_sentence(index: usize, e: Error) -> Error {
@@ -389,10 +390,10 @@ mod tests {
 
     #[test]
     fn lengths_by_sentences_per_token() {
-        assert_eq!(by_cache_value(&[32, 16, 16, 64, 32, 16]), vec![16, 32, 64]);
-        assert_eq!(by_cache_value(&[64, 32]), vec![32, 64]);
+        assert_eq!(by_cache_value(&[32, 16, 16, 64, 32, 16]), vec![(16, 3), (32, 2), (64, 1)]);
+        assert_eq!(by_cache_value(&[64, 32]), vec![(32, 1), (64, 1)]);
         // 3 sentences at 32 (3/32) rank below 1 sentence at 8 (1/8), above 1 at 16.
-        assert_eq!(by_cache_value(&[32, 32, 32, 8, 16]), vec![8, 32, 16]);
+        assert_eq!(by_cache_value(&[32, 32, 32, 8, 16]), vec![(8, 1), (32, 3), (16, 1)]);
         assert!(by_cache_value(&[]).is_empty());
     }
 

@@ -7,7 +7,6 @@
 use ndarray::Array2;
 
 use super::session::{Sess, SideKeys};
-use super::weights::weights_of;
 use super::LinearBackend;
 use crate::error::{Error, Result};
 use crate::model::{self, BertConfig, EncoderLayer, FixedConfig, LayerNorm, PoolingMode, QLinear, QuantizedLayer, Tokenized};
@@ -15,7 +14,7 @@ use crate::proto::attention::{shared_matmul_client, shared_matmul_server, transp
 use crate::proto::convert::{field_to_ring_trunc, ring_to_field};
 use crate::proto::l2norm::l2_normalize;
 use crate::proto::layernorm::{layer_norm, LnParams};
-use crate::proto::linear::{linear_client, linear_server, EncodedLinear};
+use crate::proto::linear::{linear_client, linear_server};
 use crate::proto::softmax::softmax;
 use crate::proto::trunc::{trunc, TruncMode};
 use crate::share::Ring;
@@ -81,13 +80,9 @@ fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w:
     let xf = ring_to_field(&mut s.p, ring, field, x)?;
     let yf = match (&s.lin.keys, w) {
         (SideKeys::Server(keys), Some(w)) => {
-            let enc = match s.weights {
-                Some(cache) => cache.encoded(ctx, &plan, w)?,
-                None => {
-                    let (ws, bs) = weights_of(w, d_in, d_out)?;
-                    std::sync::Arc::new(EncodedLinear::new(ctx, plan, ws, Some(bs))?)
-                }
-            };
+            // A zero-budget cache encodes per call, like an uncached layer.
+            let cache = s.weights.ok_or_else(|| Error::Config("linear layer: the server session has no weight store".into()))?;
+            let enc = cache.encoded(ctx, &plan, w)?;
             linear_server(&mut *s.p.ch, ctx, keys, &enc, &xf)?
         }
         (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut *s.rng)?,

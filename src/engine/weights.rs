@@ -61,18 +61,13 @@ impl Entries {
 }
 
 /// The weights of `w` as the linear protocol takes them, after a shape check.
-pub fn weights_of(w: &QLinear, d_in: usize, d_out: usize) -> Result<(&[i64], &[i64])> {
+fn weights_of(w: &QLinear, d_in: usize, d_out: usize) -> Result<(&[i64], &[i64])> {
     if w.w.dim() != (d_in, d_out) || w.b.len() != d_out {
         return Err(Error::Shape { tensor: "linear weight".into(), expected: vec![d_in, d_out], got: w.w.shape().to_vec() });
     }
     let ws = w.w.as_slice().ok_or_else(|| Error::Model("weights not in standard layout".into()))?;
     let bs = w.b.as_slice().ok_or_else(|| Error::Model("bias not contiguous".into()))?;
     Ok((ws, bs))
-}
-
-/// Bytes of one encoded polynomial (NTT form over every modulus).
-pub fn poly_bytes(ctx: &HeContext) -> usize {
-    ctx.slots() * ctx.params().moduli().len() * 8
 }
 
 impl WeightCache {
@@ -87,7 +82,7 @@ impl WeightCache {
 
     /// Whether `plan`'s encoded weights would still fit.
     pub fn has_room_for(&self, ctx: &HeContext, plan: &LinearPlan) -> bool {
-        self.used() + plan.weight_polys() * poly_bytes(ctx) <= self.budget
+        self.used() + plan.weight_bytes(ctx) <= self.budget
     }
 
     /// Bytes of polynomials held.
@@ -105,7 +100,7 @@ impl WeightCache {
         let LinearShape { d_in, d_out, .. } = plan.shape;
         let (ws, bs) = weights_of(w, d_in, d_out)?;
         let key: Key = (std::ptr::from_ref(w) as usize, plan.shape, plan.describe());
-        let need = plan.weight_polys() * poly_bytes(ctx);
+        let need = plan.weight_bytes(ctx);
         {
             let mut e = self.lock()?;
             let now = e.tick();
@@ -142,7 +137,7 @@ impl WeightCache {
 mod tests {
     use super::*;
     use crate::he::HePreset;
-    use crate::proto::linear::Packing;
+    use crate::proto::linear::{encoded_poly_bytes, Packing};
     use ndarray::{Array1, Array2};
 
     fn qlinear(d_in: usize, d_out: usize, seed: i64) -> QLinear {
@@ -156,7 +151,7 @@ mod tests {
     fn keeps_what_fits_and_never_serves_other_weights() {
         let ctx = HeContext::new(&HePreset::linear()).unwrap();
         let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
-        let poly = poly_bytes(&ctx);
+        let poly = encoded_poly_bytes(&ctx);
         let w = qlinear(8, 8, 1);
         let cache = WeightCache::new(64 * poly);
         let a = cache.encoded(&ctx, &plan, &w).unwrap();
@@ -185,7 +180,7 @@ mod tests {
     fn a_full_cache_evicts_the_least_recently_used() {
         let ctx = HeContext::new(&HePreset::linear()).unwrap();
         let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
-        let one = plan.weight_polys() * poly_bytes(&ctx);
+        let one = plan.weight_bytes(&ctx);
         let cache = WeightCache::new(2 * one);
         let (w1, w2, w3) = (qlinear(8, 8, 1), qlinear(8, 8, 2), qlinear(8, 8, 3));
         let a1 = cache.encoded(&ctx, &plan, &w1).unwrap();

@@ -140,6 +140,18 @@ fn add_into(field: Field, acc: &mut [u64], other: &[u64]) {
     }
 }
 
+/// A party's share of A_h·B_h for each head of one call: its local product plus its shares of
+/// the direct cross terms (stacked n × m blocks) and of the transposed ones (stacked m × n blocks).
+fn push_head_shares(field: Field, shape: MatmulShape, a: &[Vec<u64>], b: &[Vec<u64>], direct: &[u64], transposed: &[u64], shares: &mut Vec<Vec<u64>>) {
+    let MatmulShape { n, m, .. } = shape;
+    for (h, (a, b)) in a.iter().zip(b).enumerate() {
+        let mut share = field_matmul(field, a, b, shape);
+        add_into(field, &mut share, &direct[h * n * m..(h + 1) * n * m]);
+        add_into(field, &mut share, &transpose(&transposed[h * m * n..(h + 1) * m * n], m, n));
+        shares.push(share);
+    }
+}
+
 fn check_heads(shape: MatmulShape, a: &[Vec<u64>], b: &[Vec<u64>]) -> Result<()> {
     if a.len() != b.len() {
         return Err(Error::Input(format!("{} left operands for {} right operands", a.len(), b.len())));
@@ -185,12 +197,7 @@ pub fn shared_matmul_server(
         let a_t: Vec<Vec<u64>> = a.iter().map(|a| transpose(a, n, k)).collect();
         let enc_t = EncodedLinear::from_field(ctx, plan.transposed.clone(), plan.stack(&a_t, k * n), None, DEFAULT_WEIGHT_CACHE_BYTES)?;
         let (ct_t, share_t) = enc_t.evaluate(ctx, keys, up_t, None)?;
-        for (h, (a, b)) in a.iter().zip(b).enumerate() {
-            let mut share = field_matmul(field, a, b, shape);
-            add_into(field, &mut share, &share_d[h * n * m..(h + 1) * n * m]);
-            add_into(field, &mut share, &transpose(&share_t[h * m * n..(h + 1) * m * n], m, n));
-            shares.push(share);
-        }
+        push_head_shares(field, shape, a, b, &share_d, &share_t, &mut shares);
         results.push((ct_d, ct_t));
     }
     for (ct_d, ct_t) in &results {
@@ -224,12 +231,7 @@ pub fn shared_matmul_client<R: RngCore + CryptoRng>(
     for (a, b) in a_c.chunks(per).zip(b_c.chunks(per)) {
         let d = linear::client_recv(ch, ctx, keys, &plan.direct)?;
         let t = linear::client_recv(ch, ctx, keys, &plan.transposed)?;
-        for (h, (a, b)) in a.iter().zip(b).enumerate() {
-            let mut share = field_matmul(field, a, b, shape);
-            add_into(field, &mut share, &d[h * n * m..(h + 1) * n * m]);
-            add_into(field, &mut share, &transpose(&t[h * m * n..(h + 1) * m * n], m, n));
-            shares.push(share);
-        }
+        push_head_shares(field, shape, a, b, &d, &t, &mut shares);
     }
     Ok(shares)
 }

@@ -259,6 +259,10 @@ impl LinearPlan {
         let (blocks, per_block) = self.weight_blocks();
         blocks * per_block
     }
+    /// Bytes of this plan's weight plaintexts once encoded.
+    pub fn weight_bytes(&self, ctx: &HeContext) -> usize {
+        self.weight_polys().saturating_mul(encoded_poly_bytes(ctx))
+    }
     /// Number of encoded weight polynomials and how many belong to one output column block.
     fn weight_blocks(&self) -> (usize, usize) {
         match self.layout {
@@ -453,6 +457,11 @@ fn best_baby_steps(groups: usize, in_blocks: usize, out_blocks: usize) -> usize 
     best.1
 }
 
+/// Bytes of one encoded weight plaintext (NTT form over every ciphertext modulus).
+pub fn encoded_poly_bytes(ctx: &HeContext) -> usize {
+    ctx.slots() * ctx.params().moduli().len() * 8
+}
+
 /// Default cap on the memory used to cache encoded weights; larger matrices are encoded
 /// on the fly, chunk by chunk, during each call.
 pub const DEFAULT_WEIGHT_CACHE_BYTES: usize = 1 << 30;
@@ -497,11 +506,10 @@ impl EncodedLinear {
         plan.check_len("weights", w.len(), plan.weight_len())?;
         let bias = bias.unwrap_or_else(|| vec![0; d_out]);
         plan.check_len("bias", bias.len(), d_out)?;
-        let (blocks, per_block) = plan.weight_blocks();
-        let count = blocks * per_block;
-        let poly_bytes = ctx.slots() * ctx.params().moduli().len() * 8;
+        let count = plan.weight_polys();
+        let fits = plan.weight_bytes(ctx) <= cache_bytes;
         let mut enc = EncodedLinear { plan, w, bias, cache: None };
-        if count.saturating_mul(poly_bytes) <= cache_bytes {
+        if fits {
             let polys: Result<Vec<Poly>> = (0..count).into_par_iter().map(|i| enc.encode(ctx, i)).collect();
             enc.cache = Some(polys?);
         }
@@ -512,7 +520,7 @@ impl EncodedLinear {
     }
     /// Bytes of pre-encoded polynomials held (0 when encoded per call).
     pub fn cached_bytes(&self, ctx: &HeContext) -> usize {
-        self.cache.as_ref().map_or(0, |c| c.len() * ctx.slots() * ctx.params().moduli().len() * 8)
+        self.cache.as_ref().map_or(0, |c| c.len() * encoded_poly_bytes(ctx))
     }
     /// Whether these are the weights `w` and bias `bias` (signed fixed point, as in [`EncodedLinear::new`]).
     pub fn same_weights(&self, ctx: &HeContext, w: &[i64], bias: &[i64]) -> bool {
@@ -524,8 +532,7 @@ impl EncodedLinear {
     }
     /// Encode (and drop) the first `count` weight polynomials on this thread: a timing probe.
     pub fn encode_sample(&self, ctx: &HeContext, count: usize) -> Result<()> {
-        let (blocks, per_block) = self.plan.weight_blocks();
-        for i in 0..count.min(blocks * per_block) {
+        for i in 0..count.min(self.plan.weight_polys()) {
             self.encode(ctx, i)?;
         }
         Ok(())
