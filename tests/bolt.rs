@@ -6,7 +6,7 @@ use fastlmpi::net::{run_pair, CommStats};
 use fastlmpi::ot::OtSession;
 use fastlmpi::proto::bolt::{bolt_activation, reference, BoltSpec};
 use fastlmpi::proto::ctx::Party;
-use fastlmpi::proto::softmax::{reference_softmax, softmax, SoftmaxSpec};
+use fastlmpi::proto::nonlinear::softmax::{reference_softmax, softmax, SoftmaxSpec};
 use fastlmpi::share::{Ring, Role};
 use fastlmpi::Result;
 use rand::{Rng, SeedableRng};

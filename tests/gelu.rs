@@ -1,4 +1,4 @@
-//! Two-party tests of FASTLMPI GeLU (`proto::gelu`): bit-exact agreement with
+//! Two-party tests of FASTLMPI GeLU (`proto::nonlinear::gelu`): bit-exact agreement with
 //! `reference_gelu`, documented cost, and the BERT-base-size measurement (ignored).
 //!
 //! The segments and coefficients come from the checked-in `results/approx/gelu.json`; the OT is
@@ -15,8 +15,8 @@ use fastlmpi::ot::session::OtSession;
 use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
 use fastlmpi::net::{run_pair, CommStats};
 use fastlmpi::proto::ctx::{Cost, Party};
-use fastlmpi::proto::gelu::{gelu, gelu_cost, reference_gelu, FloatPiece, FloatPiecewise, GeluSpec};
-use fastlmpi::proto::hemul::HeParty;
+use fastlmpi::proto::nonlinear::gelu::{gelu, gelu_cost, reference_gelu, FloatPiece, FloatPiecewise, GeluSpec};
+use fastlmpi::proto::linear::hemul::HeParty;
 use fastlmpi::share::{Field, Ring, Role};
 use rand::Rng;
 

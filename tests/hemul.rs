@@ -1,4 +1,4 @@
-//! Two-party tests of the ct×pt element-wise products (`proto::hemul`): exact equality mod t
+//! Two-party tests of the ct×pt element-wise products (`proto::linear::hemul`): exact equality mod t
 //! with the cleartext products, edge values, lengths that are not a multiple of N, and the
 //! documented byte count.
 
@@ -6,7 +6,7 @@ use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
 use fastlmpi::net::{run_pair, Channel};
 use fastlmpi::ot::Ot;
 use fastlmpi::proto::ctx::Party;
-use fastlmpi::proto::hemul::{self, HeParty};
+use fastlmpi::proto::linear::hemul::{self, HeParty};
 use fastlmpi::share::{Field, Role};
 use fastlmpi::Result;
 

@@ -1,12 +1,12 @@
-//! Two-party tests of `proto::hepoly`: several centred polynomials on one field-shared input,
+//! Two-party tests of `proto::linear::hepoly`: several centred polynomials on one field-shared input,
 //! exact equality mod t with cleartext evaluation, and the documented byte count.
 
 use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
 use fastlmpi::net::run_pair;
 use fastlmpi::ot::session::OtSession;
 use fastlmpi::proto::ctx::Party;
-use fastlmpi::proto::hemul::HeParty;
-use fastlmpi::proto::hepoly::{eval_polys, poly_bytes, CentredPoly};
+use fastlmpi::proto::linear::hemul::HeParty;
+use fastlmpi::proto::linear::hepoly::{eval_polys, poly_bytes, CentredPoly};
 use fastlmpi::share::Role;
 use rand::Rng;
 

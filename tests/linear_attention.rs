@@ -3,7 +3,7 @@
 
 use fastlmpi::he::{client_setup, convert, server_setup, HeContext, HePreset};
 use fastlmpi::net::run_pair;
-use fastlmpi::proto::attention::{shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
+use fastlmpi::proto::linear::attention::{shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
 use fastlmpi::proto::linear::Packing;
 use rand::Rng;
 

@@ -1,4 +1,4 @@
-//! Two-party tests of `proto::recip`, `proto::softmax` and `proto::layernorm`: both parties run
+//! Two-party tests of `proto::nonlinear::recip`, `proto::nonlinear::softmax` and `proto::nonlinear::layernorm`: both parties run
 //! over loopback TCP (`net::run_pair`); outputs are reconstructed and compared bit-for-bit with
 //! the modules' cleartext references, and with the exact f64 functions within the stated
 //! tolerances. OT: an ideal (insecure) stand-in defined below until the OT layer lands.
@@ -6,9 +6,9 @@
 use fastlmpi::net::{run_pair, Channel, CommStats};
 use fastlmpi::ot::Ot;
 use fastlmpi::proto::ctx::{OtCall, OtKind, Party};
-use fastlmpi::proto::layernorm::{layer_norm, reference_layernorm, LayerNormSpec, LnParams};
-use fastlmpi::proto::recip::{self, reciprocal, RecipKind, RecipSpec};
-use fastlmpi::proto::softmax::{reference_softmax, softmax, SoftmaxSpec};
+use fastlmpi::proto::nonlinear::layernorm::{layer_norm, reference_layernorm, LayerNormSpec, LnParams};
+use fastlmpi::proto::nonlinear::recip::{self, reciprocal, RecipKind, RecipSpec};
+use fastlmpi::proto::nonlinear::softmax::{reference_softmax, softmax, SoftmaxSpec};
 use fastlmpi::share::{Ring, Role};
 use fastlmpi::Result;
 use rand::{Rng, RngCore, SeedableRng};

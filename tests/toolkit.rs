@@ -1,4 +1,4 @@
-//! Two-party tests of the non-linear toolkit (`proto::{bits, cmp, b2a, mux, trunc, convert,
+//! Two-party tests of the non-linear toolkit (`proto::toolkit::{bits, cmp, b2a, mux, trunc, convert,
 //! mul}`): every test runs both parties over loopback TCP with the real OT session, compares
 //! the reconstructed output with a cleartext reference (exactly, or within the documented
 //! bound), and checks the observed OT counts and own-message bytes against the documented
@@ -6,17 +6,17 @@
 
 use fastlmpi::net::{run_pair, Channel, CommStats};
 use fastlmpi::ot::{Ot, OtSession};
-use fastlmpi::proto::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
-use fastlmpi::proto::bits::{and, and_cost};
-use fastlmpi::proto::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
-use fastlmpi::proto::convert::{
+use fastlmpi::proto::toolkit::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
+use fastlmpi::proto::toolkit::bits::{and, and_cost};
+use fastlmpi::proto::toolkit::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
+use fastlmpi::proto::toolkit::convert::{
     field_to_ring, field_to_ring_cost, field_to_ring_trunc, field_to_ring_trunc_cost, field_wrap_width, ring_to_field,
     ring_to_field_cost,
 };
 use fastlmpi::proto::ctx::{Cost, OtCall, OtKind, Party};
-use fastlmpi::proto::mul::{mul, mul_cost, mul_trunc, mul_trunc_cost, square, square_cost};
-use fastlmpi::proto::mux::{mux, mux_cost};
-use fastlmpi::proto::trunc::{trunc, trunc_cost, TruncMode};
+use fastlmpi::proto::toolkit::mul::{mul, mul_cost, mul_trunc, mul_trunc_cost, square, square_cost};
+use fastlmpi::proto::toolkit::mux::{mux, mux_cost};
+use fastlmpi::proto::toolkit::trunc::{trunc, trunc_cost, TruncMode};
 use fastlmpi::share::{Field, Ring, Role};
 use fastlmpi::Result;
 use rand::{Rng, RngCore, SeedableRng};
@@ -444,7 +444,7 @@ fn multiplication_square_and_fixed_point_product() {
 
 #[test]
 fn gelu_style_segment_indicators_are_one_hot() {
-    use fastlmpi::proto::cmp::segment_indicators;
+    use fastlmpi::proto::toolkit::cmp::segment_indicators;
     let ring = Ring::new(37).unwrap();
     let (k, d) = (20u32, 5u32);
     let grid = 1i64 << d;

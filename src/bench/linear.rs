@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, HeContext, HePreset};
 use crate::net::local::{run_pair_with, PairOptions};
 use crate::net::{CommStats, PairOutput};
-use crate::proto::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
+use crate::proto::linear::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
 
 /// Weight-cache limit used by the benchmark (768×768 fits, the FFN matrices are encoded on

@@ -1,4 +1,4 @@
-//! Micro-benchmark of the non-linear toolkit (`proto::{cmp, trunc, b2a, mux, mul, convert}`):
+//! Micro-benchmark of the non-linear toolkit (`proto::toolkit::{cmp, trunc, b2a, mux, mul, convert}`):
 //! wall time, bytes per element and rounds for batches of the given sizes, both parties over
 //! loopback TCP with the real OT session. Setup (base OTs) is excluded from each figure and
 //! reported separately.
@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::net::{run_pair, Channel, CommStats};
 use crate::ot::Ot;
 use crate::proto::ctx::{Cost, Party};
-use crate::proto::trunc::TruncMode;
-use crate::proto::{b2a, cmp, convert, mul, mux, trunc};
+use crate::proto::toolkit::trunc::TruncMode;
+use crate::proto::toolkit::{b2a, cmp, convert, mul, mux, trunc};
 use crate::share::{Field, Ring, Role};
 
 /// Builds one party's OT session on a fresh channel.

@@ -6,17 +6,17 @@
 
 use ndarray::Array2;
 
-use super::session::{Sess, SideKeys};
+use super::state::{Sess, SideKeys};
 use super::LinearBackend;
 use crate::error::{Error, Result};
 use crate::model::{self, BertConfig, EncoderLayer, FixedConfig, LayerNorm, PoolingMode, QLinear, QuantizedLayer, Tokenized};
-use crate::proto::attention::{shared_matmul_client, shared_matmul_server, transpose, SharedMatmulPlan};
-use crate::proto::convert::{field_to_ring_trunc, ring_to_field};
-use crate::proto::l2norm::l2_normalize;
-use crate::proto::layernorm::{layer_norm, LnParams};
+use crate::proto::linear::attention::{shared_matmul_client, shared_matmul_server, transpose, SharedMatmulPlan};
+use crate::proto::toolkit::convert::{field_to_ring_trunc, ring_to_field};
+use crate::proto::nonlinear::l2norm::l2_normalize;
+use crate::proto::nonlinear::layernorm::{layer_norm, LnParams};
 use crate::proto::linear::{linear_client, linear_server};
-use crate::proto::softmax::softmax;
-use crate::proto::trunc::{trunc, TruncMode};
+use crate::proto::nonlinear::softmax::softmax;
+use crate::proto::toolkit::trunc::{trunc, TruncMode};
 use crate::share::Ring;
 
 /// The server's data for one encoder layer.

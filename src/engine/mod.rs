@@ -12,10 +12,10 @@
 //!  client: embeddings (plaintext) ──► shares (x, 0)
 //!  Q, K, V = linear(x)                      HE linear layers, exact mod t / 2^ℓ, one truncation
 //!  S_h = ⌊⌊Q_h·K_hᵀ⌋_f · c⌋_f (+ rel. bias)  HE share×share products, public 1/√d constant c
-//!  P = softmax(S, mask)                      proto::softmax (or the profile's)
+//!  P = softmax(S, mask)                      proto::nonlinear::softmax (or the profile's)
 //!  C_h = ⌊P_h·V_h⌋_f ; A = linear(C)        HE share×share products, output projection
-//!  h1 = LayerNorm(x + A)                     proto::layernorm
-//!  F = linear(GeLU(linear(h1)))              proto::gelu on the FFN activations
+//!  h1 = LayerNorm(x + A)                     proto::nonlinear::layernorm
+//!  F = linear(GeLU(linear(h1)))              proto::nonlinear::gelu on the FFN activations
 //!  x' = LayerNorm(h1 + F)
 //! ```
 //! then pooling (mean with a public 1/count, optional L2 normalisation; or CLS; or the BERT
@@ -32,6 +32,7 @@ pub mod blocks;
 pub mod report;
 pub mod session;
 pub mod sim;
+pub mod state;
 pub mod weights;
 
 use std::collections::BTreeMap;
@@ -170,7 +171,7 @@ pub struct DomainCheck {
 /// Compare measured activation ranges with the domains of the profile's protocols.
 pub fn domain_checks(profile: &Profile, cfg: &crate::model::BertConfig, r: &crate::model::ranges::ActivationRanges, max_tokens: usize) -> Result<Vec<DomainCheck>> {
     let nl = crate::he::HeContext::new(&profile.nonlinear_preset())?;
-    let specs = session::Specs::new(profile, cfg, nl.field())?;
+    let specs = state::Specs::new(profile, cfg, nl.field())?;
     let f = specs.frac as i32;
     let l = profile.fixed.ring_bits as i32;
     let p2 = |e: i32| 2f64.powi(e);

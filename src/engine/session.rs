@@ -10,24 +10,17 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{self, HeadWeights, LayerWeights};
-use super::report::{Mark, Phase, Recorder};
+use super::report::{Phase, Recorder};
+use super::state::{HeSide, Plans, Sess, Specs};
 use super::weights::WeightCache;
-use super::{LinearBackend, Profile, ProfileKind};
-use crate::approx::ApproxFile;
+use super::Profile;
 use crate::error::{Error, Result};
-use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
+use crate::he::HeContext;
 use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, QLinear, Tokenized};
 use crate::net::Channel;
 use crate::ot::OtSession;
-use crate::proto::attention::{MatmulShape, SharedMatmulPlan};
 use crate::proto::ctx::Party;
-use crate::proto::bolt::{bolt_activation, BoltSpec};
-use crate::proto::gelu::{gelu, reference_gelu, GeluSpec};
-use crate::proto::hemul::HeParty;
-use crate::proto::layernorm::LayerNormSpec;
-use crate::proto::linear::{LinearPlan, LinearShape};
-use crate::proto::softmax::SoftmaxSpec;
-use crate::share::{Field, Ring, Role};
+use crate::share::Role;
 
 /// What the client asks for; everything in it is public to both parties.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,200 +125,6 @@ impl<'m> ServerModel<'m> {
             }
         }
         Ok(self.weights.used())
-    }
-}
-
-/// A party's keys for one HE context.
-pub enum SideKeys {
-    Server(ServerKeys),
-    Client(ClientKeys),
-}
-
-/// One HE context and this party's keys for it.
-pub struct HeSide {
-    pub ctx: HeContext,
-    pub keys: SideKeys,
-}
-
-impl HeSide {
-    fn setup(ch: &mut dyn Channel, role: Role, ctx: HeContext, rotations: &[usize], rng: &mut ChaCha20Rng) -> Result<HeSide> {
-        let keys = match role {
-            Role::Server => SideKeys::Server(server_setup(ch, &ctx, rotations)?),
-            Role::Client => SideKeys::Client(client_setup(ch, &ctx, rotations, rng)?),
-        };
-        Ok(HeSide { ctx, keys })
-    }
-
-    pub fn party(&self) -> HeParty<'_> {
-        match &self.keys {
-            SideKeys::Server(k) => HeParty::server(&self.ctx, k),
-            SideKeys::Client(k) => HeParty::client(&self.ctx, k),
-        }
-    }
-}
-
-/// The public parameters of every protocol of a profile, derived identically by both parties.
-#[derive(Clone, Debug)]
-pub struct Specs {
-    pub ring: Ring,
-    pub frac: u32,
-    pub softmax: SoftmaxSpec,
-    pub gelu: Activation,
-    /// The BERT pooler's tanh.
-    pub tanh: Activation,
-    pub layernorm: LayerNormSpec,
-    /// `round(2^frac / √head_dim)`.
-    pub score_scale: i64,
-}
-
-impl Specs {
-    pub fn new(profile: &Profile, cfg: &BertConfig, nl_field: Field) -> Result<Specs> {
-        let fixed = profile.fixed;
-        fixed.validate()?;
-        let ring = Ring::new(fixed.ring_bits)?;
-        let frac = fixed.frac_bits;
-        let ln = LayerNormSpec::new(ring, frac, cfg.layer_norm_eps);
-        let (softmax, gelu, tanh, layernorm) = match profile.kind {
-            ProfileKind::Bolt => (
-                SoftmaxSpec::ibert(ring, frac)?,
-                Activation::Bolt(BoltSpec::gelu(ring, frac)?),
-                Activation::Bolt(BoltSpec::tanh(ring, frac)?),
-                // γ·√d at 10 bits keeps |LayerNorm output| < 128 inside BOLT's 37-bit ring.
-                LayerNormSpec { gamma_frac: frac - 2, ..ln },
-            ),
-            ProfileKind::Fastlmpi => {
-                let segmented = |set: ApproxFile, name: &str| -> Result<Activation> {
-                    if set.spec.in_frac != frac {
-                        return Err(Error::Config(format!("the {name} set is fitted for {} fraction bits, not {frac}", set.spec.in_frac)));
-                    }
-                    Ok(Activation::Segmented(GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?))
-                };
-                (
-                    SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
-                    segmented(profile.gelu_set()?, "GeLU")?,
-                    segmented(profile.tanh_set()?, "tanh")?,
-                    // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
-                    LayerNormSpec { he_product: true, ..ln },
-                )
-            }
-        };
-        Ok(Specs { ring, frac, softmax, gelu, tanh, layernorm, score_scale: fixed.activation().encode(1.0 / (cfg.head_dim() as f64).sqrt()) })
-    }
-}
-
-/// An element-wise activation as a profile evaluates it.
-#[derive(Clone, Debug)]
-pub enum Activation {
-    /// FASTLMPI: segment selection by OT, polynomials under HE (`proto::gelu`).
-    Segmented(GeluSpec),
-    /// BOLT: an even polynomial in |x| with OT products (`proto::bolt`).
-    Bolt(BoltSpec),
-}
-
-impl Activation {
-    pub fn eval(&self, p: &mut Party, he: &HeParty, x: &[u64]) -> Result<Vec<u64>> {
-        match self {
-            Activation::Segmented(spec) => gelu(p, he, x, spec),
-            Activation::Bolt(spec) => bolt_activation(p, spec, x),
-        }
-    }
-
-    /// The bit-exact cleartext mirror of [`Activation::eval`].
-    pub fn reference(&self, x: &[i64]) -> Result<Vec<i64>> {
-        match self {
-            Activation::Segmented(spec) => Ok(reference_gelu(x, spec)),
-            Activation::Bolt(spec) => crate::proto::bolt::reference(spec, x),
-        }
-    }
-
-    /// Largest |input| (real value) the protocol accepts.
-    pub fn input_bound(&self, frac: u32) -> f64 {
-        match self {
-            Activation::Segmented(spec) => ((spec.input_bits as i32 - frac as i32) as f64).exp2(),
-            Activation::Bolt(spec) => spec.input_bound(),
-        }
-    }
-}
-
-/// HE layouts of every linear layer and attention product of one request.
-pub struct Plans {
-    linear: BTreeMap<(usize, usize, usize), LinearPlan>,
-    pub scores: SharedMatmulPlan,
-    pub context: SharedMatmulPlan,
-}
-
-impl Plans {
-    fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, pooling: PoolingMode, labels: usize) -> Result<Plans> {
-        let LinearBackend::Field(packing) = profile.linear;
-        let (h, i, d, heads) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim(), cfg.num_attention_heads);
-        let mut shapes = vec![(n, h, h), (n, h, i), (n, i, h)];
-        if pooling == PoolingMode::Pooler {
-            // The BERT pooler's dense layer on the first token.
-            shapes.push((1, h, h));
-        }
-        if labels > 0 {
-            shapes.push((1, h, labels));
-        }
-        let mut linear = BTreeMap::new();
-        for (n, d_in, d_out) in shapes {
-            linear.insert((n, d_in, d_out), LinearPlan::new(ctx, LinearShape { n, d_in, d_out }, packing)?);
-        }
-        Ok(Plans {
-            linear,
-            scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, heads, packing)?,
-            context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, heads, packing)?,
-        })
-    }
-
-    pub fn linear(&self, n: usize, d_in: usize, d_out: usize) -> Result<LinearPlan> {
-        self.linear
-            .get(&(n, d_in, d_out))
-            .cloned()
-            .ok_or_else(|| Error::Config(format!("no linear plan for {n}×{d_in}·{d_in}×{d_out}")))
-    }
-
-    fn rotations(&self) -> Vec<usize> {
-        let mut r: Vec<usize> = self.linear.values().flat_map(|p| p.rotations()).collect();
-        r.extend(self.scores.rotations());
-        r.extend(self.context.rotations());
-        r.sort_unstable();
-        r.dedup();
-        r
-    }
-}
-
-/// One party's state during one inference.
-pub struct Sess<'a> {
-    pub p: Party<'a>,
-    pub lin: &'a HeSide,
-    pub nl: &'a HeSide,
-    pub specs: &'a Specs,
-    pub profile: Profile,
-    pub plans: &'a Plans,
-    pub rec: Recorder,
-    pub rng: &'a mut ChaCha20Rng,
-    /// The server's encoded weights kept between inferences (`None` on the client).
-    pub weights: Option<&'a WeightCache>,
-    layer: Option<usize>,
-    open: Vec<Mark>,
-    progress: Option<ProgressBar>,
-}
-
-impl Sess<'_> {
-    /// Start measuring operator `op` of the current layer.
-    pub fn begin(&mut self, op: &str) {
-        if let Some(pb) = &self.progress {
-            pb.set_message(op.to_string());
-        }
-        let mark = self.rec.start(&mut *self.p.ch, self.layer, op, Phase::Online);
-        self.open.push(mark);
-    }
-
-    /// Finish the innermost measurement.
-    pub fn end(&mut self) {
-        if let Some(mark) = self.open.pop() {
-            self.rec.finish(&*self.p.ch, mark);
-        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! The fixed-point simulation of a profile: `model::fixed` with the protocols' own cleartext
 //! reference functions, so that it computes exactly what the private run computes.
 
-use super::session::Specs;
+use super::state::Specs;
 use super::Profile;
 use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::model::{FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
-use crate::proto::l2norm::reference_l2_normalize;
-use crate::proto::layernorm::reference_layernorm;
-use crate::proto::softmax::reference_softmax;
+use crate::proto::nonlinear::l2norm::reference_l2_normalize;
+use crate::proto::nonlinear::layernorm::reference_layernorm;
+use crate::proto::nonlinear::softmax::reference_softmax;
 use crate::share::FixedPoint;
 
 /// The non-linear functions of a profile as the protocols compute them.

@@ -44,12 +44,12 @@
 //! truncation protocols, each returning fresh uniform shares over Z_2^ℓ; all constants are
 //! public; nothing is opened.
 
-use super::cmp::{drelu, lt_const};
+use super::toolkit::cmp::{drelu, lt_const};
 use super::ctx::Party;
-use super::mul::mul_trunc;
-use super::mux::mux;
-use super::recip::{add_public, add_shares, scale_public, sub_shares};
-use super::trunc::{trunc, TruncMode};
+use super::toolkit::mul::mul_trunc;
+use super::toolkit::mux::mux;
+use super::nonlinear::recip::{add_public, add_shares, scale_public, sub_shares};
+use super::toolkit::trunc::{trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -98,7 +98,7 @@ impl BoltSpec {
 
     pub fn tanh(ring: Ring, frac: u32) -> Result<BoltSpec> {
         let scale = ((frac + TANH_GUARD) as f64).exp2();
-        let unit = super::softmax::chebyshev_fit(|u| (TANH_CUT * u).tanh(), TANH_DEGREE);
+        let unit = super::nonlinear::softmax::chebyshev_fit(|u| (TANH_CUT * u).tanh(), TANH_DEGREE);
         // Coefficients in y = TANH_CUT·u.
         let constants = unit.iter().enumerate().map(|(k, c)| (c / TANH_CUT.powi(k as i32) * scale).round() as i64).collect();
         BoltSpec { function: BoltFn::Tanh, ring, frac, cut: (TANH_CUT * (frac as f64).exp2()).round() as i64, constants }.checked()

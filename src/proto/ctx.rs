@@ -4,7 +4,7 @@
 //! All OT traffic of the toolkit goes through the `Party::cot_*`, `Party::ot_*` and
 //! `Party::ot16_*`-style wrappers below, which forward to the [`Ot`] session and record the
 //! call (kind, count, message bits, bytes and rounds seen on the channel during the call).
-//! The toolkit's own messages (opening masked bits in [`super::bits`]) go directly over the
+//! The toolkit's own messages (opening masked bits in [`super::toolkit::bits`]) go directly over the
 //! channel. The recorded log lets a test check the exact number of OTs each protocol uses and
 //! that every other byte on the wire is accounted for by the documented formula.
 //!

@@ -31,7 +31,7 @@
 
 use rand::RngCore;
 
-use super::ctx::{same_len, Cost, Party, Step};
+use crate::proto::ctx::{same_len, Cost, Party, Step};
 use crate::error::{Error, Result};
 
 /// XOR share of a bit vector, one bit (0/1) per byte.

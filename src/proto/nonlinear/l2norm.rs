@@ -30,11 +30,11 @@
 //! products, `recip`, truncation), each returning fresh uniform shares over the whole ring;
 //! nothing is opened and no public value depends on the data.
 
-use super::ctx::Party;
+use crate::proto::ctx::Party;
 use super::layernorm::lift_to_64;
-use super::mul::{mul, square};
+use crate::proto::toolkit::mul::{mul, square};
 use super::recip::{self, reciprocal, RecipKind, RecipSpec};
-use super::trunc::{trunc, TruncMode};
+use crate::proto::toolkit::trunc::{trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 

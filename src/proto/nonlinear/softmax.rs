@@ -50,7 +50,7 @@
 //! public; the only public data used are the shape and the padding mask.
 //!
 //! **Products.** With `he_products` (the `fastlmpi` profile) every Horner product and the final
-//! `e·(1/S)` is [`super::hemul::he_mul_trunc`]: both factors to Z_t (`ring_to_field`), one HE
+//! `e·(1/S)` is [`crate::proto::linear::hemul::he_mul_trunc`]: both factors to Z_t (`ring_to_field`), one HE
 //! product, back with a faithful `field_to_ring_trunc` — the same floor as the OT product, so
 //! the reference is shared (bounds: Horner products < 2^(2f+guard+3), final < 2^(f+R+2), both
 //! far below t/4). Per product ≈ 2·C_ot(bits t) + (3·seeded + full)/N + field→ring + trunc
@@ -62,14 +62,14 @@
 
 use std::f64::consts::LN_2;
 
-use super::b2a::b2a_ring;
-use super::cmp::{lt_public, msb_reduced};
-use super::ctx::Party;
-use super::hemul::{he_mul_trunc, HeParty};
-use super::mul::{mul, mul_trunc};
-use super::mux::mux;
+use crate::proto::toolkit::b2a::b2a_ring;
+use crate::proto::toolkit::cmp::{lt_public, msb_reduced};
+use crate::proto::ctx::Party;
+use crate::proto::linear::hemul::{he_mul_trunc, HeParty};
+use crate::proto::toolkit::mul::{mul, mul_trunc};
+use crate::proto::toolkit::mux::mux;
 use super::recip::{add_shares, reciprocal, scale_public, select_by_thresholds, sub_shares, RecipKind, RecipSpec};
-use super::trunc::{trunc, TruncMode};
+use crate::proto::toolkit::trunc::{trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 

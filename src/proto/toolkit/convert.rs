@@ -50,7 +50,7 @@
 
 use super::b2a::{b2a_ring, b2a_ring_cost};
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party, Step};
+use crate::proto::ctx::{Cost, Party, Step};
 use super::trunc::{trunc, trunc_cost, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::{Field, Ring};

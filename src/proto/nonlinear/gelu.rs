@@ -73,15 +73,15 @@
 //! flooded with ≥ 40 bits; the spec (knots, coefficients) is public. No value is opened, the
 //! server never decrypts, the client decrypts only masked values.
 
-use super::b2a::{b2a_ring, b2a_ring_cost};
-use super::bits::{self, BitShare};
-use super::cmp::{lt_public, lt_public_cost};
-use super::convert::{field_to_ring, field_to_ring_cost, field_wrap_width, ring_to_field, ring_to_field_cost};
-use super::ctx::{Cost, Party};
-use super::hemul::HeParty;
-use super::hepoly::{self, CentredPoly};
-use super::mux::{mux, mux_cost};
-use super::trunc::{trunc, trunc_cost, TruncMode};
+use crate::proto::toolkit::b2a::{b2a_ring, b2a_ring_cost};
+use crate::proto::toolkit::bits::{self, BitShare};
+use crate::proto::toolkit::cmp::{lt_public, lt_public_cost};
+use crate::proto::toolkit::convert::{field_to_ring, field_to_ring_cost, field_wrap_width, ring_to_field, ring_to_field_cost};
+use crate::proto::ctx::{Cost, Party};
+use crate::proto::linear::hemul::HeParty;
+use crate::proto::linear::hepoly::{self, CentredPoly};
+use crate::proto::toolkit::mux::{mux, mux_cost};
+use crate::proto::toolkit::trunc::{trunc, trunc_cost, TruncMode};
 use crate::approx::{QuantizedPiecewise, QuantizedSegment};
 use crate::error::{Error, Result};
 use crate::he::HeContext;

@@ -61,12 +61,12 @@
 //! **Not done.** The squares stay OT products in Z_2^64 (Σ A_h² needs up to 62 bits, more than
 //! the 52-bit plaintext field holds); the output is not kept encrypted for the next linear layer.
 
-use super::convert::{field_to_ring, ring_to_field};
-use super::ctx::Party;
-use super::hemul::{broadcast_rows, mul_rows, HeParty};
-use super::mul::{mul, square};
+use crate::proto::toolkit::convert::{field_to_ring, ring_to_field};
+use crate::proto::ctx::Party;
+use crate::proto::linear::hemul::{broadcast_rows, mul_rows, HeParty};
+use crate::proto::toolkit::mul::{mul, square};
 use super::recip::{add_public, add_shares, reciprocal, RecipKind, RecipSpec};
-use super::trunc::{and_arith, or_from_product, trunc, TruncMode};
+use crate::proto::toolkit::trunc::{and_arith, or_from_product, trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 

@@ -32,7 +32,7 @@
 //! own opening traffic, bit-packed per level; exact totals: [`millionaire_cost`]). With the
 //! IKNP session (C16 = 64 + 4 bytes) this is 1026 B per comparison at ℓ = 37 and 273 B at
 //! ℓ = 12 (measured, `results/toolkit-bench.json`). Flights (each OT batch = receiver flight + sender flight; counted by
-//! [`super::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
+//! [`crate::proto::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
 //! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 9 flights).
 //!
 //! **Many thresholds ([`lt_public`] with t ≥ 2).** `x − T_τ` differs between thresholds only in
@@ -70,7 +70,7 @@ use rand::RngCore;
 use rayon::prelude::*;
 
 use super::bits::{self, and_with, BitShare};
-use super::ctx::{Cost, Party, Step, CHUNK};
+use crate::proto::ctx::{Cost, Party, Step, CHUNK};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn documented_round_counts() {
-        use crate::proto::trunc::{trunc_cost, TruncMode};
+        use crate::proto::toolkit::trunc::{trunc_cost, TruncMode};
         let ring = Ring::new(37).unwrap();
         assert_eq!(millionaire_cost(10, 36).rounds(), 2 * 4 + 1);
         assert_eq!(millionaire_cost(10, 4).rounds(), 2);

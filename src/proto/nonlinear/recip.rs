@@ -60,13 +60,13 @@
 //! truncation protocols, each of which outputs fresh uniform shares over the whole ring; all
 //! public tables depend only on public parameters; nothing is ever opened.
 
-use super::b2a::b2a_ring;
-use super::bits::BitShare;
-use super::mux::mux;
-use super::cmp::lt_public;
-use super::ctx::Party;
-use super::mul::{mul, mul_trunc, square};
-use super::trunc::{trunc, TruncMode};
+use crate::proto::toolkit::b2a::b2a_ring;
+use crate::proto::toolkit::bits::BitShare;
+use crate::proto::toolkit::mux::mux;
+use crate::proto::toolkit::cmp::lt_public;
+use crate::proto::ctx::Party;
+use crate::proto::toolkit::mul::{mul, mul_trunc, square};
+use crate::proto::toolkit::trunc::{trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 

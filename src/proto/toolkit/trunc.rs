@@ -36,7 +36,7 @@
 //! shares reveal nothing.
 
 use super::cmp::{millionaire_cost, millionaire_gt};
-use super::ctx::{Cost, Party, Step};
+use crate::proto::ctx::{Cost, Party, Step};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 

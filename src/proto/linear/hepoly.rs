@@ -39,7 +39,7 @@
 //! uniformly masked values independent of the server's share and coefficients (which are
 //! public here anyway). The server never decrypts.
 
-use super::ctx::Party;
+use crate::proto::ctx::Party;
 use super::hemul::{self, block_slice, HeParty, LinComb};
 use crate::error::{Error, Result};
 use crate::he::HeContext;

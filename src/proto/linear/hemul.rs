@@ -50,9 +50,9 @@ use fhe::bfv::Ciphertext;
 use fhe_math::rq::{dot_product, Poly};
 use rayon::prelude::*;
 
-use super::convert::{field_to_ring_trunc, ring_to_field};
-use super::ctx::{same_len, Party};
-use super::trunc::TruncMode;
+use crate::proto::toolkit::convert::{field_to_ring_trunc, ring_to_field};
+use crate::proto::ctx::{same_len, Party};
+use crate::proto::toolkit::trunc::TruncMode;
 use crate::error::{Error, Result};
 use crate::he::privacy::{ct_pt_sum_bound, private_return, return_level, simd_plain_bound};
 use crate::he::{wire, ClientKeys, HeContext, ServerKeys};

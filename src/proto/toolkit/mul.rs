@@ -32,7 +32,7 @@
 
 use rayon::prelude::*;
 
-use super::ctx::{same_len, Cost, Party, Step, CHUNK};
+use crate::proto::ctx::{same_len, Cost, Party, Step, CHUNK};
 use super::trunc::{trunc, trunc_cost, TruncMode};
 use crate::error::Result;
 use crate::share::Ring;

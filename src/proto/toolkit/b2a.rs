@@ -26,7 +26,7 @@
 use rand::RngCore;
 
 use super::bits::BitShare;
-use super::ctx::{Cost, Party, Step};
+use crate::proto::ctx::{Cost, Party, Step};
 use crate::error::Result;
 use crate::share::{Field, Ring};
 

@@ -20,7 +20,7 @@
 //! receiver privacy). Outputs are fresh uniform shares of `b·x`.
 
 use super::bits::BitShare;
-use super::ctx::{same_len, Cost, Party, Step};
+use crate::proto::ctx::{same_len, Cost, Party, Step};
 use crate::error::Result;
 use crate::share::Ring;
 
