@@ -70,9 +70,12 @@ fn bad_arguments_are_errors() {
     assert!(fit_approx::build_file(&parse("gelu --degree 4 --acc-frac 40")).is_err());
 }
 
-fn checked_in_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/approx")
+fn fit_output_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(approx::FIT_OUTPUT_DIR)
 }
+
+/// The sets the engine compiles in (src/approx/sets/).
+const INSTALLED: [&str; 2] = ["gelu", "tanh"];
 
 const CHECKED_IN: [&str; 7] = ["gelu", "exp", "exp-rr", "tanh", "sigmoid", "rsqrt", "reciprocal"];
 
@@ -103,20 +106,18 @@ fn assert_same_set(fresh: &approx::ApproxFile, recorded: &approx::ApproxFile, na
     }
 }
 
-/// Regenerates every checked-in set from the command recorded in it and compares it with
-/// the checked-in JSON (exactly, except measured errors, to 1e-12 / 1e-9 relative on means). Ignored by default:
-/// the knot searches take ~3 s in release but much longer in a debug build
-/// (run with `cargo test --release --test approx_cli -- --ignored regenerate`).
-#[test]
-#[ignore = "slow in debug builds (knot search); run in release"]
-fn regenerate_checked_in_sets() {
-    let dir = temp_dir("regen");
-    for name in CHECKED_IN {
-        let path = checked_in_dir().join(format!("{name}.json"));
+/// Re-runs the command recorded in each named set (output to a temporary folder, nothing
+/// installed) and compares the result with the recorded JSON (exactly, except measured errors,
+/// to 1e-12 / 1e-9 relative on means).
+fn regenerate(names: &[&str], tag: &str) {
+    let dir = temp_dir(tag);
+    for &name in names {
+        let path = approx::recorded_set_path(name);
         let recorded = std::fs::read_to_string(&path).unwrap();
         let file: approx::ApproxFile = serde_json::from_str(&recorded).unwrap();
         let line = file.command.strip_prefix("fastlmpi fit-approx ").unwrap();
         let args = parse(&format!("{line} --out-dir {}", dir.display()));
+        assert!(!args.install);
         fit_approx::run(&args).unwrap();
         let fresh = approx::ApproxFile::load(&dir.join(format!("{name}.json"))).unwrap();
         assert_same_set(&fresh, &file, name);
@@ -124,8 +125,42 @@ fn regenerate_checked_in_sets() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Writes the checked-in sets (results/approx) with each function's default settings.
-/// Only runs when FASTLMPI_WRITE_APPROX=1.
+/// The sets the engine compiles in are what their recorded commands produce.
+#[test]
+fn installed_sets_equal_their_recorded_commands() {
+    for name in INSTALLED {
+        assert!(approx::recorded_set_path(name).starts_with(approx::INSTALLED_SETS_DIR), "{name} is not installed");
+    }
+    regenerate(&INSTALLED, "installed");
+}
+
+/// Every checked-in set, installed or not. Ignored by default: the knot searches take ~3 s in
+/// release but much longer in a debug build
+/// (run with `cargo test --release --test approx_cli -- --ignored regenerate`).
+#[test]
+#[ignore = "slow in debug builds (knot search); run in release"]
+fn regenerate_checked_in_sets() {
+    regenerate(&CHECKED_IN, "regen");
+}
+
+/// Without --install the engine's sets are untouched; with it, the JSON lands in the sets folder.
+#[test]
+fn fit_approx_installs_only_when_asked() {
+    let (out, sets) = (temp_dir("out"), temp_dir("sets"));
+    let line = format!("tanh --segments 3 --no-knot-search --out-dir {} --sets-dir {}", out.display(), sets.display());
+    fit_approx::run(&parse(&line)).unwrap();
+    assert!(out.join("tanh.json").is_file() && out.join("tanh.svg").is_file());
+    assert!(!sets.join("tanh.json").exists(), "installed without --install");
+    fit_approx::run(&parse(&format!("{line} --install"))).unwrap();
+    let installed = std::fs::read_to_string(sets.join("tanh.json")).unwrap();
+    assert_eq!(installed, std::fs::read_to_string(out.join("tanh.json")).unwrap());
+    for dir in [out, sets] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// Writes the checked-in sets (results/approx) with each function's default settings and
+/// installs the engine's (src/approx/sets). Only runs when FASTLMPI_WRITE_APPROX=1.
 #[test]
 #[ignore = "writes results/approx; run explicitly"]
 fn write_checked_in_sets() {
@@ -134,7 +169,8 @@ fn write_checked_in_sets() {
     }
     for name in CHECKED_IN {
         let extra = if name == "gelu" { " --compare" } else { "" };
-        let args = parse(&format!("{name}{extra} --out-dir {}", checked_in_dir().display()));
+        let install = if INSTALLED.contains(&name) { " --install" } else { "" };
+        let args = parse(&format!("{name}{extra}{install} --out-dir {}", fit_output_dir().display()));
         fit_approx::run(&args).unwrap();
     }
 }

@@ -145,7 +145,7 @@ fn continuity_constraints_hold_when_asked() {
 }
 
 fn checked_in(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("results/approx").join(format!("{name}.json"))
+    fastlmpi::approx::recorded_set_path(name)
 }
 
 #[test]

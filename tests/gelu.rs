@@ -1,7 +1,7 @@
 //! Two-party tests of FASTLMPI GeLU (`proto::nonlinear::gelu`): bit-exact agreement with
 //! `reference_gelu`, documented cost, and the BERT-base-size measurement (ignored).
 //!
-//! The segments and coefficients come from the checked-in `results/approx/gelu.json`; the OT is
+//! The segments and coefficients come from the checked-in `src/approx/sets/gelu.json`; the OT is
 //! the real `OtSession` (base OTs + IKNP). `fitted_gelu` below (a run-time least-squares fit
 //! following FASTLMPI's recipe) only exercises `GeluSpec::quantize`, the path with input
 //! rounding (`poly_frac < frac`) and a scale chosen to fill the plaintext modulus.
@@ -104,7 +104,7 @@ fn preset() -> HePreset {
 
 /// The checked-in GeLU set of the approximation fitter.
 fn approx_set() -> ApproxFile {
-    ApproxFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("results/approx/gelu.json")).unwrap()
+    ApproxFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/approx/sets/gelu.json")).unwrap()
 }
 
 fn spec_for(ctx: &HeContext) -> GeluSpec {

@@ -15,8 +15,25 @@
 //!   knot search, coefficients rounded to the fixed-point scale before errors are measured.
 //! * [`function_spec`]: the functions (gelu, exp, exp-rr, tanh, sigmoid, rsqrt, reciprocal)
 //!   with their documented input ranges.
-//! * [`ApproxFile`]: results/approx/FUNC.json, written by `fastlmpi fit-approx` and loaded by
-//!   the engine. Protocol code never hard-codes coefficients.
+//! * [`ApproxFile`]: results/approx/FUNC.json, written by `fastlmpi fit-approx`; the sets the
+//!   engine compiles in live apart, in src/approx/sets/ ([`INSTALLED_SETS_DIR`]), and change
+//!   only through `fit-approx --install`. Protocol code never hard-codes coefficients.
+
+/// The sets the engine compiles in (`include_str!`); `fit-approx FUNC --install` replaces one.
+pub const INSTALLED_SETS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/approx/sets");
+/// Where `fit-approx` writes its output (JSON and SVG) unless told otherwise.
+pub const FIT_OUTPUT_DIR: &str = "results/approx";
+
+/// The recorded set of a function: the installed one when the engine uses it, else the
+/// fitter's checked-in output under results/approx.
+pub fn recorded_set_path(name: &str) -> std::path::PathBuf {
+    let installed = std::path::Path::new(INSTALLED_SETS_DIR).join(format!("{name}.json"));
+    if installed.is_file() {
+        installed
+    } else {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(FIT_OUTPUT_DIR).join(format!("{name}.json"))
+    }
+}
 
 mod build;
 mod fit;

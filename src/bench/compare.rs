@@ -1,17 +1,24 @@
 //! `bench --compare bolt`: the FASTLMPI and BOLT profiles of the same engine, on the same
 //! machine, model and input, side by side per operator; BOLT's and FASTLMPI's published figures
-//! beside them (labelled as published); optional link simulation and an analytic estimate.
+//! and BOLT's code measured on a 2-core machine beside them, each labelled with its source;
+//! optional link simulation and an analytic LAN/WAN estimate.
 //!
 //! With `--layers L` fewer than the model's depth, each per-layer operator's measured time,
 //! bytes and rounds are multiplied by depth / L ("extrapolated"); pooling, head and setup are
 //! counted once. Both directions' bytes are counted (what one party sends plus receives).
+//!
+//! The LAN/WAN estimate is `compute + bytes / bandwidth + rounds × RTT/2`, where `compute` is
+//! the online time on an **unshaped** link: the run itself with `--net local`, otherwise a second
+//! run of the same profile without shaping (a shaped run's time already contains the link, and
+//! adding the link to it would count it twice).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::plot::{write_bar_panels, BarPanel, Series};
+use super::provenance::Provenance;
 use crate::engine::report::{mib, Phase, Recorder};
 use crate::engine::{client_close, client_infer, client_open, serve_session, Profile, ServerModel};
 use crate::error::{Error, Result};
@@ -58,11 +65,53 @@ pub struct ProfileRun {
     pub cosine_vs_plaintext: f64,
     /// Wall time of the whole pair run (both parties, this machine).
     pub wall_secs: f64,
+    /// Online totals (extrapolated) on an unshaped link: the compute term of the estimates.
+    #[serde(default)]
+    pub compute: Cost,
+    /// Where `compute` comes from (this run, or a second run without link shaping).
+    #[serde(default)]
+    pub compute_source: String,
+    /// Analytic estimates from `compute`, bytes and rounds (not measured).
+    #[serde(default)]
+    pub estimates: Vec<LinkEstimate>,
     pub client_records: Recorder,
 }
 
-/// Runs one profile: a server thread and a client thread over loopback TCP with `link`.
+/// An analytic estimate of the online time on one link.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkEstimate {
+    pub link: String,
+    pub estimated_secs: f64,
+}
+
+/// The links the estimates are made for (BOLT's LAN and WAN settings).
+pub const ESTIMATE_LINKS: [(&str, Link); 2] = [("LAN 3 Gbps / 0.8 ms", Link::LAN), ("WAN 200 Mbps / 40 ms", Link::WAN)];
+
+/// Runs one profile on `link` and fills in the unshaped compute time and the LAN/WAN estimates
+/// (with a shaped `link`, the profile runs twice: once without shaping for the compute term).
 pub fn run_profile(model: &Model, tok: &Tokenized, profile: &Profile, layers: usize, link: Link, timeout: Duration) -> Result<ProfileRun> {
+    let (compute, source) = match link {
+        Link::Unlimited => (None, "this run (unshaped link)"),
+        Link::Shaped { .. } => {
+            let unshaped = measure_profile(model, tok, profile, layers, Link::Unlimited, timeout)?;
+            (Some(unshaped.online), "a second run of the same profile on an unshaped link")
+        }
+    };
+    let mut run = measure_profile(model, tok, profile, layers, link, timeout)?;
+    run.compute = compute.unwrap_or(run.online);
+    run.compute_source = source.to_string();
+    run.estimates = estimates(&run);
+    Ok(run)
+}
+
+/// The LAN and WAN estimates: the unshaped compute time plus this run's bytes and rounds on the link.
+pub fn estimates(run: &ProfileRun) -> Vec<LinkEstimate> {
+    let c = Cost { secs: run.compute.secs, ..run.online };
+    ESTIMATE_LINKS.iter().map(|(name, l)| LinkEstimate { link: name.to_string(), estimated_secs: analytic_secs(&c, *l) }).collect()
+}
+
+/// One measured run of a profile: a server thread and a client thread over loopback TCP with `link`.
+fn measure_profile(model: &Model, tok: &Tokenized, profile: &Profile, layers: usize, link: Link, timeout: Duration) -> Result<ProfileRun> {
     let depth = model.config().num_hidden_layers;
     if layers == 0 || layers > depth {
         return Err(Error::Input(format!("--layers {layers} outside 1..={depth}")));
@@ -101,6 +150,9 @@ pub fn run_profile(model: &Model, tok: &Tokenized, profile: &Profile, layers: us
         online,
         cosine_vs_plaintext: cos,
         wall_secs,
+        compute: Cost::default(),
+        compute_source: String::new(),
+        estimates: Vec::new(),
         client_records: outcome.records,
     })
 }
@@ -120,7 +172,7 @@ pub fn extrapolate(rec: &Recorder, k: f64) -> Vec<(String, Cost)> {
 }
 
 /// `compute + bytes / bandwidth + rounds × RTT/2` (one one-way latency per flight, as the link
-/// simulator charges it), with the compute time taken from the unshaped measurement.
+/// simulator charges it). `c.secs` must be a time measured **without** link shaping.
 pub fn analytic_secs(c: &Cost, link: Link) -> f64 {
     match link {
         Link::Unlimited => c.secs,
@@ -128,23 +180,45 @@ pub fn analytic_secs(c: &Cost, link: Link) -> f64 {
     }
 }
 
-/// BOLT's and FASTLMPI's published figures for BERT-base at 128 tokens (not measured here).
+/// A figure from elsewhere: seconds and bytes (exact count; printed as GiB and GB), with its source.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reference {
+    pub label: &'static str,
+    pub source: &'static str,
+    pub secs: f64,
+    pub bytes: u64,
+    /// The unit the source printed its bytes in, when that is not exact.
+    pub unit_note: &'static str,
+}
+
+/// Figures not measured by this command: BOLT's published numbers, BOLT's code measured on a
+/// 2-core machine, and FASTLMPI's published claims (BERT-base, 128 tokens).
 #[derive(Clone, Debug, Serialize)]
 pub struct Published {
-    pub source: &'static str,
-    pub bolt_without_we: (f64, f64),
-    pub bolt_with_we: (f64, f64),
-    pub bolt_ops_gib: Vec<(&'static str, f64)>,
-    pub bolt_this_machine: (f64, f64),
+    pub bolt_published: Vec<Reference>,
+    pub bolt_code_2_cores: Vec<Reference>,
+    /// BOLT's code on 2 cores, bytes per operator (both directions, w/o word elimination), in GB = 10^9 bytes.
+    pub bolt_code_ops_gb: Vec<(&'static str, f64)>,
     pub fastlmpi_claims: &'static str,
 }
 
+const CIPHERPRUNE_T1: &str = "CipherPrune (ICLR'25) Table 1, BERT-base 128 tokens, 16-core AMD 3955WX (shared reference peers-and-bolt.md §2)";
+const BOLT_2_CORES: &str = "BOLT's code (Clive2312/EzPC, branch bert), measured on a 2-core 24 GiB machine, client wall time (shared reference peers-and-bolt.md §5)";
+/// The paper's "GB" next to the 2-core count of the same configuration.
+const PAPER_GB: &str = "the paper's \"GB\" (59.6 matches the 2-core count's 59.61 GiB: they are GiB)";
+
 pub fn published() -> Published {
+    let from_gib = |g: f64| (g * (1u64 << 30) as f64).round() as u64;
     Published {
-        source: "BOLT (S&P'24) via CipherPrune Table 1 (16 cores); per-operator bytes and the 2-core run from BOLT's public code (shared reference, peers-and-bolt.md §5)",
-        bolt_without_we: (484.5, 59.6),
-        bolt_with_we: (245.4, 25.7),
-        bolt_ops_gib: vec![
+        bolt_published: vec![
+            Reference { label: "BOLT w/o W.E.", source: CIPHERPRUNE_T1, secs: 484.5, bytes: from_gib(59.6), unit_note: PAPER_GB },
+            Reference { label: "BOLT with W.E.", source: CIPHERPRUNE_T1, secs: 245.4, bytes: from_gib(25.7), unit_note: "the paper's \"GB\", taken as GiB like the row above" },
+        ],
+        bolt_code_2_cores: vec![
+            Reference { label: "BOLT w/o W.E.", source: BOLT_2_CORES, secs: 3749.0, bytes: 64_000_000_000, unit_note: "64.00 GB counted (= 59.61 GiB)" },
+            Reference { label: "BOLT with W.E.", source: BOLT_2_CORES, secs: 1594.0, bytes: 27_980_000_000, unit_note: "27.98 GB counted (= 26.05 GiB)" },
+        ],
+        bolt_code_ops_gb: vec![
             ("GeLU", 18.52),
             ("SoftMax", 18.22),
             ("LayerNorm (2×)", 15.10),
@@ -153,9 +227,30 @@ pub fn published() -> Published {
             ("pooler/classifier", 0.62),
             ("HE linear (incl. softmax·V)", 0.57),
         ],
-        bolt_this_machine: (3749.0, 59.61),
-        fastlmpi_claims: "FASTLMPI (arXiv 2412.16537): 54–64% less runtime and 72.2% less communication than BOLT",
+        fastlmpi_claims: "FASTLMPI (arXiv 2412.16537, abstract): 54–64% less runtime and 72.2% less communication than BOLT",
     }
+}
+
+/// Bytes as GiB (2^30).
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// The published and 2-core figures as text, each with its unit and source.
+fn published_text(p: &Published) -> String {
+    let mut s = String::new();
+    for (title, refs) in [("published (not measured here)", &p.bolt_published), ("BOLT's code, measured on a 2-core machine", &p.bolt_code_2_cores)] {
+        for r in refs.iter() {
+            s.push_str(&format!("{title}: {} {} s, {:.2} GiB ({}); source: {}\n", r.label, r.secs, gib(r.bytes), r.unit_note, r.source));
+        }
+    }
+    let sum: f64 = p.bolt_code_ops_gb.iter().map(|(_, g)| g).sum();
+    s.push_str(&format!(
+        "BOLT's code on 2 cores, bytes per operator in GB = 10^9 bytes (sum {sum:.2} GB): {}\n",
+        p.bolt_code_ops_gb.iter().map(|(o, g)| format!("{o} {g}")).collect::<Vec<_>>().join(", ")
+    ));
+    s.push_str(&format!("published claim: {}\n", p.fastlmpi_claims));
+    s
 }
 
 /// The comparison table as text.
@@ -211,26 +306,23 @@ pub fn table(runs: &[ProfileRun], link: Link) -> String {
             r.setup.secs,
             mib(r.setup.bytes),
             r.online.secs,
-            r.online.bytes as f64 / (1u64 << 30) as f64,
+            gib(r.online.bytes),
             r.online.bytes as f64 / 1e9,
             r.online.rounds,
             if r.extrapolated { " [extrapolated]" } else { "" },
             r.cosine_vs_plaintext
         ));
-        for (name, l) in [("LAN 3 Gbps/0.8 ms", Link::LAN), ("WAN 200 Mbps/40 ms", Link::WAN)] {
-            s.push_str(&format!("    analytic estimate on {name}: {:.1} s\n", analytic_secs(&r.online, l)));
+        for e in &r.estimates {
+            s.push_str(&format!(
+                "    ESTIMATE (analytic, not measured) on {}: {:.1} s = compute {:.1} s on an unshaped link ({}) + bytes / bandwidth + rounds × RTT/2\n",
+                e.link, e.estimated_secs, r.compute.secs, r.compute_source
+            ));
         }
         if let Link::Shaped { .. } = link {
-            s.push_str("    (measured figures above already include the simulated link)\n");
+            s.push_str("    (the measured figures above include the simulated link)\n");
         }
     }
-    let p = published();
-    s.push_str(&format!(
-        "published (not measured here): BOLT w/o W.E. {} s, {} GB; BOLT with W.E. {} s, {} GB (16 cores); BOLT's code on 2 cores: {} s, {} GiB\n",
-        p.bolt_without_we.0, p.bolt_without_we.1, p.bolt_with_we.0, p.bolt_with_we.1, p.bolt_this_machine.0, p.bolt_this_machine.1
-    ));
-    s.push_str(&format!("published BOLT bytes per operator (GiB): {}\n", p.bolt_ops_gib.iter().map(|(o, g)| format!("{o} {g}")).collect::<Vec<_>>().join(", ")));
-    s.push_str(&format!("published: {}\n", p.fastlmpi_claims));
+    s.push_str(&published_text(&published()));
     s
 }
 
@@ -244,7 +336,6 @@ fn ratio(a: f64, b: f64) -> String {
 
 /// Grouped bars per operator: time (top) and MiB (bottom), one colour per profile.
 pub fn write_svg(path: &Path, runs: &[ProfileRun]) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| Error::Config(format!("plotting failed: {e}"));
     let mut ops: Vec<String> = Vec::new();
     for r in runs {
         for (op, _) in &r.ops {
@@ -253,48 +344,19 @@ pub fn write_svg(path: &Path, runs: &[ProfileRun]) -> Result<()> {
             }
         }
     }
-    let root = SVGBackend::new(path, (1100, 800)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((2, 1));
-    let colours = [RGBColor(200, 60, 40), RGBColor(40, 90, 200)];
-    for (panel, (title, value)) in panels.iter().zip([
-        ("time per operator (s)", Box::new(|c: &Cost| c.secs) as Box<dyn Fn(&Cost) -> f64>),
-        ("communication per operator (MiB)", Box::new(|c: &Cost| mib(c.bytes))),
-    ]) {
-        let max = runs.iter().flat_map(|r| r.ops.iter().map(|(_, c)| value(c))).fold(1e-9, f64::max) * 1.1;
-        let n = ops.len().max(1);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, 0f64..max)
-            .map_err(|e| err(&e))?;
-        let labels = ops.clone();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&|x| labels.get(x.floor() as usize).cloned().unwrap_or_default())
-            .draw()
-            .map_err(|e| err(&e))?;
-        let width = 0.8 / runs.len().max(1) as f64;
-        for (ri, r) in runs.iter().enumerate() {
-            let colour = colours[ri % colours.len()];
-            let bars = ops.iter().enumerate().map(|(i, op)| {
-                let v = r.ops.iter().find(|(o, _)| o == op).map(|(_, c)| value(c)).unwrap_or(0.0);
-                let x0 = i as f64 + 0.1 + ri as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width, v)], colour.filled())
-            });
-            chart
-                .draw_series(bars)
-                .map_err(|e| err(&e))?
-                .label(format!("{}{}", r.profile, if r.extrapolated { " (extrapolated)" } else { "" }))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
-        }
-        chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| err(&e))?;
-    }
-    root.present().map_err(|e| err(&e))
+    let series = |value: &dyn Fn(&Cost) -> f64| -> Vec<Series> {
+        runs.iter()
+            .map(|r| Series {
+                name: format!("{}{}", r.profile, if r.extrapolated { " (extrapolated)" } else { "" }),
+                values: ops.iter().map(|op| r.ops.iter().find(|(o, _)| o == op).map_or(0.0, |(_, c)| value(c))).collect(),
+            })
+            .collect()
+    };
+    let panels = [
+        BarPanel { title: "time per operator (s)".into(), labels: ops.clone(), series: series(&|c| c.secs) },
+        BarPanel { title: "communication per operator (MiB)".into(), labels: ops.clone(), series: series(&|c| mib(c.bytes)) },
+    ];
+    write_bar_panels(path, 1, &panels)
 }
 
 /// Everything one `bench --compare` invocation produced.
@@ -307,6 +369,10 @@ pub struct Comparison {
     pub runs: Vec<ProfileRun>,
     pub published: Published,
     pub command: String,
+    /// Commit, command line, machine and date.
+    pub provenance: Provenance,
+    /// Peak resident memory of this process, which holds both parties of both profiles.
+    pub process_peak_rss_bytes: Option<u64>,
 }
 
 /// Writes `results/bench-<stamp>.json` and `.svg`; returns both paths.
@@ -343,5 +409,40 @@ mod tests {
         assert_eq!(analytic_secs(&c, Link::Unlimited), 10.0);
         let t = analytic_secs(&c, Link::Shaped { bits_per_sec: 3e9, rtt_ms: 0.8 });
         assert!((t - (10.0 + 1.0 + 0.04)).abs() < 1e-9, "{t}");
+    }
+
+    #[test]
+    fn estimates_take_the_unshaped_compute_time_not_the_shaped_run() {
+        let shaped = Cost { secs: 50.0, bytes: 375_000_000, rounds: 100 };
+        let run = ProfileRun {
+            profile: "fastlmpi".into(),
+            layers_run: 1,
+            layers_model: 1,
+            extrapolated: false,
+            ops: vec![],
+            setup: Cost::default(),
+            measured_online: shaped,
+            online: shaped,
+            cosine_vs_plaintext: 1.0,
+            wall_secs: 50.0,
+            compute: Cost { secs: 10.0, ..shaped },
+            compute_source: String::new(),
+            estimates: vec![],
+            client_records: Recorder::default(),
+        };
+        let e = estimates(&run);
+        assert_eq!(e.len(), 2);
+        assert!((e[0].estimated_secs - 11.04).abs() < 1e-9, "LAN: {:?}", e[0]);
+        assert!((e[1].estimated_secs - (10.0 + 15.0 + 2.0)).abs() < 1e-9, "WAN: {:?}", e[1]);
+    }
+
+    #[test]
+    fn published_bytes_carry_their_units() {
+        let p = published();
+        let sum: f64 = p.bolt_code_ops_gb.iter().map(|(_, g)| g).sum();
+        assert!((sum - 64.0).abs() < 0.01, "the per-operator GB add up to the 64.00 GB total");
+        assert!((gib(p.bolt_code_2_cores[0].bytes) - 59.61).abs() < 0.01);
+        let text = published_text(&p);
+        assert!(text.contains("GB = 10^9 bytes") && text.contains("measured on a 2-core machine") && text.contains("Table 1"));
     }
 }

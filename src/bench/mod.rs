@@ -3,5 +3,8 @@
 pub mod compare;
 pub mod linear;
 pub mod ot;
+pub mod plot;
+pub mod provenance;
+pub mod readme;
 pub use crate::engine::report;
 pub mod toolkit;

@@ -88,8 +88,10 @@ fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
         runs,
         published: compare::published(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        provenance: crate::bench::provenance::Provenance::current(),
+        process_peak_rss_bytes: crate::engine::report::peak_rss_bytes(),
     };
-    let stamp = super::eval::utc_timestamp(std::time::SystemTime::now(), false);
+    let stamp = crate::bench::provenance::utc_timestamp(std::time::SystemTime::now(), false);
     let (json, svg) = compare::write_results(&super::results_dir(), &stamp, &cmp)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&cmp).map_err(|e| Error::protocol("json", e.to_string()))?);
@@ -114,6 +116,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let dir = super::results_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!("{name}.json"));
+    let mut record = record;
+    if let Some(map) = record.as_object_mut() {
+        let stamp = serde_json::to_value(crate::bench::provenance::Provenance::current()).map_err(|e| Error::protocol("json", e.to_string()))?;
+        map.insert("provenance".into(), stamp);
+    }
     let text = serde_json::to_string_pretty(&record).map_err(|e| Error::protocol("json", e.to_string()))?;
     std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
     if args.json {

@@ -10,12 +10,17 @@
 //! summary private accuracy, label agreement and the worst pooled cosine.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use crate::bench::provenance::utc_timestamp;
 
 use serde::Serialize;
 
 use crate::data::embed::{progress_bar, PlainEncoder};
 use crate::data::embed::MAX_TOKENS;
+use crate::bench::provenance::Provenance;
+use crate::data::sample::{stratified_sample, SampleInfo};
+use crate::engine::report::peak_rss_bytes;
 use crate::data::eval::{make_record, summarize, EvalRecord, EvalSummary, PlainResult, PrivateClassify, PrivateResult};
 use crate::engine::{bucket_len, client_close, client_infer, client_open};
 use crate::model::PublicModel;
@@ -40,9 +45,13 @@ pub struct EvalArgs {
     /// Which sentences: test = odd-numbered (held out from train-head), train = even-numbered, all.
     #[arg(long, value_enum, default_value_t = Split::Test)]
     pub split: Split,
-    /// Evaluate at most N sentences of the split (the first N).
+    /// Evaluate at most N sentences of the split: a seeded sample stratified by origin and label
+    /// (see --seed), recorded in the results file.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Seed of the --limit sample.
+    #[arg(long, default_value_t = crate::data::sample::DEFAULT_SEED)]
+    pub seed: u64,
     /// Also run every sentence through the private protocol and compare with plaintext.
     #[arg(long)]
     pub private: bool,
@@ -83,6 +92,9 @@ pub struct EvalReport {
     pub data: String,
     pub split: Split,
     pub limit: Option<usize>,
+    /// How the --limit sentences were drawn (absent: the whole split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<SampleInfo>,
     pub head: String,
     pub created_utc: String,
     pub plain_seconds: f64,
@@ -92,8 +104,19 @@ pub struct EvalReport {
     pub private_setup_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_seconds: Option<f64>,
+    /// Peak resident memory per party: `client` is this process; `server` the server process as
+    /// it reported at the end of the session (private runs only).
+    pub peak_rss_bytes: PeakMemory,
+    pub provenance: Provenance,
     pub summary: EvalSummary,
     pub records: Vec<EvalRecord>,
+}
+
+/// Each party's peak resident memory, measured inside its own process.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeakMemory {
+    pub client: Option<u64>,
+    pub server: Option<u64>,
 }
 
 /// Run the command and print the summary (text or `--json`).
@@ -119,8 +142,8 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
     let max_pos = public.config.max_position_embeddings;
     let layers = args.engine.layers.unwrap_or(public.config.num_hidden_layers);
     let dataset = DataSource::parse(&args.data)?.load()?;
-    let lengths: Vec<usize> = dataset
-        .select(args.split, args.limit)
+    let lengths: Vec<usize> = stratified_sample(&dataset, args.split, args.limit, args.seed)
+        .0
         .iter()
         .map(|(_, e)| public.tokenizer.encode(&e.text, max_len, true).map(|t| bucket_len(t.len(), max_pos)))
         .collect::<Result<_>>()?;
@@ -164,10 +187,14 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
         args,
         Some(PrivateRun { classify: &mut classify, setup_seconds, setup_bytes: setup_stats.bytes_sent + setup_stats.bytes_recv, order }),
     );
-    client_close(&mut ch)?;
+    let (mut report, path) = result?;
+    report.peak_rss_bytes.server = client_close(&mut ch)?;
     drop(ch);
     server.finish(Duration::from_secs(args.net.timeout.max(1)))?;
-    result
+    // Again, now with the server's peak memory.
+    report.peak_rss_bytes.client = peak_rss_bytes();
+    write_report(&report, &path)?;
+    Ok((report, path))
 }
 
 /// Evaluate and write the records file; `private` adds the private comparison.
@@ -187,7 +214,10 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
     let head = LinearHead::load(&head_path)?;
     let source = DataSource::parse(&args.data)?;
     let dataset = source.load()?;
-    let rows = dataset.select(args.split, args.limit);
+    let (rows, sample) = stratified_sample(&dataset, args.split, args.limit, args.seed);
+    if let Some(s) = &sample {
+        eprintln!("sample (seed {}): {}", s.seed, describe_strata(s));
+    }
     if rows.is_empty() {
         return Err(Error::Input(format!("the {} split of {} is empty", args.split.name(), source.describe())));
     }
@@ -243,12 +273,15 @@ pub fn run_with(args: &EvalArgs, mut private: Option<PrivateRun<'_>>) -> Result<
         data: source.describe(),
         split: args.split,
         limit: args.limit,
+        sample,
         head: head_path.display().to_string(),
         created_utc: utc_timestamp(now, true),
         plain_seconds,
         private_setup_seconds: private.as_ref().map(|p| p.setup_seconds),
         private_setup_bytes: private.as_ref().map(|p| p.setup_bytes),
         private_seconds: private.as_ref().map(|_| private_start.elapsed().as_secs_f64()),
+        peak_rss_bytes: PeakMemory { client: peak_rss_bytes(), server: None },
+        provenance: Provenance::current(),
         summary: summarize(&records),
         records,
     };
@@ -272,6 +305,10 @@ fn log_progress(r: &EvalRecord, done: usize, total: usize, elapsed: f64) {
             p.seconds, p.bytes as f64 / 1e6, elapsed, eta
         );
     }
+}
+
+fn describe_strata(s: &SampleInfo) -> String {
+    s.strata.iter().map(|t| format!("{} label {}: {} of {}", t.origin, t.label, t.drawn, t.available)).collect::<Vec<_>>().join(", ")
 }
 
 fn describe_groups(groups: &[(usize, usize)]) -> String {
@@ -311,7 +348,8 @@ fn print_report(report: &EvalReport, path: &Path, json: bool) -> Result<()> {
     let s = &report.summary;
     if json {
         let doc = serde_json::json!({
-            "model": report.model, "data": report.data, "split": report.split, "limit": report.limit,
+            "model": report.model, "data": report.data, "split": report.split, "limit": report.limit, "sample": report.sample,
+            "peak_rss_bytes": report.peak_rss_bytes,
             "plain_seconds": report.plain_seconds, "private_setup_seconds": report.private_setup_seconds,
             "private_seconds": report.private_seconds, "summary": s, "records_file": path.display().to_string(),
         });
@@ -321,6 +359,9 @@ fn print_report(report: &EvalReport, path: &Path, json: bool) -> Result<()> {
     }
     println!("model {}, data {} ({} split, {} sentences)", report.model, report.data, report.split.name(), s.sentences);
     let correct = (s.plain_accuracy * s.sentences as f64).round() as usize;
+    if let Some(sample) = &report.sample {
+        println!("sample (seed {}, {}): {}", sample.seed, sample.method, describe_strata(sample));
+    }
     println!("plaintext accuracy {:.4} ({correct}/{})  [{:.1} s]", s.plain_accuracy, s.sentences, report.plain_seconds);
     if s.plain_accuracy_by_origin.len() > 1 {
         for o in &s.plain_accuracy_by_origin {
@@ -337,6 +378,8 @@ fn print_report(report: &EvalReport, path: &Path, json: bool) -> Result<()> {
             p.mean_seconds,
             p.mean_bytes / 1e6
         );
+        let gib = |b: Option<u64>| b.map_or("not measured".to_string(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64));
+        println!("peak memory: client {}, server {}", gib(report.peak_rss_bytes.client), gib(report.peak_rss_bytes.server));
     }
     println!("records written to {}", path.display());
     Ok(())
@@ -347,46 +390,9 @@ fn file_safe(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
 }
 
-/// `2026-11-23T21:50:00Z` (`pretty`) or `20261123T215000Z`.
-pub fn utc_timestamp(t: SystemTime, pretty: bool) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    if pretty {
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-    } else {
-        format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
-    }
-}
-
-/// Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(utc_timestamp(UNIX_EPOCH, true), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_470_600); // 2026-11-23 21:50:00 UTC
-        assert_eq!(utc_timestamp(t, false), "20261123T215000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(utc_timestamp(leap, true), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn lengths_by_sentences_per_token() {

@@ -1,6 +1,7 @@
 //! `fastlmpi fit-approx FUNC`: fits a segmented approximation, prints its segments,
-//! coefficients and errors, and writes results/approx/FUNC.json (loaded by the engine) and
-//! results/approx/FUNC.svg.
+//! coefficients and errors, and writes results/approx/FUNC.json and results/approx/FUNC.svg.
+//! The engine's own sets (src/approx/sets/, compiled in and fingerprinted in the handshake)
+//! change only with `--install`, so an experiment never alters the next build's protocol.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,8 +61,15 @@ pub struct FitApproxArgs {
     /// Add BOLT's, BumbleBee's and FASTLMPI's published approximations (gelu only).
     #[arg(long)]
     pub compare: bool,
-    #[arg(long, default_value = "results/approx")]
+    #[arg(long, default_value = crate::approx::FIT_OUTPUT_DIR)]
     pub out_dir: PathBuf,
+    /// Also install the JSON as the engine's set (src/approx/sets/FUNC.json): the next build
+    /// compiles it in, and its handshake no longer matches binaries built with the old set.
+    #[arg(long)]
+    pub install: bool,
+    /// Where --install writes (the engine's sets).
+    #[arg(long, hide = true, default_value = crate::approx::INSTALLED_SETS_DIR)]
+    pub sets_dir: PathBuf,
 }
 
 fn parse_range(text: &str) -> Result<(f64, f64)> {
@@ -292,11 +300,21 @@ pub fn run(args: &FitApproxArgs) -> Result<()> {
     }
     let title = format!("{}: {} segments, degree {}", file.function, file.segments, file.degree);
     write_svg(&svg_path, &title, func.f, file.range, &curves)?;
+    let installed = args.sets_dir.join(format!("{}.json", file.function));
+    if args.install {
+        std::fs::create_dir_all(&args.sets_dir).map_err(|e| Error::io(&args.sets_dir, e))?;
+        write(&installed, &format!("{json}\n"))?;
+    }
     if args.json {
         println!("{json}");
     } else {
         print!("{}", format_table(&file));
         println!("wrote {} and {}", json_path.display(), svg_path.display());
+        if args.install {
+            println!("installed {}: rebuild to use it (the handshake then rejects binaries built with the old set)", installed.display());
+        } else {
+            println!("the engine's set ({}) is unchanged; add --install to replace it", installed.display());
+        }
     }
     Ok(())
 }

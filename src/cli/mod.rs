@@ -6,6 +6,7 @@ pub mod eval;
 pub mod fit_approx;
 pub mod party;
 pub mod ranges;
+pub mod report;
 pub mod train_head;
 
 use std::ffi::OsString;
@@ -43,6 +44,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Measure a checkpoint's activation ranges and check them against the protocols' domains.
     Ranges(ranges::RangesArgs),
+    /// Write the README's "Measured" section from the records in results/recorded/.
+    Report(report::ReportArgs),
 }
 
 /// Flags shared by every command that loads a model and tokenizes text.
@@ -224,6 +227,7 @@ where
         Command::TrainHead(a) => train_head::run(&a),
         Command::Eval(a) => eval::run(&a),
         Command::Ranges(a) => ranges::run(&a),
+        Command::Report(a) => report::run(&a),
     }
 }
 

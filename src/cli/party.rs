@@ -19,7 +19,9 @@ use sha2::{Digest, Sha256};
 
 use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
 use crate::error::{Error, Result};
-use crate::engine::report::{layer_table, mib, Phase, Recorder};
+use crate::bench::plot::write_run_svg;
+use crate::bench::provenance::Provenance;
+use crate::engine::report::{layer_table, mib, peak_rss_bytes, Phase, Recorder};
 use crate::engine::{client_close, client_infer, client_open, serve_session as engine_session, ClientOutcome, Profile, ServerModel};
 use crate::model;
 use crate::net::handshake::{handshake, Hello};
@@ -40,6 +42,12 @@ pub struct PartyReport {
     pub comm: CommStats,
     pub channel_check: bool,
     pub private_inference: Option<serde_json::Value>,
+    /// This party's peak resident memory (its own process, /proc/self/status VmHWM).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// The other party's, as it reported at the end of the session (the client gets the server's).
+    #[serde(default)]
+    pub peer_peak_rss_bytes: Option<u64>,
 }
 
 /// Numeric parameters both parties must agree on (checked in the handshake).
@@ -113,6 +121,8 @@ fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name:
         wall_secs: t0.elapsed().as_secs_f64(),
         comm: ch.stats(),
         channel_check: true,
+        peak_rss_bytes: report.peak_rss_bytes,
+        peer_peak_rss_bytes: None,
         private_inference: Some(serde_json::to_value(&report).map_err(|e| Error::protocol("report", e.to_string()))?),
     })
 }
@@ -165,7 +175,7 @@ fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyRepo
     let mut es = client_open(ch, &input.public, &input.profile, &[input.tokens.len()])?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut outcome = client_infer(ch, &mut es, &input.public, &input.tokens, input.layers, true, progress)?;
-    client_close(ch)?;
+    let server_peak = client_close(ch)?;
     // One record set: the session's setup, then the inference.
     let mut records = es.setup.clone();
     records.records.append(&mut outcome.records.records);
@@ -178,6 +188,9 @@ fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyRepo
         comm: ch.stats(),
         channel_check: true,
         private_inference: Some(serde_json::to_value(&outcome.records).map_err(|e| Error::protocol("report", e.to_string()))?),
+        // Before the plaintext agreement check loads the full model into this process.
+        peak_rss_bytes: peak_rss_bytes(),
+        peer_peak_rss_bytes: server_peak,
     };
     Ok((report, outcome))
 }
@@ -250,10 +263,15 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
         "total_rounds": client.comm.rounds,
         "setup": {"wall_secs": setup_secs, "comm": setup_comm},
         "online": {"wall_secs": online_secs, "comm": online_comm},
+        "peak_rss_bytes": {"client": client.peak_rss_bytes, "server": client.peer_peak_rss_bytes},
+        "provenance": Provenance::current(),
         "client": client,
         "server": server,
     });
     let path = write_run_record(&input.resolved.name, input.profile.name(), &record)?;
+    let svg = path.with_extension("svg");
+    let title = format!("{} {} ({} tokens)", input.resolved.name, input.profile.name(), input.tokens.len());
+    write_run_svg(&svg, &outcome.records, &title)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&record).map_err(|e| Error::protocol("report", e.to_string()))?);
         return Ok(());
@@ -280,7 +298,9 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
     println!("setup: {setup_secs:.2} s, {:.2} MiB; online: {online_secs:.2} s, {:.2} MiB, {} rounds", mib(setup_comm.bytes_sent + setup_comm.bytes_recv), mib(online_comm.bytes_sent + online_comm.bytes_recv), online_comm.rounds);
     print!("{}", layer_table(&outcome.records));
     print!("{}", op_table(&outcome.records));
-    println!("record: {}", path.display());
+    let gib = |b: Option<u64>| b.map_or("not measured".to_string(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64));
+    println!("peak memory: client {}, server {} (each measured in its own process)", gib(client.peak_rss_bytes), gib(client.peer_peak_rss_bytes));
+    println!("record: {} (figure: {})", path.display(), svg.display());
     Ok(())
 }
 

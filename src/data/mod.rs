@@ -15,6 +15,7 @@ pub mod embed;
 pub mod eval;
 pub mod head;
 pub mod load;
+pub mod sample;
 pub mod train;
 
 pub use head::{HeadMetadata, LinearHead, LABEL_NAMES};

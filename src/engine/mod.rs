@@ -75,10 +75,11 @@ pub struct Profile {
     pub linear: LinearBackend,
 }
 
-/// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu`).
-const GELU_SET: &str = include_str!("../../results/approx/gelu.json");
-/// The tanh segments of the BERT pooler (output of `fastlmpi fit-approx tanh`).
-const TANH_SET: &str = include_str!("../../results/approx/tanh.json");
+/// The GeLU segments the FASTLMPI profile evaluates (installed by `fastlmpi fit-approx gelu
+/// --install`; fit-approx's ordinary output in results/approx/ does not change the engine).
+const GELU_SET: &str = include_str!("../approx/sets/gelu.json");
+/// The tanh segments of the BERT pooler (installed by `fastlmpi fit-approx tanh --install`).
+const TANH_SET: &str = include_str!("../approx/sets/tanh.json");
 
 impl Profile {
     pub fn fastlmpi() -> Profile {
@@ -125,12 +126,12 @@ impl Profile {
 
     /// The checked-in GeLU approximation set.
     pub fn gelu_set(&self) -> Result<ApproxFile> {
-        ApproxFile::parse(GELU_SET, "results/approx/gelu.json")
+        ApproxFile::parse(GELU_SET, "src/approx/sets/gelu.json")
     }
 
     /// The checked-in tanh approximation set (BERT pooler).
     pub fn tanh_set(&self) -> Result<ApproxFile> {
-        ApproxFile::parse(TANH_SET, "results/approx/tanh.json")
+        ApproxFile::parse(TANH_SET, "src/approx/sets/tanh.json")
     }
 
     /// Everything both parties must agree on, for the handshake.

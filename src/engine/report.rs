@@ -104,6 +104,20 @@ impl Recorder {
     }
 }
 
+/// Peak resident memory of this process so far, in bytes (Linux: `VmHWM` in /proc/self/status;
+/// `None` elsewhere or when unreadable). Each party measures its own process.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+/// The `VmHWM:  N kB` line of a /proc status file, in bytes.
+fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Bytes as MiB with two decimals (the unit BOLT calls "MB"/"GB" is binary).
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -124,6 +138,16 @@ pub fn layer_table(rec: &Recorder) -> String {
 mod tests {
     use super::*;
     use crate::net::run_pair;
+
+    #[test]
+    fn peak_memory_is_read_from_the_status_file() {
+        assert_eq!(parse_vm_hwm("Name:\tx\nVmHWM:\t   2048 kB\nVmRSS:\t 10 kB\n"), Some(2048 * 1024));
+        assert_eq!(parse_vm_hwm("VmRSS: 10 kB\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM: lots kB\n"), None);
+        if cfg!(target_os = "linux") {
+            assert!(peak_rss_bytes().is_some_and(|b| b > 1 << 20), "a running test uses more than 1 MiB");
+        }
+    }
 
     #[test]
     fn recorder_meters_each_region_and_sums_per_layer() {

@@ -279,6 +279,8 @@ fn open_outputs(s: &mut Sess, pooled: &[u64], logits: Option<&[u64]>, reveal_emb
 pub struct ServerSessionReport {
     pub setup: Recorder,
     pub inferences: Vec<Recorder>,
+    /// The server process's peak resident memory at the end of the session (also sent to the client).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Server side of a session: the session request, the setup, then inferences until the client
@@ -312,7 +314,12 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
         open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
         inferences.push(s.rec);
     }
-    Ok(ServerSessionReport { setup: es.setup, inferences })
+    // The server's own peak memory closes the session (0: unknown), so the client's record has both parties'.
+    let peak_rss_bytes = super::report::peak_rss_bytes();
+    ch.set_phase("close session");
+    ch.send_u64(peak_rss_bytes.unwrap_or(0))?;
+    ch.flush()?;
+    Ok(ServerSessionReport { setup: es.setup, inferences, peak_rss_bytes })
 }
 
 /// Upper bound on the number of classifier labels a server may announce.
@@ -375,9 +382,12 @@ pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &Publi
     })
 }
 
-/// Client side: end the session (the server's loop returns).
-pub fn client_close(ch: &mut dyn Channel) -> Result<()> {
+/// Client side: end the session (the server's loop returns); returns the server process's peak
+/// resident memory in bytes as it reports it (`None`: the server could not measure it).
+pub fn client_close(ch: &mut dyn Channel) -> Result<Option<u64>> {
     ch.set_phase("close session");
     ch.send_frame(b"null")?;
-    ch.flush()
+    ch.flush()?;
+    let peak = ch.recv_u64()?;
+    Ok((peak > 0).then_some(peak))
 }

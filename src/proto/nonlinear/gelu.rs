@@ -60,7 +60,7 @@
 //! 2^40·N times that (statistical distance ≤ 2^-40 per ciphertext). The cost figures below were
 //! measured with a 60-bit t and 3 × 62-bit moduli before the flooding width gained the factor N;
 //! the byte counts per element change by the ratio of the ciphertext sizes (218/186). With the checked-in 7-segment degree-3 set
-//! (`results/approx/gelu.json`, acc_frac 44, max |V| < 2^46) and ℓ = 40, frac = 12,
+//! (`src/approx/sets/gelu.json`, acc_frac 44, max |V| < 2^46) and ℓ = 40, frac = 12,
 //! |x| < 2^19: one BERT-base FFN batch (128 × 3072 = 393 216 values, release, real OT, loopback,
 //! 2 shared cores) took 140 s and 1.96 GB in total, of which 96 MB HE (+ openings), the rest
 //! OT (57 M OTs, dominated by the 6 knot comparisons and the 64-bit conversions and
@@ -215,7 +215,7 @@ impl GeluSpec {
     }
 
     /// The spec for a set quantised by `approx` (e.g. the checked-in
-    /// `results/approx/gelu.json`): its knots, centres and coefficients are used as they are
+    /// `src/approx/sets/gelu.json`): its knots, centres and coefficients are used as they are
     /// (input and polynomial at `in_frac`, accumulator at `acc_frac`, output at `out_frac`,
     /// which must equal `in_frac`), so [`reference_gelu`] equals `QuantizedPiecewise::eval`.
     /// Fails with `Error::Config` if an accumulator can reach 2^(bits(t) − 2) on `|x| <
