@@ -1,7 +1,7 @@
 //! Fitter, fixed-point evaluation and checked-in coefficient sets (no network involved: the
 //! approx module has no cryptography).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fastlmpi::approx::{
     fit, function_spec, measure, taylor_shift, ApproxFile, Continuity, FitConfig, FixedEvalSpec,

@@ -141,6 +141,7 @@ fn eval_args(model_dir: &Path, data: &Path, output: PathBuf) -> EvalArgs {
         engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None },
         net: NetArgs { timeout: 120, net: "local".into() },
         weight_cache_mib: 0,
+        seed: fastlmpi::data::sample::DEFAULT_SEED,
     }
 }
 
@@ -187,6 +188,11 @@ fn train_head_and_eval_end_to_end_on_tiny_model() {
     assert!(p["worst_pooled_cosine"].as_f64().unwrap() > 0.999, "{p}");
     assert!(written["private_setup_bytes"].as_u64().unwrap() > 0);
     assert!(written["records"].as_array().unwrap().iter().all(|r| r["private"]["bytes"].as_u64().unwrap() > 0));
+    // Each party's peak memory, measured in its own process (the server's sent at session close).
+    for party in ["client", "server"] {
+        assert!(written["peak_rss_bytes"][party].as_u64().is_some_and(|b| b > 1 << 20), "{party}: {}", written["peak_rss_bytes"]);
+    }
+    assert!(written["provenance"]["commit"].as_str().is_some());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

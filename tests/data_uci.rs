@@ -172,5 +172,6 @@ fn heldout_eval_args(name: &str) -> EvalArgs {
         engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None },
         net: NetArgs { timeout: 120, net: "local".into() },
         weight_cache_mib: 0,
+        seed: fastlmpi::data::sample::DEFAULT_SEED,
     }
 }

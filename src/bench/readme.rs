@@ -104,7 +104,7 @@ fn provenance_line(rec: &Value, file: &str) -> String {
             )
         }
         None => format!(
-            "`{file}` is **unstamped** (made before records carried their commit, command and machine; the command is in the `.txt` beside it); its times predate later protocol changes, its bytes and rounds hold for the commit it was made at"
+            "`{file}` is **unstamped**: made before records carried their commit, command and machine (the `.txt` beside it has the command); protocol changes since may have changed its figures"
         ),
     }
 }
