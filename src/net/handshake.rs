@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::share::Role;
 
 pub const PROTOCOL_MAGIC: &str = "fastlmpi";
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 const MAX_HELLO_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
