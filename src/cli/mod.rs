@@ -237,7 +237,7 @@ where
     };
     match cli.command {
         Command::Run(a) => party::run(&a),
-        Command::Serve(a) => party::serve(&a),
+        Command::Serve(a) => serve::serve(&a),
         Command::Client(a) => party::client(&a).map(|_| ()),
         Command::Plain(a) => party::plain(&a),
         Command::FitApprox(a) => fit_approx::run(&a),

@@ -16,7 +16,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
+use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::engine::report::{layer_table, mib, Phase, Recorder};
 use crate::engine::session::serve_session_into;
@@ -82,11 +82,6 @@ pub(super) fn open_channel(stream: std::net::TcpStream, net: &NetArgs, tls: Opti
         }
     };
     Ok((Metered::new(Shaped::new(transport, net.link()?)), wire))
-}
-
-/// `fastlmpi serve` (see [`super::serve`]).
-pub fn serve(args: &ServeArgs) -> Result<()> {
-    super::serve::serve(args)
 }
 
 /// One session on the server; `report` holds what was done even when it fails.

@@ -8,7 +8,7 @@
 //! * The output policy (`--reveal`, `--allow-partial`) and the per-session limits are the
 //!   operator's ([`crate::engine::policy`]).
 //! * SIGINT/SIGTERM: stop accepting, let running sessions finish for up to `--grace-secs`,
-//!   exit 0.
+//!   exit 0 (a second signal exits at once, status 130).
 //! * One log line per session on stderr when it starts and when it ends: peer, model,
 //!   inferences, bytes, time, outcome (times since the server started, so overlapping
 //!   sessions show).
@@ -193,7 +193,12 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
 fn serve_forever(shared: &Arc<Shared>, listener: &TcpListener, max_sessions: usize, grace: Duration) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+    // The first signal starts the graceful shutdown; a second one ends the process at once.
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
         .map_err(|e| Error::Config(format!("installing the SIGINT/SIGTERM handler: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| Error::Net { context: "configuring the listener".into(), source: e })?;
     let running = Arc::new(AtomicUsize::new(0));
