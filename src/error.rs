@@ -24,6 +24,9 @@ pub enum Error {
     /// The two parties disagree on parameters, model shape or versions.
     #[error("handshake mismatch: {0}")]
     Handshake(String),
+    /// The server declined the request (policy, limits, busy); the message says why.
+    #[error("the server refused: {0}")]
+    Refused(String),
     /// Missing or malformed model files, tensors or configs.
     #[error("model error: {0}")]
     Model(String),

@@ -46,9 +46,10 @@ fn run_to_end(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
-/// Start `serve --once --announce` and return the child and its address.
+/// Start `serve --once --announce --allow-partial` (the tests run one layer) and return the
+/// child and its address.
 fn start_server(model: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = fastlmpi(&["serve", "--once", "--announce", "--no-fetch", "--listen", "127.0.0.1:0"])
+    let mut child = fastlmpi(&["serve", "--once", "--announce", "--allow-partial", "--no-fetch", "--listen", "127.0.0.1:0"])
         .args(["--model", model.to_str().unwrap(), "--accept-timeout", "30"])
         .args(extra)
         .stdout(Stdio::piped())

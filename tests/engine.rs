@@ -7,14 +7,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use fastlmpi::engine::{bucket_len, client_close, client_infer, client_open, serve_session, simulate, ClientOutcome, Profile, ServerModel};
+use fastlmpi::engine::{bucket_len, client_close, client_infer, client_open, serve_session, simulate, ClientOutcome, Profile, Reveal, ServePolicy, ServerModel};
 use fastlmpi::model::{cosine, forward_f32, resolve, tiny, Model, Tokenized};
 use fastlmpi::net::run_pair;
 
 /// Runs both parties over loopback TCP (one session, one inference per input); returns the
 /// client's outcomes.
 fn private_runs(model: &Model, toks: &[Tokenized], profile: &Profile, layers: usize) -> Vec<ClientOutcome> {
-    let sm = ServerModel::new(model, profile).unwrap();
+    let sm = ServerModel::new(model, profile).unwrap().with_policy(ServePolicy::benchmark());
     let mut lens: Vec<usize> = toks.iter().map(Tokenized::len).collect();
     lens.sort_unstable();
     lens.dedup();
@@ -24,7 +24,7 @@ fn private_runs(model: &Model, toks: &[Tokenized], profile: &Profile, layers: us
             let mut es = client_open(ch, &model.public, profile, &lens)?;
             let outs = toks
                 .iter()
-                .map(|t| client_infer(ch, &mut es, &model.public, t, layers, true, false))
+                .map(|t| client_infer(ch, &mut es, &model.public, t, layers, Reveal::Embedding, false))
                 .collect::<fastlmpi::Result<Vec<_>>>()?;
             client_close(ch)?;
             Ok(outs)

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::plot::{write_bar_panels, BarPanel, Series};
 use super::provenance::Provenance;
 use crate::engine::report::{mib, Phase, Recorder};
-use crate::engine::{client_close, client_infer, client_open, serve_session, Profile, ServerModel};
+use crate::engine::{client_close, client_infer, client_open, serve_session, Profile, Reveal, ServePolicy, ServerModel};
 use crate::error::{Error, Result};
 use crate::model::{cosine, forward_f32, Model, Tokenized};
 use crate::net::local::{run_pair_with, PairOptions};
@@ -116,7 +116,7 @@ fn measure_profile(model: &Model, tok: &Tokenized, profile: &Profile, layers: us
     if layers == 0 || layers > depth {
         return Err(Error::Input(format!("--layers {layers} outside 1..={depth}")));
     }
-    let sm = ServerModel::new(model, profile)?;
+    let sm = ServerModel::new(model, profile)?.with_policy(ServePolicy::benchmark());
     let t0 = Instant::now();
     let opts = PairOptions { timeout, link, ..PairOptions::default() };
     let out = run_pair_with(
@@ -124,7 +124,7 @@ fn measure_profile(model: &Model, tok: &Tokenized, profile: &Profile, layers: us
         |ch| serve_session(ch, &sm, profile),
         |ch| {
             let mut es = client_open(ch, &model.public, profile, &[tok.len()])?;
-            let outcome = client_infer(ch, &mut es, &model.public, tok, layers, true, false)?;
+            let outcome = client_infer(ch, &mut es, &model.public, tok, layers, Reveal::Embedding, false)?;
             client_close(ch)?;
             Ok((es.setup, outcome))
         },

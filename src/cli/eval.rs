@@ -22,7 +22,7 @@ use crate::bench::provenance::Provenance;
 use crate::data::sample::{stratified_sample, SampleInfo};
 use crate::engine::report::peak_rss_bytes;
 use crate::data::eval::{make_record, summarize, EvalRecord, EvalSummary, PlainResult, PrivateClassify, PrivateResult};
-use crate::engine::{bucket_len, client_close, client_infer, client_open};
+use crate::engine::{bucket_len, client_close, client_infer, client_open, Reveal};
 use crate::model::PublicModel;
 use crate::net::Channel;
 use super::party::{client_handshake, LocalServer};
@@ -170,7 +170,7 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
         let tokens = public.tokenizer.encode(text, max_len, true)?.len();
         let padded_to = bucket_len(tokens, max_pos);
         let tok = public.tokenizer.encode_padded(text, max_len, true, Some(padded_to))?;
-        let out = client_infer(&mut ch, &mut es, &public, &tok, layers, true, false)?;
+        let out = client_infer(&mut ch, &mut es, &public, &tok, layers, Reveal::Embedding, false)?;
         let used = ch.stats().since(&before);
         let logits = out.logits.ok_or_else(|| Error::protocol("eval", "no logits opened"))?;
         let pooled = out.pooled.ok_or_else(|| Error::protocol("eval", "no embedding opened"))?;

@@ -7,6 +7,7 @@ pub mod fit_approx;
 pub mod party;
 pub mod ranges;
 pub mod report;
+pub mod serve;
 pub mod train_head;
 
 use std::ffi::OsString;
@@ -46,6 +47,9 @@ pub enum Command {
     Ranges(ranges::RangesArgs),
     /// Write the README's "Measured" section from the records in results/recorded/.
     Report(report::ReportArgs),
+    /// Make a local CA and a server certificate signed by it, for `serve --tls-cert/--tls-key`
+    /// and `client --tls-ca` (testing and local use only).
+    KeygenTls(serve::KeygenTlsArgs),
 }
 
 /// Flags shared by every command that loads a model and tokenizes text.
@@ -167,6 +171,16 @@ pub struct ServeArgs {
     /// same padded length (`eval --private`).
     #[arg(long, default_value_t = 0)]
     pub weight_cache_mib: usize,
+    #[command(flatten)]
+    pub policy: serve::PolicyArgs,
+    #[command(flatten)]
+    pub sessions: serve::SessionArgs,
+    /// TLS certificate chain (PEM) to serve under; needs --tls-key (`fastlmpi keygen-tls` makes a local pair).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -182,6 +196,13 @@ pub struct ClientArgs {
     /// Server address.
     #[arg(long, default_value = "127.0.0.1:7000")]
     pub connect: String,
+    /// The most to ask the server to open: label, logits or embedding (it opens the lesser of
+    /// this and its own --reveal).
+    #[arg(long, default_value = "embedding")]
+    pub reveal: String,
+    /// Connect over TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     #[arg(long)]
     pub seq_len: Option<usize>,
     #[arg(long)]
@@ -219,7 +240,7 @@ where
     };
     match cli.command {
         Command::Run(a) => party::run(&a),
-        Command::Serve(a) => party::serve(&a),
+        Command::Serve(a) => serve::serve(&a),
         Command::Client(a) => party::client(&a).map(|_| ()),
         Command::Plain(a) => party::plain(&a),
         Command::FitApprox(a) => fit_approx::run(&a),
@@ -228,6 +249,7 @@ where
         Command::Eval(a) => eval::run(&a),
         Command::Ranges(a) => ranges::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::KeygenTls(a) => serve::keygen_tls(&a),
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,16 +16,18 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs, ServeArgs};
+use super::{ClientArgs, ModelArgs, NetArgs, PlainArgs, RunArgs};
 use crate::error::{Error, Result};
 use crate::bench::plot::write_run_svg;
 use crate::bench::provenance::Provenance;
 use crate::engine::report::{layer_table, mib, peak_rss_bytes, Phase, Recorder};
-use crate::engine::{client_close, client_infer, client_open, serve_session as engine_session, ClientOutcome, Profile, ServerModel};
+use crate::engine::session::serve_session_into;
+use crate::engine::{client_close, client_infer, client_open, ClientOutcome, Profile, Reveal, ServerModel, ServerSessionReport};
 use crate::model;
 use crate::net::handshake::{handshake, Hello};
 use crate::net::shaping::Shaped;
-use crate::net::{accept_with_timeout, connect_with_retry, Channel, CommStats, Metered, TcpChannel, TcpTransport};
+use crate::net::tls::{self, WireCounter};
+use crate::net::{connect_with_retry, Channel, CommStats, Metered, PartyChannel, PartyTransport, TcpTransport};
 use crate::share::Role;
 
 /// Bytes the client sends in the channel check.
@@ -48,6 +49,10 @@ pub struct PartyReport {
     /// The other party's, as it reported at the end of the session (the client gets the server's).
     #[serde(default)]
     pub peer_peak_rss_bytes: Option<u64>,
+    /// Bytes that crossed the socket under TLS (records, handshake), when TLS was on; `comm`
+    /// counts the protocol's bytes, the same with or without TLS.
+    #[serde(default)]
+    pub tls_wire_bytes: Option<u64>,
 }
 
 /// Numeric parameters both parties must agree on (checked in the handshake).
@@ -63,57 +68,36 @@ fn resolve(args: &ModelArgs) -> Result<model::ResolvedModel> {
     Ok(r)
 }
 
-fn open_channel(stream: std::net::TcpStream, net: &NetArgs) -> Result<TcpChannel> {
-    let transport = TcpTransport::new(stream, Duration::from_secs(net.timeout.max(1)))?;
-    Ok(Metered::new(Shaped::new(transport, net.link()?)))
+/// TLS on one side of a connection: the server's configuration, or the client's with the
+/// name the server's certificate must carry.
+pub(super) enum TlsSide {
+    Server(Arc<rustls::ServerConfig>),
+    Client(Arc<rustls::ClientConfig>, String),
 }
 
-/// `fastlmpi serve`: bind, then serve clients one at a time.
-pub fn serve(args: &ServeArgs) -> Result<()> {
-    super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads }.apply_threads()?;
-    let profile = Profile::parse(&args.profile)?;
-    let resolved = resolve(&args.model)?;
-    let model = model::Model::load(&resolved.dir)?;
-    let server_model = ServerModel::with_weight_cache(&model, &profile, args.weight_cache_mib.saturating_mul(1 << 20))?;
-    let fingerprint = model.public.config.shape_fingerprint();
-    let listener = TcpListener::bind(&args.listen)
-        .map_err(|e| Error::Net { context: format!("binding {}", args.listen), source: e })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::Net { context: "reading the bound address".into(), source: e })?;
-    if args.announce {
-        println!("LISTENING {addr}");
-    } else {
-        eprintln!("fastlmpi server: model {} ({}), listening on {addr}", resolved.name, resolved.dir.display());
-    }
-    let accept_timeout = (args.accept_timeout > 0).then(|| Duration::from_secs(args.accept_timeout));
-    loop {
-        let stream = accept_with_timeout(&listener, accept_timeout)?;
-        let mut ch = open_channel(stream, &args.net)?;
-        let result = serve_session(&mut ch, &server_model, &profile, &resolved.name, &fingerprint);
-        match (&result, args.once) {
-            (Ok(report), _) if args.announce => {
-                let json = serde_json::to_string(report).map_err(|e| Error::protocol("report", e.to_string()))?;
-                println!("REPORT {json}");
-            }
-            (Ok(report), _) => eprintln!(
-                "session done: {} bytes sent, {} received, {} rounds, {:.2} s",
-                report.comm.bytes_sent, report.comm.bytes_recv, report.comm.rounds, report.wall_secs
-            ),
-            (Err(e), false) => eprintln!("session failed: {e}"),
-            (Err(_), true) => {}
+/// The metered channel over a connected socket (TLS when `tls` is set; its socket counter too).
+pub(super) fn open_channel(stream: std::net::TcpStream, net: &NetArgs, tls: Option<&TlsSide>) -> Result<(PartyChannel, Option<Arc<WireCounter>>)> {
+    let timeout = Duration::from_secs(net.timeout.max(1));
+    let (transport, wire) = match tls {
+        None => (PartyTransport::Tcp(TcpTransport::new(stream, timeout)?), None),
+        Some(TlsSide::Server(cfg)) => {
+            let (t, w) = tls::accept(stream, Arc::clone(cfg), timeout)?;
+            (PartyTransport::Tls(t), Some(w))
         }
-        if args.once {
-            return result.map(|_| ());
+        Some(TlsSide::Client(cfg, host)) => {
+            let (t, w) = tls::connect(stream, Arc::clone(cfg), host, timeout)?;
+            (PartyTransport::Tls(t), Some(w))
         }
-    }
+    };
+    Ok((Metered::new(Shaped::new(transport, net.link()?)), wire))
 }
 
-fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str) -> Result<PartyReport> {
+/// One session on the server; `report` holds what was done even when it fails.
+pub(super) fn serve_session(ch: &mut PartyChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str, report: &mut ServerSessionReport) -> Result<PartyReport> {
     let t0 = Instant::now();
     handshake(ch, &Hello::new(Role::Server, fingerprint, session_params(profile)))?;
     channel_check_server(ch)?;
-    let report = engine_session(ch, sm, profile)?;
+    serve_session_into(ch, sm, profile, report)?;
     Ok(PartyReport {
         role: Role::Server,
         model: name.to_string(),
@@ -123,11 +107,12 @@ fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name:
         channel_check: true,
         peak_rss_bytes: report.peak_rss_bytes,
         peer_peak_rss_bytes: None,
-        private_inference: Some(serde_json::to_value(&report).map_err(|e| Error::protocol("report", e.to_string()))?),
+        private_inference: Some(serde_json::to_value(&*report).map_err(|e| Error::protocol("report", e.to_string()))?),
+        tls_wire_bytes: None,
     })
 }
 
-fn channel_check_server(ch: &mut TcpChannel) -> Result<()> {
+fn channel_check_server(ch: &mut PartyChannel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     ch.recv_bytes(&mut probe)?;
@@ -142,6 +127,8 @@ struct ClientInput {
     tokens: model::Tokenized,
     profile: Profile,
     layers: usize,
+    /// The most the client asks the server to open.
+    reveal: Reveal,
 }
 
 fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>, engine: &super::EngineArgs) -> Result<ClientInput> {
@@ -155,26 +142,38 @@ fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Optio
     if layers == 0 || layers > depth {
         return Err(Error::Input(format!("--layers {layers} outside 1..={depth} for {}", resolved.name)));
     }
-    Ok(ClientInput { resolved, public, tokens, profile, layers })
+    Ok(ClientInput { resolved, public, tokens, profile, layers, reveal: Reveal::Embedding })
 }
 
 /// `fastlmpi client`: connect, handshake, run the session, print the report.
 pub fn client(args: &ClientArgs) -> Result<PartyReport> {
-    let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
+    let mut input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
+    input.reveal = Reveal::parse(&args.reveal)?;
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(TlsSide::Client(tls::client_config(ca)?, host_of(&args.connect)?)),
+        None => None,
+    };
     let stream = connect_with_retry(&args.connect, 50, Duration::from_millis(100))?;
-    let mut ch = open_channel(stream, &args.net)?;
-    let (report, outcome) = client_session(&mut ch, &input)?;
+    let (mut ch, wire) = open_channel(stream, &args.net, tls.as_ref())?;
+    let (mut report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);
+    report.tls_wire_bytes = wire.map(|w| w.sent() + w.recv());
     finish_client(&input, &report, &outcome, None, args.json)?;
     Ok(report)
 }
 
-fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyReport, ClientOutcome)> {
+/// The host part of `host:port` (`[v6]:port` too): the name the server's certificate must carry.
+fn host_of(addr: &str) -> Result<String> {
+    let (host, _) = addr.rsplit_once(':').ok_or_else(|| Error::Input(format!("--connect `{addr}`: expected HOST:PORT")))?;
+    Ok(host.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+fn client_session(ch: &mut PartyChannel, input: &ClientInput) -> Result<(PartyReport, ClientOutcome)> {
     let t0 = Instant::now();
     client_handshake(ch, &input.public, &input.profile)?;
     let mut es = client_open(ch, &input.public, &input.profile, &[input.tokens.len()])?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut outcome = client_infer(ch, &mut es, &input.public, &input.tokens, input.layers, true, progress)?;
+    let mut outcome = client_infer(ch, &mut es, &input.public, &input.tokens, input.layers, input.reveal, progress)?;
     let server_peak = client_close(ch)?;
     // One record set: the session's setup, then the inference.
     let mut records = es.setup.clone();
@@ -191,12 +190,13 @@ fn client_session(ch: &mut TcpChannel, input: &ClientInput) -> Result<(PartyRepo
         // Before the plaintext agreement check loads the full model into this process.
         peak_rss_bytes: peak_rss_bytes(),
         peer_peak_rss_bytes: server_peak,
+        tls_wire_bytes: None,
     };
     Ok((report, outcome))
 }
 
 /// Random bytes out, their SHA-256 back: the link works end to end before any key material.
-fn channel_check_client(ch: &mut TcpChannel) -> Result<()> {
+fn channel_check_client(ch: &mut PartyChannel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     rand::rng().fill_bytes(&mut probe);
@@ -255,11 +255,13 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
         "layers": input.layers,
         "layers_in_model": input.public.config.num_hidden_layers,
         "prediction": prediction.as_ref().map(|p| serde_json::json!({"label": p.name(), "probability": p.probability})),
+        "label": outcome.label,
         "logits": outcome.logits,
         "pooled": outcome.pooled,
         "agreement": agreement,
         "total_wall_secs": client.wall_secs,
         "total_bytes": client.comm.bytes_sent + client.comm.bytes_recv,
+        "tls_wire_bytes": client.tls_wire_bytes,
         "total_rounds": client.comm.rounds,
         "setup": {"wall_secs": setup_secs, "comm": setup_comm},
         "online": {"wall_secs": online_secs, "comm": online_comm},
@@ -285,7 +287,13 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
             let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
             println!("result: pooled[0..6] = [{}]  norm {norm:.4}", head.join(", "));
         }
-        (None, None) => println!("result: (nothing opened)"),
+        (None, None) => match outcome.label {
+            Some(l) => println!("result: label {l} (the server opens only the label)"),
+            None => println!("result: (nothing opened)"),
+        },
+    }
+    if let Some(w) = client.tls_wire_bytes {
+        println!("TLS: {:.2} MiB on the wire for {:.2} MiB of protocol bytes", mib(w), mib(client.comm.total_bytes()));
     }
     if let Some(a) = &agreement {
         if let (Some(c), Some(e)) = (a.pooled_cosine, a.pooled_max_abs_error) {
@@ -359,7 +367,9 @@ impl LocalServer {
             None => std::env::current_exe().map_err(|e| Error::io("current executable", e))?,
         };
         let mut cmd = Command::new(exe);
+        // The local user owns the model: open the embedding, allow partial depth (`--layers`).
         cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
+            .args(["--reveal", "embedding", "--allow-partial"])
             .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
             .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
             .args(["--profile", profile, "--weight-cache-mib", &weight_cache_mib.to_string()])
@@ -384,9 +394,9 @@ impl LocalServer {
     }
 
     /// Connect a client channel to it.
-    pub fn connect(&self, net: &NetArgs) -> Result<TcpChannel> {
+    pub fn connect(&self, net: &NetArgs) -> Result<PartyChannel> {
         let stream = connect_with_retry(&self.addr, 50, Duration::from_millis(100))?;
-        open_channel(stream, net)
+        Ok(open_channel(stream, net, None)?.0)
     }
 
     /// Wait for the server's final report, then reap the process.
@@ -398,7 +408,7 @@ impl LocalServer {
 }
 
 /// The client's handshake and channel check (shared by `client`, `run` and `eval --private`).
-pub fn client_handshake(ch: &mut TcpChannel, public: &model::PublicModel, profile: &Profile) -> Result<()> {
+pub fn client_handshake(ch: &mut PartyChannel, public: &model::PublicModel, profile: &Profile) -> Result<()> {
     handshake(ch, &Hello::new(Role::Client, public.config.shape_fingerprint(), session_params(profile)))?;
     channel_check_client(ch)
 }

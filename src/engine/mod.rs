@@ -25,10 +25,13 @@
 //! bit for bit.
 //!
 //! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
-//! of real tokens), the number of layers run, the profile. The client learns the pooled
-//! embedding and/or the logits (as requested); the server learns nothing.
+//! of real tokens), the number of layers run, the profile. The client learns what the server's
+//! [`policy`] opens (the label, the logits, or the pooled embedding and the logits; the
+//! embedding when there is no head); the server learns nothing.
 
 pub mod blocks;
+pub mod output;
+pub mod policy;
 pub mod report;
 pub mod session;
 pub mod sim;
@@ -49,6 +52,7 @@ pub use session::{
     client_close, client_infer, client_open, serve_session, ClientOutcome, EngineSession, InferenceRequest, ServerModel,
     ServerSessionReport, SessionRequest,
 };
+pub use policy::{Opened, Reveal, ServePolicy, SessionLimits, Verdict};
 pub use sim::{simulate, ProfileNonLinear};
 
 /// Which protocol family runs the non-linear operators.

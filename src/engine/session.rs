@@ -2,6 +2,7 @@
 //! result, and the records.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
@@ -10,6 +11,8 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{self, HeadWeights, LayerWeights};
+use super::output::open_outputs;
+use super::policy::{Opened, Reveal, ServePolicy, Verdict};
 use super::report::{Phase, Recorder};
 use super::state::{HeSide, Plans, Sess, Specs};
 use super::weights::WeightCache;
@@ -31,8 +34,8 @@ pub struct InferenceRequest {
     pub mask: Vec<u32>,
     /// Number of encoder layers to run (the first `layers`).
     pub layers: usize,
-    /// Open the pooled embedding to the client (always, when the model has no classifier).
-    pub reveal_embedding: bool,
+    /// The most the client wants opened; the server opens the lesser of this and its policy.
+    pub reveal: Reveal,
 }
 
 impl InferenceRequest {
@@ -64,15 +67,19 @@ pub struct ClientOutcome {
     pub logits_fixed: Option<Vec<i64>>,
     pub pooled: Option<Vec<f32>>,
     pub logits: Option<Vec<f32>>,
+    /// The predicted label, when the server opens only that.
+    pub label: Option<usize>,
     pub records: Recorder,
 }
 
-/// The server's model with its weights quantised once for any number of sessions, and the
-/// encoded weight plaintexts it keeps between inferences.
+/// The server's model with its weights quantised once for any number of sessions, the
+/// encoded weight plaintexts it keeps between inferences (shared by concurrent sessions), and
+/// the operator's output policy.
 pub struct ServerModel<'m> {
     pub model: &'m Model,
     pub fixed: FixedModel<'m>,
     pub weights: WeightCache,
+    pub policy: ServePolicy,
 }
 
 impl<'m> ServerModel<'m> {
@@ -83,7 +90,14 @@ impl<'m> ServerModel<'m> {
 
     /// Keep up to `budget` bytes of encoded weights between inferences.
     pub fn with_weight_cache(model: &'m Model, profile: &Profile, budget: usize) -> Result<ServerModel<'m>> {
-        Ok(ServerModel { model, fixed: FixedModel::new(model, profile.fixed)?, weights: WeightCache::new(budget) })
+        let policy = ServePolicy::default();
+        Ok(ServerModel { model, fixed: FixedModel::new(model, profile.fixed)?, weights: WeightCache::new(budget), policy })
+    }
+
+    /// Serve under `policy` instead of the default (logits only, every layer).
+    pub fn with_policy(mut self, policy: ServePolicy) -> ServerModel<'m> {
+        self.policy = policy;
+        self
     }
 
     /// Every linear layer of the model with its shape, in the order the forward pass uses them.
@@ -163,7 +177,10 @@ pub struct EngineSession {
     ot: OtSession,
     rng: ChaCha20Rng,
     labels: usize,
-    /// The setup's cost (keys, base OTs).
+    /// Most ciphertexts one inference has returned so far, per key (linear, non-linear): the
+    /// server re-keys before an inference when a key's remaining budget is below it.
+    most_returns: [u64; 2],
+    /// The setup's cost (keys, base OTs, and any re-keying).
     pub setup: Recorder,
 }
 
@@ -188,7 +205,44 @@ impl EngineSession {
         let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
         let ot = OtSession::setup(ch, role)?;
         setup.finish(ch, mark);
-        Ok(EngineSession { role, profile: *profile, lin, nl, specs, plans, ot, rng, labels, setup })
+        Ok(EngineSession { role, profile: *profile, lin, nl, specs, plans, ot, rng, labels, most_returns: [0; 2], setup })
+    }
+
+    /// Fresh keys and OTs for the same lengths, keeping the records and the per-inference
+    /// return counts (both parties call it when the server's verdict says so).
+    fn rekey(&mut self, ch: &mut dyn Channel, public: &PublicModel) -> Result<()> {
+        let req = SessionRequest { seq_lens: self.seq_lens() };
+        let mut fresh = EngineSession::open(ch, self.role, &self.profile, public, &req, self.labels)?;
+        let mut setup = std::mem::take(&mut self.setup);
+        setup.records.append(&mut fresh.setup.records);
+        fresh.setup = setup;
+        fresh.most_returns = self.most_returns;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Ciphertexts returned so far under each of the client's keys (server side).
+    fn returns_used(&self) -> [u64; 2] {
+        [self.lin.ctx.returns().used(), self.nl.ctx.returns().used()]
+    }
+
+    /// Record one inference's returns (counted from `before`).
+    fn note_returns(&mut self, before: [u64; 2]) {
+        let now = self.returns_used();
+        for ((most, now), was) in self.most_returns.iter_mut().zip(now).zip(before) {
+            *most = (*most).max(now - was);
+        }
+    }
+
+    /// Whether the next inference might exceed a key's return budget.
+    fn needs_rekey(&self) -> bool {
+        [&self.lin, &self.nl].iter().zip(self.most_returns).any(|(side, most)| side.ctx.returns().remaining() < most)
+    }
+
+    /// Lower both keys' return budgets (never above the flooding's).
+    fn lower_return_budget(&self, limit: u64) {
+        self.lin.ctx.returns().lower_limit(limit);
+        self.nl.ctx.returns().lower_limit(limit);
     }
 
     /// Classifier labels of the server's model (0: none).
@@ -263,17 +317,6 @@ fn forward(s: &mut Sess, x0: Vec<u64>, req: &InferenceRequest, cfg: &BertConfig,
     Ok((pooled, logits))
 }
 
-fn open_outputs(s: &mut Sess, pooled: &[u64], logits: Option<&[u64]>, reveal_embedding: bool) -> Result<(Option<Vec<i64>>, Option<Vec<i64>>)> {
-    s.begin("open output");
-    let pooled = if reveal_embedding || logits.is_none() { blocks::reveal_to_client(s, pooled)? } else { None };
-    let logits = match logits {
-        Some(l) => blocks::reveal_to_client(s, l)?,
-        None => None,
-    };
-    s.end();
-    Ok((pooled, logits))
-}
-
 /// What the server measured over a whole session.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServerSessionReport {
@@ -281,11 +324,24 @@ pub struct ServerSessionReport {
     pub inferences: Vec<Recorder>,
     /// The server process's peak resident memory at the end of the session (also sent to the client).
     pub peak_rss_bytes: Option<u64>,
+    /// Times the client was asked to set up fresh keys (per-key return budget).
+    #[serde(default)]
+    pub rekeys: usize,
+    /// Most ciphertexts one inference returned under each key (linear, non-linear).
+    #[serde(default)]
+    pub most_returns: [u64; 2],
 }
 
 /// Server side of a session: the session request, the setup, then inferences until the client
 /// closes the session.
 pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) -> Result<ServerSessionReport> {
+    let mut report = ServerSessionReport::default();
+    serve_session_into(ch, sm, profile, &mut report)?;
+    Ok(report)
+}
+
+/// [`serve_session`], filling `report` as it goes (so a failed session still tells how far it got).
+pub fn serve_session_into(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, report: &mut ServerSessionReport) -> Result<()> {
     let cfg = &sm.model.public.config;
     ch.set_phase("session request");
     let req: SessionRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
@@ -294,32 +350,72 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
     ch.send_u64(labels as u64)?;
     ch.flush()?;
     let mut es = EngineSession::open(ch, Role::Server, profile, &sm.model.public, &req, labels)?;
+    es.lower_return_budget(sm.policy.key_returns);
     // Weight encoding before the first inference (still setup); then tell the client.
     let mark = es.setup.start(ch, None, "weight cache", Phase::Setup);
     sm.warm(&es, &req.seq_lens)?;
     ch.send_u64(SESSION_READY)?;
     ch.flush()?;
     es.setup.finish(ch, mark);
-    let mut inferences = Vec::new();
+    report.setup = es.setup.clone();
+    let (started, at_start) = (Instant::now(), ch.stats());
     loop {
         ch.set_phase("inference request");
         let next: Option<InferenceRequest> = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
             .map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
         let Some(req) = next else { break };
         req.validate(cfg)?;
+        let admitted = sm.policy.admit(req.layers, cfg.num_hidden_layers, report.inferences.len() as u64, ch.stats().since(&at_start), started.elapsed());
+        if let Err(reason) = admitted {
+            send_verdict(ch, &Verdict::Refuse(reason.clone()))?;
+            return Err(Error::Refused(reason));
+        }
+        if es.needs_rekey() {
+            send_verdict(ch, &Verdict::Rekey)?;
+            es.rekey(ch, &sm.model.public)?;
+            es.lower_return_budget(sm.policy.key_returns);
+            report.setup = es.setup.clone();
+            report.rekeys += 1;
+        }
+        let opened = Opened::decide(sm.policy.reveal, req.reveal, labels);
+        send_verdict(ch, &Verdict::Accept(opened))?;
+        let before = es.returns_used();
         let mut s = es.sess(ch, None, req.seq_len)?;
         s.weights = Some(&sm.weights);
         let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
         let (pooled, logits) = forward(&mut s, x0, &req, cfg, sm.model.public.pooling, labels, Some(sm))?;
-        open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
-        inferences.push(s.rec);
+        open_outputs(&mut s, &pooled, logits.as_deref(), opened)?;
+        report.inferences.push(s.rec);
+        es.note_returns(before);
+        report.most_returns = es.most_returns;
     }
     // The server's own peak memory closes the session (0: unknown), so the client's record has both parties'.
-    let peak_rss_bytes = super::report::peak_rss_bytes();
+    report.peak_rss_bytes = super::report::peak_rss_bytes();
     ch.set_phase("close session");
-    ch.send_u64(peak_rss_bytes.unwrap_or(0))?;
+    ch.send_u64(report.peak_rss_bytes.unwrap_or(0))?;
     ch.flush()?;
-    Ok(ServerSessionReport { setup: es.setup, inferences, peak_rss_bytes })
+    Ok(())
+}
+
+fn send_verdict(ch: &mut dyn Channel, v: &Verdict) -> Result<()> {
+    ch.set_phase("verdict");
+    ch.send_frame(&serde_json::to_vec(v).map_err(|e| Error::protocol("verdict", e.to_string()))?)?;
+    ch.flush()
+}
+
+/// The server's verdict on an inference request: go ahead with these outputs (after re-keying
+/// as often as it asks), or its refusal as an error.
+fn await_verdict(ch: &mut dyn Channel, es: &mut EngineSession, public: &PublicModel) -> Result<Opened> {
+    loop {
+        ch.set_phase("verdict");
+        let v: Verdict = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
+            .map_err(|e| Error::protocol("verdict", format!("unreadable: {e}")))?;
+        match v {
+            Verdict::Accept(opened) => return Ok(opened),
+            Verdict::Rekey => es.rekey(ch, public)?,
+            Verdict::Refuse(reason) => return Err(Error::Refused(reason)),
+        }
+    }
 }
 
 /// Upper bound on the number of classifier labels a server may announce.
@@ -352,9 +448,9 @@ pub fn client_open(ch: &mut dyn Channel, public: &PublicModel, profile: &Profile
 const SESSION_READY: u64 = 0x5245_4144_59;
 
 /// Client side: one private inference in an open session.
-pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &PublicModel, tok: &Tokenized, layers: usize, reveal_embedding: bool, show_progress: bool) -> Result<ClientOutcome> {
+pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &PublicModel, tok: &Tokenized, layers: usize, reveal: Reveal, show_progress: bool) -> Result<ClientOutcome> {
     let cfg = &public.config;
-    let req = InferenceRequest { seq_len: tok.len(), mask: tok.attention_mask.clone(), layers, reveal_embedding };
+    let req = InferenceRequest { seq_len: tok.len(), mask: tok.attention_mask.clone(), layers, reveal };
     req.validate(cfg)?;
     let profile = es.profile;
     let x: Array2<i64> = blocks::client_embedding(public, tok, &profile.fixed)?;
@@ -363,11 +459,13 @@ pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &Publi
     }
     ch.set_phase("inference request");
     ch.send_frame(&serde_json::to_vec(&Some(&req)).map_err(|e| Error::protocol("inference request", e.to_string()))?)?;
+    let opened = await_verdict(ch, es, public)?;
     let labels = es.labels;
     let mut s = es.sess(ch, show_progress.then(|| progress_bar(layers)), req.seq_len)?;
     let x0 = blocks::embedding_shares(&s, Some(&x), req.seq_len * cfg.hidden_size)?;
     let (pooled, logits) = forward(&mut s, x0, &req, cfg, public.pooling, labels, None)?;
-    let (pooled_fixed, logits_fixed) = open_outputs(&mut s, &pooled, logits.as_deref(), req.reveal_embedding)?;
+    let out = open_outputs(&mut s, &pooled, logits.as_deref(), opened)?;
+    let (pooled_fixed, logits_fixed) = (out.pooled, out.logits);
     if let Some(pb) = &s.progress {
         pb.finish_and_clear();
     }
@@ -378,6 +476,7 @@ pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &Publi
         logits: logits_fixed.as_ref().map(decode),
         pooled_fixed,
         logits_fixed,
+        label: out.label,
         records: s.rec,
     })
 }

@@ -124,6 +124,9 @@ pub struct HeContext {
     /// SIMD slot i lives at NTT position `slot_map[i]` (the crate's batch-encoder order).
     slot_map: Vec<usize>,
     ntt_t: NttOperator,
+    /// Ciphertexts returned under this context's client key so far, and the most allowed
+    /// (see [`privacy`]: the flooding width covers [`privacy::KEY_RETURN_BUDGET`] of them).
+    returns: privacy::ReturnBudget,
 }
 
 impl std::fmt::Debug for HeContext {
@@ -148,10 +151,21 @@ impl HeContext {
             .build_arc()?;
         let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
             .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
-        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t })
+        Ok(HeContext {
+            preset: preset.clone(),
+            par,
+            field: Field::new(t)?,
+            slot_map: batch_slot_map(preset.degree),
+            ntt_t,
+            returns: privacy::ReturnBudget::default(),
+        })
     }
     pub fn preset(&self) -> &HePreset {
         &self.preset
+    }
+    /// The per-key count of circuit-private returns (one context serves one client key).
+    pub fn returns(&self) -> &privacy::ReturnBudget {
+        &self.returns
     }
     pub fn params(&self) -> &Arc<BfvParameters> {
         &self.par

@@ -6,14 +6,24 @@
 //! ciphertext leaves the server, [`private_return`]:
 //! 1. adds a uniform mask R ∈ Z_t^N (the server keeps −R as its share),
 //! 2. adds a fresh public-key encryption of zero under the client's key (re-randomises c1),
-//! 3. adds to c0 uniform flooding noise in [−F, F) with F = 2^f ≥ 2^40 · N · V, where V is a
-//!    worst-case ℓ∞ bound on the data-dependent noise supplied by the caller (see the
-//!    `*_bound` helpers): each of the N coefficients is within statistical distance V/F of a
-//!    distribution independent of the server's inputs, so a whole ciphertext is within
-//!    N·V/F ≤ 2^−40 (this is ≥ 2^40 × the bound, with the extra factor N for the union over
-//!    coefficients),
+//! 3. adds to c0 uniform flooding noise in [−F, F) with F = 2^f ≥ 2^40 · B · N · V, where V
+//!    is a worst-case ℓ∞ bound on the data-dependent noise supplied by the caller (see the
+//!    `*_bound` helpers) and B = [`KEY_RETURN_BUDGET`]: each of the N coefficients is within
+//!    statistical distance V/F of a distribution independent of the server's inputs, so a
+//!    whole ciphertext is within N·V/F ≤ 2^−40/B, and the (at most) B ciphertexts returned
+//!    under one client key together within 2^−40 (union bound),
 //! 4. switches down to the lowest level at which decryption is still guaranteed
 //!    ([`return_level`]), and only then is the ciphertext serialised.
+//!
+//! **Per-key budget.** The statistical parameter covers a key's whole life, not one
+//! ciphertext: every context counts the returns made under its client key
+//! ([`ReturnBudget`], one [`HeContext`] per client key in a session) and [`mask_and_flood`]
+//! refuses the (B+1)-th with `Error::He`, before anything is sent. The engine checks the
+//! remaining budget before each inference and has the client re-key (fresh keys, a new
+//! budget) when the next inference might not fit, so a long session never reaches that
+//! error. B = 2^16: a short MiniLM inference returns a few hundred ciphertexts per key, so a
+//! key lasts for ~100 such inferences; the price is 16 more bits of flooding, which the
+//! level rule below absorbs (returned ciphertexts may stay one level higher).
 //!
 //! Noise bounds (ℓ∞, worst case, N the ring degree, e = 21 the fresh-noise bound):
 //! * fresh secret-key ciphertext: e;
@@ -31,14 +41,60 @@ use fhe::bfv::{Ciphertext, Encoding, Plaintext, PublicKey};
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
 use fhe_traits::FheEncrypter;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ndarray::Array2;
 use rand::{CryptoRng, RngCore};
 
 use super::HeContext;
 use crate::error::{Error, Result};
 
-/// Statistical security parameter of the flooding.
+/// Statistical security parameter of the flooding, over all returns under one key.
 pub const FLOOD_STAT_BITS: u32 = 40;
+/// log2 of the number of ciphertexts one client key may see returned ([`KEY_RETURN_BUDGET`]).
+pub const KEY_BUDGET_BITS: u32 = 16;
+/// The most circuit-private returns under one client key; the flooding width pays for them.
+pub const KEY_RETURN_BUDGET: u64 = 1 << KEY_BUDGET_BITS;
+
+/// Returns made under one client key, against a limit of at most [`KEY_RETURN_BUDGET`].
+#[derive(Debug)]
+pub struct ReturnBudget {
+    used: AtomicU64,
+    limit: AtomicU64,
+}
+
+impl Default for ReturnBudget {
+    fn default() -> Self {
+        ReturnBudget { used: AtomicU64::new(0), limit: AtomicU64::new(KEY_RETURN_BUDGET) }
+    }
+}
+
+impl ReturnBudget {
+    /// Returns made so far.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+    /// Returns still allowed.
+    pub fn remaining(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed).saturating_sub(self.used())
+    }
+    /// Lower the limit (tests of the re-key path); it can never rise above [`KEY_RETURN_BUDGET`].
+    pub fn lower_limit(&self, limit: u64) {
+        self.limit.fetch_min(limit, Ordering::Relaxed);
+    }
+    /// Take one return from the budget, or fail without taking it.
+    fn take(&self) -> Result<()> {
+        let limit = self.limit.load(Ordering::Relaxed);
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| (u < limit).then_some(u + 1))
+            .map(|_| ())
+            .map_err(|_| {
+                Error::He(format!(
+                    "this client key has had its {limit} ciphertexts returned (the flooding covers no more); the client must re-key"
+                ))
+            })
+    }
+}
 
 /// Σ_{k<terms} ct_k · p_k with |p_k coefficients| ≤ `plain_bound` and input noise ≤ `input`.
 pub fn ct_pt_sum_bound(ctx: &HeContext, terms: usize, plain_bound: f64, input: f64) -> f64 {
@@ -61,9 +117,9 @@ fn pk_zero_bound(ctx: &HeContext) -> f64 {
     2.0 * ctx.degree() as f64 * 20.0 * 20.0 + 20.0
 }
 
-/// The flooding exponent f for a data-dependent bound `v`: F = 2^f ≥ 2^40 · N · v.
+/// The flooding exponent f for a data-dependent bound `v`: F = 2^f ≥ 2^40 · B · N · v.
 pub fn flood_bits(ctx: &HeContext, v: f64) -> u32 {
-    (v.max(1.0).log2().ceil() as u32) + FLOOD_STAT_BITS + ctx.degree().trailing_zeros()
+    (v.max(1.0).log2().ceil() as u32) + FLOOD_STAT_BITS + KEY_BUDGET_BITS + ctx.degree().trailing_zeros()
 }
 
 /// Largest supported flooding exponent (the sampler draws f + 1 ≤ 192 bits).
@@ -157,6 +213,7 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     if ct.len() != 2 {
         return Err(Error::He("circuit-private return needs a 2-part ciphertext".into()));
     }
+    ctx.returns().take()?;
     let field = ctx.field();
     let mask: Vec<u64> = (0..ctx.slots()).map(|_| field.random(rng)).collect();
     *ct += &ctx.plaintext(&mask, level)?;
@@ -182,4 +239,39 @@ pub fn private_return<R: RngCore + CryptoRng>(
     let share = mask_and_flood(ctx, pk, &mut ct, v, rng)?;
     ct.switch_to_level(target)?;
     Ok((ct, share))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::he::HePreset;
+
+    #[test]
+    fn a_key_refuses_returns_beyond_its_budget() {
+        let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+        assert_eq!(ctx.returns().remaining(), KEY_RETURN_BUDGET);
+        ctx.returns().lower_limit(3);
+        ctx.returns().lower_limit(1 << 40); // can never rise again
+        assert_eq!(ctx.returns().remaining(), 3);
+        let mut rng = rand::rng();
+        let sk = fhe::bfv::SecretKey::random(ctx.params(), &mut rng);
+        let pk = PublicKey::new(&sk, &mut rng);
+        let zero = Plaintext::zero(Encoding::simd(), ctx.params()).unwrap();
+        let fresh = || -> Ciphertext { sk.try_encrypt(&zero, &mut rand::rng()).unwrap() };
+        for _ in 0..3 {
+            private_return(&ctx, &pk, fresh(), ctx.fresh_noise(), &mut rng).unwrap();
+        }
+        assert_eq!(ctx.returns().used(), 3);
+        let err = private_return(&ctx, &pk, fresh(), ctx.fresh_noise(), &mut rng).unwrap_err().to_string();
+        assert!(err.contains("re-key"), "{err}");
+        assert_eq!(ctx.returns().used(), 3, "a refused return is not counted");
+    }
+
+    #[test]
+    fn the_flooding_width_pays_for_the_whole_key_budget() {
+        let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+        let v = 1u64 << 20;
+        // F ≥ 2^40 · B · N · v: 40 statistical bits for all B returns of one key together.
+        assert_eq!(flood_bits(&ctx, v as f64), 20 + FLOOD_STAT_BITS + KEY_BUDGET_BITS + 12);
+    }
 }

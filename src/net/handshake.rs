@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::share::Role;
 
 pub const PROTOCOL_MAGIC: &str = "fastlmpi";
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 const MAX_HELLO_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,22 @@ impl Hello {
     }
 }
 
+/// What a server that will not take the session (busy, shutting down) sends instead of its hello.
+#[derive(Serialize, Deserialize)]
+struct Refusal {
+    refused: String,
+}
+
+/// Server side: read the client's hello, answer with a refusal naming `reason`, so the client
+/// reports it instead of a dropped connection.
+pub fn refuse(ch: &mut dyn Channel, reason: &str) -> Result<()> {
+    ch.set_phase("handshake");
+    ch.recv_frame_limited(MAX_HELLO_BYTES)?;
+    let bytes = serde_json::to_vec(&Refusal { refused: reason.into() }).map_err(|e| Error::protocol("handshake", e.to_string()))?;
+    ch.send_frame(&bytes)?;
+    ch.flush()
+}
+
 /// Send our hello, receive the peer's, and check agreement. Returns the peer's hello.
 pub fn handshake(ch: &mut dyn Channel, mine: &Hello) -> Result<Hello> {
     ch.set_phase("handshake");
@@ -52,8 +68,15 @@ pub fn handshake(ch: &mut dyn Channel, mine: &Hello) -> Result<Hello> {
         ch.flush()?;
         theirs
     };
-    let theirs: Hello = serde_json::from_slice(&theirs_bytes)
-        .map_err(|e| Error::protocol("handshake", format!("peer sent an unreadable hello: {e}")))?;
+    let theirs: Hello = match serde_json::from_slice(&theirs_bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            if let Ok(r) = serde_json::from_slice::<Refusal>(&theirs_bytes) {
+                return Err(Error::Refused(r.refused));
+            }
+            return Err(Error::protocol("handshake", format!("peer sent an unreadable hello: {e}")));
+        }
+    };
     check_agreement(mine, &theirs)?;
     Ok(theirs)
 }
@@ -112,6 +135,16 @@ mod tests {
         .unwrap();
         assert_eq!(out.server.role, Role::Client);
         assert_eq!(out.client.role, Role::Server);
+    }
+
+    #[test]
+    fn a_refusal_reaches_the_client_as_its_reason() {
+        let out = run_pair(
+            |ch| refuse(ch, "server busy, retry later"),
+            |ch| Ok(handshake(ch, &Hello::new(Role::Client, "bert:6x384", params("12"))).unwrap_err().to_string()),
+        )
+        .unwrap();
+        assert!(out.client.contains("refused: server busy, retry later"), "{}", out.client);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod local;
 pub mod shaping;
 pub mod tcp;
+pub mod tls;
 
 use std::io;
 use std::ops::Sub;
@@ -283,6 +284,42 @@ impl<T: Transport> Channel for Metered<T> {
 
 /// The channel type used between two real processes.
 pub type TcpChannel = Metered<shaping::Shaped<TcpTransport>>;
+
+/// Plain TCP or TLS: what `serve` and `client` speak.
+pub enum PartyTransport {
+    Tcp(TcpTransport),
+    Tls(tls::TlsTransport),
+}
+
+impl Transport for PartyTransport {
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            PartyTransport::Tcp(t) => t.write_all(data),
+            PartyTransport::Tls(t) => t.write_all(data),
+        }
+    }
+    fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            PartyTransport::Tcp(t) => t.read_exact(buf),
+            PartyTransport::Tls(t) => t.read_exact(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            PartyTransport::Tcp(t) => t.flush(),
+            PartyTransport::Tls(t) => t.flush(),
+        }
+    }
+    fn timeout_secs(&self) -> u64 {
+        match self {
+            PartyTransport::Tcp(t) => t.timeout_secs(),
+            PartyTransport::Tls(t) => t.timeout_secs(),
+        }
+    }
+}
+
+/// The channel between two processes, over TCP or TLS.
+pub type PartyChannel = Metered<shaping::Shaped<PartyTransport>>;
 
 #[cfg(test)]
 mod tests {
