@@ -14,6 +14,7 @@ use crate::proto::linear::attention::{shared_matmul_client, shared_matmul_server
 use crate::proto::toolkit::convert::{field_to_ring_trunc, ring_to_field};
 use crate::proto::nonlinear::l2norm::l2_normalize;
 use crate::proto::nonlinear::layernorm::{layer_norm, LnParams};
+use crate::proto::linear::coeff::{coeff_client, coeff_server, EncodedCoeff};
 use crate::proto::linear::{linear_client, linear_server};
 use crate::proto::nonlinear::softmax::softmax;
 use crate::proto::toolkit::trunc::{trunc, TruncMode};
@@ -69,7 +70,49 @@ pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: O
     }
     match s.profile.linear {
         LinearBackend::Field(_) => linear_field(s, x, n, d_in, d_out, w),
+        LinearBackend::Coeff(_) => {
+            let mut ys = linear_coeff(s, x, n, d_in, d_out, w.map(|w| vec![w]), 1)?;
+            ys.pop().ok_or_else(|| Error::Config("linear layer: no output".into()))
+        }
     }
+}
+
+/// Several layers on the same input (Q, K, V): `ws` holds one weight set per output on the
+/// server, `None` on the client. The coefficient backend uploads the input once for all.
+pub fn linear_sets(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+    if x.len() != n * d_in {
+        return Err(Error::Shape { tensor: "linear input".into(), expected: vec![n, d_in], got: vec![x.len()] });
+    }
+    if ws.as_ref().is_some_and(|ws| ws.len() != sets) {
+        return Err(Error::Config(format!("linear layers: {sets} weight sets expected")));
+    }
+    match s.profile.linear {
+        LinearBackend::Field(_) => (0..sets).map(|i| linear_field(s, x, n, d_in, d_out, ws.as_ref().map(|ws| ws[i]))).collect(),
+        LinearBackend::Coeff(_) => linear_coeff(s, x, n, d_in, d_out, ws, sets),
+    }
+}
+
+/// Coefficient packing on the ring shares, then one faithful truncation for all sets.
+fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+    let ring = s.specs.ring;
+    let side = s.coeff.ok_or_else(|| Error::Config("linear layer: the session has no coefficient HE context".into()))?;
+    let ctx = &side.ctx;
+    if ring.bits() >= 63 || ctx.t() != 1u64 << ring.bits() {
+        return Err(Error::Config("linear layer: the coefficient context's t is not the ring modulus".into()));
+    }
+    let plan = s.plans.coeff(n, d_in, d_out)?;
+    let ys = match (&side.keys, ws) {
+        (SideKeys::Server(keys), Some(ws)) => {
+            let cache = s.weights.ok_or_else(|| Error::Config("linear layer: the server session has no weight store".into()))?;
+            let encs: Vec<_> = ws.iter().map(|w| cache.encoded_coeff(ctx, &plan, w)).collect::<Result<_>>()?;
+            let refs: Vec<&EncodedCoeff> = encs.iter().map(|e| e.as_ref()).collect();
+            coeff_server(&mut *s.p.ch, ctx, keys, &refs, Some(x))?
+        }
+        (SideKeys::Client(keys), None) => coeff_client(&mut *s.p.ch, ctx, keys, &plan, sets, x, &mut *s.rng)?,
+        _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
+    };
+    let all = trunc(&mut s.p, ring, &ys.concat(), s.profile.fixed.weight_frac_bits, TruncMode::Faithful)?;
+    Ok(all.chunks(n * d_out).map(<[u64]>::to_vec).collect())
 }
 
 fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
@@ -130,9 +173,11 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     let frac = s.specs.frac;
 
     s.begin("qkv");
-    let q = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.query))?;
-    let k = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.key))?;
-    let v = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.value))?;
+    let qkv_w = w.map(|w| vec![&w.quantized.query, &w.quantized.key, &w.quantized.value]);
+    let mut qkv = linear_sets(s, x, n, hidden, hidden, qkv_w, 3)?.into_iter();
+    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        return Err(Error::Config("qkv: three outputs expected".into()));
+    };
     s.end();
 
     s.begin("scores");

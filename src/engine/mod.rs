@@ -65,6 +65,19 @@ pub enum ProfileKind {
 pub enum LinearBackend {
     /// SIMD BFV over a prime field with the given packing; ring↔field conversions around it.
     Field(Packing),
+    /// Coefficient packing over the shares' ring Z_2^ℓ for the linear layers
+    /// (`proto::linear::coeff`: no rotations, no conversions); the attention products use the
+    /// field backend with the given packing.
+    Coeff(Packing),
+}
+
+impl LinearBackend {
+    /// The packing of the field-backend products (all of them, or the attention products).
+    pub fn field_packing(self) -> Packing {
+        match self {
+            LinearBackend::Field(p) | LinearBackend::Coeff(p) => p,
+        }
+    }
 }
 
 /// The protocol choices of one private run.
@@ -116,6 +129,14 @@ impl Profile {
     /// HE parameters of the linear layers and attention products.
     pub fn linear_preset(&self) -> HePreset {
         HePreset::linear()
+    }
+
+    /// HE parameters of the coefficient-packed linear layers, when the profile uses them.
+    pub fn coefficient_preset(&self) -> Option<HePreset> {
+        match self.linear {
+            LinearBackend::Coeff(_) => Some(HePreset::coefficient(self.fixed.ring_bits)),
+            LinearBackend::Field(_) => None,
+        }
     }
 
     /// HE parameters of the non-linear protocols' HE steps (GeLU polynomials, products).

@@ -117,7 +117,16 @@ impl<'m> ServerModel<'m> {
             let plans = es.plans.get(&n).ok_or_else(|| Error::Config(format!("no plans for length {n}")))?;
             for (w, rows, d_in, d_out) in self.linear_layers(es.labels) {
                 // rows 0: the token rows (n); 1: the pooled vector.
-                let plan = plans.linear(if rows == 0 { n } else { rows }, d_in, d_out)?;
+                let m = if rows == 0 { n } else { rows };
+                if let Some(side) = es.coeff.as_ref() {
+                    let plan = plans.coeff(m, d_in, d_out)?;
+                    if self.weights.used() + plan.weight_bytes(&side.ctx) > self.weights.budget() {
+                        return Ok(self.weights.used());
+                    }
+                    self.weights.encoded_coeff(&side.ctx, &plan, w)?;
+                    continue;
+                }
+                let plan = plans.linear(m, d_in, d_out)?;
                 if !self.weights.has_room_for(&es.lin.ctx, &plan) {
                     return Ok(self.weights.used());
                 }
@@ -157,6 +166,7 @@ pub struct EngineSession {
     role: Role,
     profile: Profile,
     lin: HeSide,
+    coeff: Option<HeSide>,
     nl: HeSide,
     specs: Specs,
     plans: BTreeMap<usize, Plans>,
@@ -176,19 +186,21 @@ impl EngineSession {
         let mut rng = ChaCha20Rng::from_os_rng();
         let lin_ctx = HeContext::new(&profile.linear_preset())?;
         let nl_ctx = HeContext::new(&profile.nonlinear_preset())?;
+        let coeff_ctx = profile.coefficient_preset().map(|p| HeContext::coefficient(&p)).transpose()?;
         let specs = Specs::new(profile, cfg, nl_ctx.field())?;
         let mut plans = BTreeMap::new();
         for &n in &req.seq_lens {
-            plans.insert(n, Plans::new(&lin_ctx, profile, cfg, n, public.pooling, labels)?);
+            plans.insert(n, Plans::new(&lin_ctx, coeff_ctx.as_ref(), profile, cfg, n, public.pooling, labels)?);
         }
         let mut rotations: Vec<usize> = plans.values().flat_map(Plans::rotations).collect();
         rotations.sort_unstable();
         rotations.dedup();
         let lin = HeSide::setup(ch, role, lin_ctx, &rotations, &mut rng)?;
         let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
+        let coeff = coeff_ctx.map(|c| HeSide::setup(ch, role, c, &[], &mut rng)).transpose()?;
         let ot = OtSession::setup(ch, role)?;
         setup.finish(ch, mark);
-        Ok(EngineSession { role, profile: *profile, lin, nl, specs, plans, ot, rng, labels, setup })
+        Ok(EngineSession { role, profile: *profile, lin, coeff, nl, specs, plans, ot, rng, labels, setup })
     }
 
     /// Classifier labels of the server's model (0: none).
@@ -206,6 +218,7 @@ impl EngineSession {
         Ok(Sess {
             p: Party::new(self.role, ch, &mut self.ot),
             lin: &self.lin,
+            coeff: self.coeff.as_ref(),
             nl: &self.nl,
             specs: &self.specs,
             profile: self.profile,

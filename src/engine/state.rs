@@ -20,6 +20,7 @@ use crate::proto::bolt::{bolt_activation, BoltSpec};
 use crate::proto::ctx::Party;
 use crate::proto::linear::attention::{MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::hemul::HeParty;
+use crate::proto::linear::coeff::{CoeffPlan, MODEL_WEIGHT_BITS};
 use crate::proto::linear::{LinearPlan, LinearShape};
 use crate::proto::nonlinear::gelu::{gelu, reference_gelu, GeluSpec};
 use crate::proto::nonlinear::layernorm::LayerNormSpec;
@@ -141,13 +142,24 @@ impl Activation {
 /// HE layouts of every linear layer and attention product of one request.
 pub struct Plans {
     linear: BTreeMap<(usize, usize, usize), LinearPlan>,
+    /// The linear layers' plans under the coefficient backend (then `linear` is empty).
+    coeff: BTreeMap<(usize, usize, usize), CoeffPlan>,
     pub scores: SharedMatmulPlan,
     pub context: SharedMatmulPlan,
 }
 
 impl Plans {
-    pub(super) fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, pooling: PoolingMode, labels: usize) -> Result<Plans> {
-        let LinearBackend::Field(packing) = profile.linear;
+    /// `coeff_ctx` is the coefficient context when the profile's backend is `Coeff`.
+    pub(super) fn new(
+        ctx: &HeContext,
+        coeff_ctx: Option<&HeContext>,
+        profile: &Profile,
+        cfg: &BertConfig,
+        n: usize,
+        pooling: PoolingMode,
+        labels: usize,
+    ) -> Result<Plans> {
+        let packing = profile.linear.field_packing();
         let (h, i, d, heads) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim(), cfg.num_attention_heads);
         let mut shapes = vec![(n, h, h), (n, h, i), (n, i, h)];
         if pooling == PoolingMode::Pooler {
@@ -157,12 +169,22 @@ impl Plans {
         if labels > 0 {
             shapes.push((1, h, labels));
         }
-        let mut linear = BTreeMap::new();
+        let (mut linear, mut coeff) = (BTreeMap::new(), BTreeMap::new());
         for (n, d_in, d_out) in shapes {
-            linear.insert((n, d_in, d_out), LinearPlan::new(ctx, LinearShape { n, d_in, d_out }, packing)?);
+            let shape = LinearShape { n, d_in, d_out };
+            match (profile.linear, coeff_ctx) {
+                (LinearBackend::Field(_), _) => {
+                    linear.insert((n, d_in, d_out), LinearPlan::new(ctx, shape, packing)?);
+                }
+                (LinearBackend::Coeff(_), Some(cc)) => {
+                    coeff.insert((n, d_in, d_out), CoeffPlan::new(cc, shape, MODEL_WEIGHT_BITS)?);
+                }
+                (LinearBackend::Coeff(_), None) => return Err(Error::Config("the coefficient backend needs its HE context".into())),
+            }
         }
         Ok(Plans {
             linear,
+            coeff,
             scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, heads, packing)?,
             context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, heads, packing)?,
         })
@@ -173,6 +195,13 @@ impl Plans {
             .get(&(n, d_in, d_out))
             .cloned()
             .ok_or_else(|| Error::Config(format!("no linear plan for {n}×{d_in}·{d_in}×{d_out}")))
+    }
+
+    pub fn coeff(&self, n: usize, d_in: usize, d_out: usize) -> Result<CoeffPlan> {
+        self.coeff
+            .get(&(n, d_in, d_out))
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("no coefficient plan for {n}×{d_in}·{d_in}×{d_out}")))
     }
 
     pub(super) fn rotations(&self) -> Vec<usize> {
@@ -189,6 +218,8 @@ impl Plans {
 pub struct Sess<'a> {
     pub p: Party<'a>,
     pub lin: &'a HeSide,
+    /// The coefficient-packing context of the linear layers (`LinearBackend::Coeff` only).
+    pub coeff: Option<&'a HeSide>,
     pub nl: &'a HeSide,
     pub specs: &'a Specs,
     pub profile: Profile,

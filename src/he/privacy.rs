@@ -27,7 +27,7 @@
 //! q_ℓ/(2t); we require a factor 4 of slack. The top-level condition is F < Q/(16t); planning
 //! fails with `Error::He` when it does not hold (parameters too small for the operation).
 
-use fhe::bfv::{Ciphertext, Encoding, Plaintext, PublicKey};
+use fhe::bfv::{Ciphertext, PublicKey};
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
 use fhe_traits::FheEncrypter;
@@ -160,7 +160,7 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     let field = ctx.field();
     let mask: Vec<u64> = (0..ctx.slots()).map(|_| field.random(rng)).collect();
     *ct += &ctx.plaintext(&mask, level)?;
-    let zero = Plaintext::zero(Encoding::simd_at_level(level), ctx.params())?;
+    let zero = ctx.zero_plaintext(level)?;
     let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
     *ct += &enc_zero;
     let flood = flooding_poly(ctx, level, flood_bits(ctx, v), rng)?;
