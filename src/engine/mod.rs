@@ -69,6 +69,9 @@ pub enum LinearBackend {
     /// (`proto::linear::coeff`: no rotations, no conversions); the attention products use the
     /// field backend with the given packing.
     Coeff(Packing),
+    /// Coefficient packing for the linear layers and the attention products (each party's
+    /// own product locally, the two cross terms under HE, all heads in one flight each way).
+    CoeffAll,
 }
 
 impl LinearBackend {
@@ -76,7 +79,16 @@ impl LinearBackend {
     pub fn field_packing(self) -> Packing {
         match self {
             LinearBackend::Field(p) | LinearBackend::Coeff(p) => p,
+            LinearBackend::CoeffAll => Packing::Bsgs,
         }
+    }
+    /// Whether the linear layers use coefficient packing.
+    pub fn coeff_linear(self) -> bool {
+        !matches!(self, LinearBackend::Field(_))
+    }
+    /// Whether the attention products use coefficient packing.
+    pub fn coeff_attention(self) -> bool {
+        matches!(self, LinearBackend::CoeffAll)
     }
 }
 
@@ -98,7 +110,9 @@ impl Profile {
         Profile {
             kind: ProfileKind::Fastlmpi,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 40 },
-            linear: LinearBackend::Field(Packing::recommended()),
+            // Coefficient packing over the ring for the linear layers and the attention
+            // products: no conversions, no rotations (`results/linear-coeff-bench.json`).
+            linear: LinearBackend::CoeffAll,
         }
     }
 
@@ -133,10 +147,7 @@ impl Profile {
 
     /// HE parameters of the coefficient-packed linear layers, when the profile uses them.
     pub fn coefficient_preset(&self) -> Option<HePreset> {
-        match self.linear {
-            LinearBackend::Coeff(_) => Some(HePreset::coefficient(self.fixed.ring_bits)),
-            LinearBackend::Field(_) => None,
-        }
+        self.linear.coeff_linear().then(|| HePreset::coefficient(self.fixed.ring_bits))
     }
 
     /// HE parameters of the non-linear protocols' HE steps (GeLU polynomials, products).

@@ -144,6 +144,9 @@ pub struct Plans {
     linear: BTreeMap<(usize, usize, usize), LinearPlan>,
     /// The linear layers' plans under the coefficient backend (then `linear` is empty).
     coeff: BTreeMap<(usize, usize, usize), CoeffPlan>,
+    /// The attention cross terms' plans under `LinearBackend::CoeffAll` (then the field
+    /// attention plans below are unused and need no Galois keys).
+    coeff_shared: BTreeMap<(usize, usize, usize), CoeffPlan>,
     pub scores: SharedMatmulPlan,
     pub context: SharedMatmulPlan,
 }
@@ -172,19 +175,28 @@ impl Plans {
         let (mut linear, mut coeff) = (BTreeMap::new(), BTreeMap::new());
         for (n, d_in, d_out) in shapes {
             let shape = LinearShape { n, d_in, d_out };
-            match (profile.linear, coeff_ctx) {
-                (LinearBackend::Field(_), _) => {
+            match (profile.linear.coeff_linear(), coeff_ctx) {
+                (false, _) => {
                     linear.insert((n, d_in, d_out), LinearPlan::new(ctx, shape, packing)?);
                 }
-                (LinearBackend::Coeff(_), Some(cc)) => {
+                (true, Some(cc)) => {
                     coeff.insert((n, d_in, d_out), CoeffPlan::new(cc, shape, MODEL_WEIGHT_BITS)?);
                 }
-                (LinearBackend::Coeff(_), None) => return Err(Error::Config("the coefficient backend needs its HE context".into())),
+                (true, None) => return Err(Error::Config("the coefficient backend needs its HE context".into())),
+            }
+        }
+        // Attention cross terms A_c·B_s and B_cᵀ·A_sᵀ: plaintexts are uniform ring shares.
+        let mut coeff_shared = BTreeMap::new();
+        if let (true, Some(cc)) = (profile.linear.coeff_attention(), coeff_ctx) {
+            let share_bits = profile.fixed.ring_bits - 1;
+            for (a, k, b) in [(n, d, n), (n, n, d), (d, n, n)] {
+                coeff_shared.insert((a, k, b), CoeffPlan::new(cc, LinearShape { n: a, d_in: k, d_out: b }, share_bits)?);
             }
         }
         Ok(Plans {
             linear,
             coeff,
+            coeff_shared,
             scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, heads, packing)?,
             context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, heads, packing)?,
         })
@@ -204,10 +216,20 @@ impl Plans {
             .ok_or_else(|| Error::Config(format!("no coefficient plan for {n}×{d_in}·{d_in}×{d_out}")))
     }
 
+    /// The plan of a cross term X (rows × k, a client share) · W (k × cols, a server share).
+    pub fn coeff_shared(&self, rows: usize, k: usize, cols: usize) -> Result<CoeffPlan> {
+        self.coeff_shared
+            .get(&(rows, k, cols))
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("no coefficient plan for the product {rows}×{k}·{k}×{cols}")))
+    }
+
     pub(super) fn rotations(&self) -> Vec<usize> {
         let mut r: Vec<usize> = self.linear.values().flat_map(|p| p.rotations()).collect();
-        r.extend(self.scores.rotations());
-        r.extend(self.context.rotations());
+        if self.coeff_shared.is_empty() {
+            r.extend(self.scores.rotations());
+            r.extend(self.context.rotations());
+        }
         r.sort_unstable();
         r.dedup();
         r

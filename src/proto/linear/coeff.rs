@@ -25,8 +25,9 @@
 //! m_w = min(d_out, ⌊N/(n_w·k_w)⌋) (then balanced to ⌈d/blocks⌉, so non-power-of-two lengths
 //! cost what they need), the blocks minimising (bytes on the wire) × (estimated single-core
 //! time), the time being uploads·4 ms + outputs·8 ms + products·0.06 ms + weight polys·0.45 ms
-//! (unit costs measured with `bench --suite linear` at N = 8192, three moduli). For n = 128 and
-//! BERT-base widths this is n_w = 128, k_w = m_w = 8.
+//! (unit costs estimated from `rust-crates.md` §2 at N = 8192 with three moduli). For n = 128
+//! and 768×768 this gives n_w = 64, k_w = 16, m_w = 8 (96 uploads, 192 results); for n = 8 and
+//! 384×384, n_w = 8, k_w = m_w = 32 (12 and 12).
 //!
 //! **Message flow.** (setup, once: client → server public key; no Galois keys)
 //! 1. client → server: seeded secret-key encryptions of the x̂ blocks of X_c (one flight);
@@ -481,8 +482,13 @@ pub fn server_send(ch: &mut dyn Channel, ctx: &HeContext, plan: &CoeffPlan, cts:
 pub fn client_recv(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan) -> Result<Vec<u64>> {
     ch.set_phase("linear: client receive");
     expect_header(ch, "linear result", plan.return_level, plan.download_bytes(ctx)?)?;
+    let cts = wire::recv_compact(ch, ctx, plan.outputs(), plan.return_level, &plan.positions())?;
+    decrypt_results(ctx, keys, plan, &cts)
+}
+
+/// The client's share (n × d_out) from one weight set's result ciphertexts.
+fn decrypt_results(ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan, cts: &[Ciphertext]) -> Result<Vec<u64>> {
     let positions = plan.positions();
-    let cts = wire::recv_compact(ch, ctx, plan.outputs(), plan.return_level, &positions)?;
     let dec: Result<Vec<Vec<u64>>> = cts.par_iter().map(|ct| ctx.decrypt(&keys.sk, ct)).collect();
     let d_out = plan.shape.d_out;
     let mut y = vec![0u64; plan.shape.n * d_out];
@@ -524,6 +530,52 @@ pub fn coeff_client<R: RngCore + CryptoRng>(
 ) -> Result<Vec<Vec<u64>>> {
     client_send(ch, ctx, keys, plan, x_c)?;
     (0..sets).map(|_| client_recv(ch, ctx, keys, plan)).collect()
+}
+
+/// Server side of independent products X_g·W_g, one per group, all on the same plan (the
+/// attention cross terms of every head): the client's X_g arrive in one flight and the
+/// results leave in one. The server holds no share of X_g, so its shares are b_g − R_g.
+pub fn coeff_batch_server(ch: &mut dyn Channel, ctx: &HeContext, keys: &ServerKeys, groups: &[EncodedCoeff]) -> Result<Vec<Vec<u64>>> {
+    let plan = &groups.first().ok_or_else(|| Error::Config("no product groups".into()))?.plan;
+    if groups.iter().any(|e| e.plan != *plan) {
+        return Err(Error::Config("batched products need the same plan".into()));
+    }
+    ch.set_phase("linear: server receive");
+    expect_header(ch, "batched upload", 0, groups.len() * plan.upload_bytes(ctx)?)?;
+    let ups = wire::recv_seeded(ch, ctx, groups.len() * plan.uploads())?;
+    let mut cts = Vec::with_capacity(groups.len() * plan.outputs());
+    let mut shares = Vec::with_capacity(groups.len());
+    for (enc, ups) in groups.iter().zip(ups.chunks(plan.uploads())) {
+        let (c, share) = enc.evaluate(ctx, keys, ups, None)?;
+        cts.extend(c);
+        shares.push(share);
+    }
+    ch.set_phase("linear: server return");
+    send_header(ch, plan.return_level, groups.len() * plan.download_bytes(ctx)?)?;
+    wire::send_compact(ch, ctx, &cts, plan.return_level, &plan.positions())?;
+    ch.flush()?;
+    Ok(shares)
+}
+
+/// Client side of [`coeff_batch_server`]: `xs[g]` is its X_g (n × d_in); returns its share of
+/// each product.
+pub fn coeff_batch_client(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan, xs: &[Vec<u64>]) -> Result<Vec<Vec<u64>>> {
+    ch.set_phase("linear: client upload");
+    for x in xs {
+        plan.check_len("client share", x.len(), plan.shape.n * plan.shape.d_in)?;
+    }
+    let per = plan.uploads();
+    let cts: Result<Vec<wire::SeededCt>> = (0..xs.len() * per)
+        .into_par_iter()
+        .map(|i| keys.encrypt_seeded(ctx, &plan.upload_coeffs(&xs[i / per], i % per, ctx.degree()), &mut rand::rng()))
+        .collect();
+    send_header(ch, 0, xs.len() * plan.upload_bytes(ctx)?)?;
+    wire::send_seeded(ch, &cts?)?;
+    ch.flush()?;
+    ch.set_phase("linear: client receive");
+    expect_header(ch, "batched result", plan.return_level, xs.len() * plan.download_bytes(ctx)?)?;
+    let cts = wire::recv_compact(ch, ctx, xs.len() * plan.outputs(), plan.return_level, &plan.positions())?;
+    cts.chunks(plan.outputs()).map(|c| decrypt_results(ctx, keys, plan, c)).collect()
 }
 
 #[cfg(test)]
@@ -592,8 +644,10 @@ mod tests {
     fn the_block_rule_fills_the_ring_for_bert_base_and_follows_short_inputs() {
         let ctx = HeContext::coefficient(&HePreset::coefficient(40)).unwrap();
         let plan = CoeffPlan::new(&ctx, LinearShape { n: 128, d_in: 768, d_out: 768 }, MODEL_WEIGHT_BITS).unwrap();
-        assert_eq!(plan.blocks.n_w, 128, "{}", plan.describe());
-        assert!(plan.blocks.n_w * plan.blocks.k_w * plan.blocks.m_w <= ctx.degree());
+        // Large row blocks (few ciphertexts each way) that use at least half of the ring.
+        assert!(plan.blocks.n_w >= 64, "{}", plan.describe());
+        let used = plan.blocks.n_w * plan.blocks.k_w * plan.blocks.m_w;
+        assert!(used <= ctx.degree() && 2 * used >= ctx.degree(), "{}", plan.describe());
         // A 7-token input is not padded to 8.
         let short = CoeffPlan::new(&ctx, LinearShape { n: 7, d_in: 384, d_out: 384 }, MODEL_WEIGHT_BITS).unwrap();
         assert!(short.blocks.n_w <= 7, "{}", short.describe());
