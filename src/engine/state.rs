@@ -10,7 +10,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::report::{Mark, Phase, Recorder};
 use super::weights::WeightCache;
-use super::{LinearBackend, Profile, ProfileKind};
+use super::{Profile, ProfileKind};
 use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
