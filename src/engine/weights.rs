@@ -109,6 +109,7 @@ impl WeightCache {
             |e: &EncodedLinear| e.same_weights(ctx, ws, bs),
             |limit| EncodedLinear::with_cache_limit(ctx, plan.clone(), ws, Some(bs), limit),
             |e| e.is_cached().then(|| e.cached_bytes(ctx)),
+            DEFAULT_WEIGHT_CACHE_BYTES,
         )
     }
 
@@ -123,12 +124,15 @@ impl WeightCache {
             |e: &EncodedCoeff| e.plan == *plan && e.same_weights(ctx, ws, bs),
             |limit| EncodedCoeff::new(ctx, plan.clone(), ws, Some(bs), limit),
             |e| e.is_cached().then(|| e.cached_bytes(ctx)),
+            0,
         )
     }
 
     /// The cache policy shared by both encodings: a hit is used only after `same` confirms
-    /// the weights; otherwise `make(limit)` encodes (pre-encoding up to `limit` bytes) and the
-    /// result is kept when `cached` reports its bytes and they fit.
+    /// the weights; otherwise `make(limit)` encodes (pre-encoding up to `limit` bytes, at
+    /// least `uncached_limit`) and the result is kept when `cached` reports its bytes and they
+    /// fit. The coefficient encoding passes 0: encoded per call it makes each polynomial once
+    /// anyway, so pre-encoding outside the cache would only raise peak memory.
     fn get_or_encode<T: Any + Send + Sync>(
         &self,
         key: Key,
@@ -136,6 +140,7 @@ impl WeightCache {
         same: impl Fn(&T) -> bool,
         make: impl FnOnce(usize) -> Result<T>,
         cached: impl Fn(&T) -> Option<usize>,
+        uncached_limit: usize,
     ) -> Result<Arc<T>> {
         {
             let mut e = self.lock()?;
@@ -152,9 +157,9 @@ impl WeightCache {
                 e.evict_for(need, self.budget);
             }
         }
-        // Without room, encode as an uncached layer would (pre-encoded up to the default limit).
+        // Without room, encode as an uncached layer would.
         let room = self.budget.saturating_sub(self.used());
-        let enc = Arc::new(make(room.max(DEFAULT_WEIGHT_CACHE_BYTES))?);
+        let enc = Arc::new(make(room.max(uncached_limit))?);
         if let Some(bytes) = cached(&enc).filter(|&b| b <= room) {
             let mut e = self.lock()?;
             if let Some(old) = e.map.remove(&key) {

@@ -234,6 +234,7 @@ impl CoeffPlan {
     }
 
     /// The (upload, weight polynomial) pairs summed for result block `o`.
+    #[cfg(test)]
     fn terms(&self, o: usize) -> Vec<(usize, usize)> {
         let (r, b) = (o / self.out_blocks(), o % self.out_blocks());
         (0..self.in_blocks()).map(|a| (r * self.in_blocks() + a, a * self.out_blocks() + b)).collect()
@@ -368,19 +369,28 @@ impl EncodedCoeff {
 
     /// Enc(X_c·W) for result block `o`, before the circuit-private return (noise ≤ plan.noise_bound).
     pub fn raw_output(&self, ctx: &HeContext, uploads: &[Ciphertext], o: usize) -> Result<Ciphertext> {
-        let terms = self.plan.terms(o);
-        let mut acc: Option<Ciphertext> = None;
-        for chunk in terms.chunks(CHUNK_TERMS) {
-            let ws: Result<Vec<Cow<'_, Poly>>> = chunk.iter().map(|&(_, wi)| self.weight(ctx, wi)).collect();
-            let ws = ws?;
-            let part = |i: usize| dot_product(chunk.iter().map(|&(u, _)| &uploads[u][i]), ws.iter().map(|w| w.as_ref()));
-            let ct = Ciphertext::new(vec![part(0)?, part(1)?], ctx.params())?;
-            acc = Some(match acc {
-                None => ct,
-                Some(a) => &a + &ct,
-            });
+        let (r, b) = (o / self.plan.out_blocks(), o % self.plan.out_blocks());
+        self.raw_column(ctx, uploads, b)?.into_iter().nth(r).ok_or_else(|| Error::He("no such result block".into()))
+    }
+
+    /// Enc(X_c·W) for output column block `b` and every row block, encoding (when not
+    /// cached) each weight polynomial of the column once, chunk by chunk.
+    fn raw_column(&self, ctx: &HeContext, uploads: &[Ciphertext], b: usize) -> Result<Vec<Ciphertext>> {
+        let (rb, kb, mb) = (self.plan.row_blocks(), self.plan.in_blocks(), self.plan.out_blocks());
+        let mut acc: Vec<Option<Ciphertext>> = vec![None; rb];
+        let blocks: Vec<usize> = (0..kb).collect();
+        for chunk in blocks.chunks(CHUNK_TERMS) {
+            let ws: Vec<Cow<'_, Poly>> = chunk.iter().map(|&a| self.weight(ctx, a * mb + b)).collect::<Result<_>>()?;
+            for (r, slot) in acc.iter_mut().enumerate() {
+                let part = |i: usize| dot_product(chunk.iter().map(|&a| &uploads[r * kb + a][i]), ws.iter().map(|w| w.as_ref()));
+                let ct = Ciphertext::new(vec![part(0)?, part(1)?], ctx.params())?;
+                *slot = Some(match slot.take() {
+                    None => ct,
+                    Some(prev) => &prev + &ct,
+                });
+            }
         }
-        acc.ok_or_else(|| Error::He("empty dot product".into()))
+        acc.into_iter().map(|c| c.ok_or_else(|| Error::He("empty dot product".into()))).collect()
     }
 
     /// X_s·W + b mod t, row-major n × d_out (t = 2^ℓ divides 2^64, so wrapping u64 arithmetic
@@ -416,9 +426,12 @@ impl EncodedCoeff {
             None => self.bias.repeat(plan.shape.n),
         };
         let positions = plan.positions();
+        let columns: Vec<Vec<Ciphertext>> = (0..plan.out_blocks()).into_par_iter().map(|b| self.raw_column(ctx, uploads, b)).collect::<Result<_>>()?;
+        // Result block o = r·out_blocks + b.
+        let mb = plan.out_blocks();
         let outs: Result<Vec<(Ciphertext, Vec<u64>)>> = (0..plan.outputs())
             .into_par_iter()
-            .map(|o| private_return(ctx, &keys.pk, self.raw_output(ctx, uploads, o)?, plan.noise_bound, &mut rand::rng()))
+            .map(|o| private_return(ctx, &keys.pk, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng()))
             .collect();
         let d_out = plan.shape.d_out;
         let mut cts = Vec::with_capacity(plan.outputs());
