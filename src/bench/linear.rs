@@ -16,6 +16,7 @@ use crate::he::{client_setup, server_setup, HeContext, HePreset};
 use crate::net::local::{run_pair_with, PairOptions};
 use crate::net::{CommStats, PairOutput};
 use crate::proto::linear::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
+use crate::proto::linear::coeff::{coeff_client, coeff_server, CoeffPlan, EncodedCoeff, MODEL_WEIGHT_BITS};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
 
 /// Weight-cache limit used by the benchmark (768×768 fits, the FFN matrices are encoded on
@@ -47,6 +48,13 @@ pub fn bert_base_shapes(n: usize) -> Vec<BenchShape> {
         BenchShape { name: "QK^T 12 heads".into(), kind: BenchKind::Shared { n, k: 64, m: n, heads: 12 } },
         BenchShape { name: "PV 12 heads".into(), kind: BenchKind::Shared { n, k: n, m: 64, heads: 12 } },
     ]
+}
+
+/// The linear layers of one BERT-base encoder layer at length `n` for the coefficient
+/// backend: Q, K, V on one upload, the output projection and the two FFN matrices.
+pub fn bert_base_coeff_shapes(n: usize) -> Vec<BenchShape> {
+    let lin = |name: &str, d_in, d_out| BenchShape { name: name.into(), kind: BenchKind::Linear(LinearShape { n, d_in, d_out }) };
+    vec![lin("qkv 3x768x768", 768, 768), lin("attn-out 768x768", 768, 768), lin("ffn1 768x3072", 768, 3072), lin("ffn2 3072x768", 3072, 768)]
 }
 
 /// CPU seconds used so far by this process (all threads, both parties), from /proc; 0 where
@@ -186,6 +194,82 @@ fn bench_shared(ctx: &HeContext, shape: MatmulShape, heads: usize, packing: Pack
         "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": correct,
         "return_level": plan.direct.return_level,
         "flood_bits": crate::he::privacy::flood_bits(ctx, plan.direct.noise_bound),
+    }))
+}
+
+/// The coefficient backend on one linear shape over Z_2^`ring_bits` (X shared, `sets` weight
+/// sets on one upload, as for Q, K and V), checked against the cleartext ring product.
+fn bench_coeff(ctx: &HeContext, shape: LinearShape, sets: usize) -> Result<serde_json::Value> {
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    let ws: Vec<Vec<i64>> = (0..sets).map(|_| (0..shape.d_in * shape.d_out).map(|_| rng.random_range(-(1i64 << 15)..(1 << 15))).collect()).collect();
+    let b: Vec<i64> = (0..shape.d_out).map(|_| rng.random_range(-(1i64 << 30)..(1 << 30))).collect();
+    let (x_c, x_s) = (random_field(ctx, shape.n * shape.d_in), random_field(ctx, shape.n * shape.d_in));
+    let plan = CoeffPlan::new(ctx, shape, MODEL_WEIGHT_BITS)?;
+    let t_enc = Instant::now();
+    let encs: Vec<EncodedCoeff> = ws.iter().map(|w| EncodedCoeff::new(ctx, plan.clone(), w, Some(&b), BENCH_WEIGHT_CACHE_BYTES)).collect::<Result<_>>()?;
+    let encode_s = t_enc.elapsed().as_secs_f64();
+    let cpu0 = process_cpu_seconds();
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, ctx, &[])?;
+            let refs: Vec<&EncodedCoeff> = encs.iter().collect();
+            coeff_server(ch, ctx, &keys, &refs, Some(&x_s))
+        },
+        |ch| {
+            let keys = client_setup(ch, ctx, &[], &mut rand::rng())?;
+            let setup = ch.stats();
+            let t0 = Instant::now();
+            let y = coeff_client(ch, ctx, &keys, &plan, sets, &x_c, &mut rand::rng())?;
+            Ok((y, setup, t0.elapsed().as_secs_f64()))
+        },
+    )?;
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let (y_c, setup, wall) = out.client;
+    let x: Vec<u64> = x_c.iter().zip(&x_s).map(|(&a, &c)| f.add(a, c)).collect();
+    for (i, w) in ws.iter().enumerate() {
+        let wf: Vec<u64> = w.iter().map(|&v| f.from_signed(v)).collect();
+        let mut expect = field_matmul(f, &x, &wf, MatmulShape { n: shape.n, k: shape.d_in, m: shape.d_out });
+        for (j, e) in expect.iter_mut().enumerate() {
+            *e = f.add(*e, f.from_signed(b[j % shape.d_out]));
+        }
+        if f.reconstruct(&out.server[i], &y_c[i]) != expect {
+            return Err(Error::He(format!("benchmark result mismatch for {shape:?} coeff set {i}")));
+        }
+    }
+    let on = online(out.client_stats, setup);
+    let cached = encs.iter().all(EncodedCoeff::is_cached);
+    Ok(json!({
+        "packing": "coeff", "layout": plan.describe(), "weight_sets": sets,
+        "uploads": plan.uploads(), "downloads": sets * plan.outputs(), "ct_pt_products": sets * plan.products(),
+        "galois_keys": 0, "weights_cached": cached,
+        "weight_encode_s": if cached { json!(encode_s) } else { json!(null) },
+        "weight_polys": sets * plan.weight_polys(),
+        "weight_cache_bytes": if cached { sets * plan.weight_bytes(ctx) } else { 0 },
+        "setup_bytes_client_to_server": setup.bytes_sent,
+        "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": true,
+        "return_level": plan.return_level, "flood_bits": crate::he::privacy::flood_bits(ctx, plan.noise_bound),
+    }))
+}
+
+/// The coefficient backend ([`HePreset::coefficient`] over Z_2^`ring_bits`) on the linear
+/// shapes of `shapes` (the share × share rows are skipped: the attention products keep the
+/// field backend). A shape named `qkv…` runs three weight sets on one upload.
+pub fn run_coeff_bench(shapes: &[BenchShape], ring_bits: u32) -> Result<serde_json::Value> {
+    let ctx = HeContext::coefficient(&HePreset::coefficient(ring_bits))?;
+    let mut rows = Vec::new();
+    for s in shapes {
+        let BenchKind::Linear(shape) = s.kind else { continue };
+        let sets = if s.name.starts_with("qkv") { 3 } else { 1 };
+        let mut row = bench_coeff(&ctx, shape, sets)?;
+        row["shape"] = json!(s.name);
+        row["n"] = json!(shape.n);
+        rows.push(row);
+    }
+    Ok(json!({
+        "preset": ctx.preset(), "t": ctx.t(), "moduli": ctx.params().moduli(),
+        "threads": rayon::current_num_threads(), "rows": rows,
     }))
 }
 

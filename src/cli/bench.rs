@@ -111,7 +111,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (name, record) = match suite {
         Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.sizes)?),
         Suite::Toolkit => ("toolkit-bench", crate::bench::toolkit::run_toolkit_bench(&args.sizes)?),
-        Suite::Linear => ("linear-bench", crate::bench::linear::run_linear_bench(&crate::bench::linear::bert_base_shapes(128), &[Packing::Rfcp, Packing::Bsgs])?),
+        Suite::Linear => {
+            use crate::bench::linear::{bert_base_coeff_shapes, bert_base_shapes, run_coeff_bench, run_linear_bench};
+            let mut record = run_linear_bench(&bert_base_shapes(128), &[Packing::Rfcp, Packing::Bsgs])?;
+            let coeff_shapes: Vec<_> = bert_base_coeff_shapes(128).into_iter().chain(bert_base_coeff_shapes(8)).collect();
+            record["coeff"] = run_coeff_bench(&coeff_shapes, 40)?;
+            ("linear-bench", record)
+        }
     };
     let dir = super::results_dir();
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

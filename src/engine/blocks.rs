@@ -14,6 +14,7 @@ use crate::proto::linear::attention::{shared_matmul_client, shared_matmul_server
 use crate::proto::toolkit::convert::{field_to_ring_trunc, ring_to_field};
 use crate::proto::nonlinear::l2norm::l2_normalize;
 use crate::proto::nonlinear::layernorm::{layer_norm, LnParams};
+use crate::proto::linear::coeff::{coeff_batch_client, coeff_batch_server, coeff_client, coeff_server, EncodedCoeff};
 use crate::proto::linear::{linear_client, linear_server};
 use crate::proto::nonlinear::softmax::softmax;
 use crate::proto::toolkit::trunc::{trunc, TruncMode};
@@ -69,7 +70,49 @@ pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: O
     }
     match s.profile.linear {
         LinearBackend::Field(_) => linear_field(s, x, n, d_in, d_out, w),
+        LinearBackend::Coeff(_) | LinearBackend::CoeffAll => {
+            let mut ys = linear_coeff(s, x, n, d_in, d_out, w.map(|w| vec![w]), 1)?;
+            ys.pop().ok_or_else(|| Error::Config("linear layer: no output".into()))
+        }
     }
+}
+
+/// Several layers on the same input (Q, K, V): `ws` holds one weight set per output on the
+/// server, `None` on the client. The coefficient backend uploads the input once for all.
+pub fn linear_sets(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+    if x.len() != n * d_in {
+        return Err(Error::Shape { tensor: "linear input".into(), expected: vec![n, d_in], got: vec![x.len()] });
+    }
+    if ws.as_ref().is_some_and(|ws| ws.len() != sets) {
+        return Err(Error::Config(format!("linear layers: {sets} weight sets expected")));
+    }
+    match s.profile.linear {
+        LinearBackend::Field(_) => (0..sets).map(|i| linear_field(s, x, n, d_in, d_out, ws.as_ref().map(|ws| ws[i]))).collect(),
+        LinearBackend::Coeff(_) | LinearBackend::CoeffAll => linear_coeff(s, x, n, d_in, d_out, ws, sets),
+    }
+}
+
+/// Coefficient packing on the ring shares, then one faithful truncation for all sets.
+fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+    let ring = s.specs.ring;
+    let side = s.coeff.ok_or_else(|| Error::Config("linear layer: the session has no coefficient HE context".into()))?;
+    let ctx = &side.ctx;
+    if ring.bits() >= 63 || ctx.t() != 1u64 << ring.bits() {
+        return Err(Error::Config("linear layer: the coefficient context's t is not the ring modulus".into()));
+    }
+    let plan = s.plans.coeff(n, d_in, d_out)?;
+    let ys = match (&side.keys, ws) {
+        (SideKeys::Server(keys), Some(ws)) => {
+            let cache = s.weights.ok_or_else(|| Error::Config("linear layer: the server session has no weight store".into()))?;
+            let encs: Vec<_> = ws.iter().map(|w| cache.encoded_coeff(ctx, &plan, w)).collect::<Result<_>>()?;
+            let refs: Vec<&EncodedCoeff> = encs.iter().map(|e| e.as_ref()).collect();
+            coeff_server(&mut *s.p.ch, ctx, keys, &refs, Some(x))?
+        }
+        (SideKeys::Client(keys), None) => coeff_client(&mut *s.p.ch, ctx, keys, &plan, sets, x, &mut *s.rng)?,
+        _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
+    };
+    let all = trunc(&mut s.p, ring, &ys.concat(), s.profile.fixed.weight_frac_bits, TruncMode::Faithful)?;
+    Ok(all.chunks(n * d_out).map(<[u64]>::to_vec).collect())
 }
 
 fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
@@ -121,6 +164,63 @@ fn head_products(s: &mut Sess, plan: &SharedMatmulPlan, a: Vec<Vec<u64>>, b: Vec
     field_to_ring_trunc(&mut s.p, field, ring, &prod.concat(), bound, s.specs.frac, TruncMode::Faithful)
 }
 
+/// `a·b` mod 2^ℓ for row-major `a` (n × k) and `b` (k × m): a party's product of its own shares.
+fn ring_matmul(ring: Ring, a: &[u64], b: &[u64], n: usize, k: usize, m: usize) -> Vec<u64> {
+    let mut out = vec![0u64; n * m];
+    for (i, row) in out.chunks_mut(m).enumerate() {
+        for (j, &av) in a[i * k..(i + 1) * k].iter().enumerate() {
+            for (o, &bv) in row.iter_mut().zip(&b[j * m..(j + 1) * m]) {
+                *o = o.wrapping_add(av.wrapping_mul(bv));
+            }
+        }
+        row.iter_mut().for_each(|v| *v = ring.reduce(*v));
+    }
+    out
+}
+
+/// `⌊a_h·b_h / 2^f⌋` per head on ring shares by coefficient packing: each party multiplies its
+/// own shares locally; the cross terms a_c·b_s and (b_cᵀ·a_sᵀ)ᵀ = a_s·b_c run under HE with the
+/// client's shares encrypted and the server's as plaintexts, all heads in one flight each way.
+fn head_products_coeff(s: &mut Sess, (n, k, m): (usize, usize, usize), a: Vec<Vec<u64>>, b: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+    let ring = s.specs.ring;
+    let side = s.coeff.ok_or_else(|| Error::Config("attention: the session has no coefficient HE context".into()))?;
+    let ctx = &side.ctx;
+    let direct = s.plans.coeff_shared(n, k, m)?;
+    let swapped = s.plans.coeff_shared(m, k, n)?;
+    let own: Vec<Vec<u64>> = a.iter().zip(&b).map(|(a, b)| ring_matmul(ring, a, b, n, k, m)).collect();
+    let (ab, ba) = match &side.keys {
+        SideKeys::Server(keys) => {
+            let with_b: Vec<EncodedCoeff> = b.iter().map(|b| EncodedCoeff::from_ring(ctx, direct.clone(), b, 0)).collect::<Result<_>>()?;
+            let ab = coeff_batch_server(&mut *s.p.ch, ctx, keys, &with_b)?;
+            let with_at: Vec<EncodedCoeff> = a.iter().map(|a| EncodedCoeff::from_ring(ctx, swapped.clone(), &transpose(a, n, k), 0)).collect::<Result<_>>()?;
+            (ab, coeff_batch_server(&mut *s.p.ch, ctx, keys, &with_at)?)
+        }
+        SideKeys::Client(keys) => {
+            let ab = coeff_batch_client(&mut *s.p.ch, ctx, keys, &direct, &a)?;
+            let bt: Vec<Vec<u64>> = b.iter().map(|b| transpose(b, k, m)).collect();
+            (ab, coeff_batch_client(&mut *s.p.ch, ctx, keys, &swapped, &bt)?)
+        }
+    };
+    let mut sum = Vec::with_capacity(a.len() * n * m);
+    for ((own, ab), ba) in own.iter().zip(&ab).zip(&ba) {
+        for i in 0..n {
+            for j in 0..m {
+                sum.push(ring.add(ring.add(own[i * m + j], ab[i * m + j]), ba[j * n + i]));
+            }
+        }
+    }
+    trunc(&mut s.p, ring, &sum, s.specs.frac, TruncMode::Faithful)
+}
+
+/// Per-head products on the profile's backend.
+fn attention_products(s: &mut Sess, field_plan: &SharedMatmulPlan, dims: (usize, usize, usize), a: Vec<Vec<u64>>, b: Vec<Vec<u64>>) -> Result<Vec<u64>> {
+    if s.profile.linear.coeff_attention() {
+        head_products_coeff(s, dims, a, b)
+    } else {
+        head_products(s, field_plan, a, b)
+    }
+}
+
 /// Multi-head self-attention including the output projection (`FixedModel::self_attention`).
 pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Option<&LayerWeights>) -> Result<Vec<u64>> {
     let n = mask.len();
@@ -130,16 +230,18 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     let frac = s.specs.frac;
 
     s.begin("qkv");
-    let q = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.query))?;
-    let k = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.key))?;
-    let v = linear(s, x, n, hidden, hidden, w.map(|w| &w.quantized.value))?;
+    let qkv_w = w.map(|w| vec![&w.quantized.query, &w.quantized.key, &w.quantized.value]);
+    let mut qkv = linear_sets(s, x, n, hidden, hidden, qkv_w, 3)?.into_iter();
+    let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
+        return Err(Error::Config("qkv: three outputs expected".into()));
+    };
     s.end();
 
     s.begin("scores");
     let q_heads: Vec<Vec<u64>> = (0..heads).map(|h| head_columns(&q, n, hidden, h, d)).collect();
     let kt_heads: Vec<Vec<u64>> = (0..heads).map(|h| transpose(&head_columns(&k, n, hidden, h, d), n, d)).collect();
     let plan = s.plans.scores.clone();
-    let raw = head_products(s, &plan, q_heads, kt_heads)?;
+    let raw = attention_products(s, &plan, (n, d, n), q_heads, kt_heads)?;
     let c = ring.from_signed(s.specs.score_scale);
     let scaled: Vec<u64> = raw.iter().map(|&r| ring.mul(r, c)).collect();
     let mut scores = trunc(&mut s.p, ring, &scaled, frac, TruncMode::Faithful)?;
@@ -157,7 +259,7 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     let p_heads: Vec<Vec<u64>> = probs.chunks(n * n).map(<[u64]>::to_vec).collect();
     let v_heads: Vec<Vec<u64>> = (0..heads).map(|h| head_columns(&v, n, hidden, h, d)).collect();
     let plan = s.plans.context.clone();
-    let ctx_heads = head_products(s, &plan, p_heads, v_heads)?;
+    let ctx_heads = attention_products(s, &plan, (n, n, d), p_heads, v_heads)?;
     let mut context = vec![0u64; n * hidden];
     for (h, block) in ctx_heads.chunks(n * d).enumerate() {
         for i in 0..n {

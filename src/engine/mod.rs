@@ -69,6 +69,31 @@ pub enum ProfileKind {
 pub enum LinearBackend {
     /// SIMD BFV over a prime field with the given packing; ring↔field conversions around it.
     Field(Packing),
+    /// Coefficient packing over the shares' ring Z_2^ℓ for the linear layers
+    /// (`proto::linear::coeff`: no rotations, no conversions); the attention products use the
+    /// field backend with the given packing.
+    Coeff(Packing),
+    /// Coefficient packing for the linear layers and the attention products (each party's
+    /// own product locally, the two cross terms under HE, all heads in one flight each way).
+    CoeffAll,
+}
+
+impl LinearBackend {
+    /// The packing of the field-backend products (all of them, or the attention products).
+    pub fn field_packing(self) -> Packing {
+        match self {
+            LinearBackend::Field(p) | LinearBackend::Coeff(p) => p,
+            LinearBackend::CoeffAll => Packing::Bsgs,
+        }
+    }
+    /// Whether the linear layers use coefficient packing.
+    pub fn coeff_linear(self) -> bool {
+        !matches!(self, LinearBackend::Field(_))
+    }
+    /// Whether the attention products use coefficient packing.
+    pub fn coeff_attention(self) -> bool {
+        matches!(self, LinearBackend::CoeffAll)
+    }
 }
 
 /// The protocol choices of one private run.
@@ -90,7 +115,9 @@ impl Profile {
         Profile {
             kind: ProfileKind::Fastlmpi,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 40 },
-            linear: LinearBackend::Field(Packing::recommended()),
+            // Coefficient packing over the ring for the linear layers and the attention
+            // products: no conversions, no rotations (`results/linear-coeff-bench.json`).
+            linear: LinearBackend::CoeffAll,
         }
     }
 
@@ -121,6 +148,11 @@ impl Profile {
     /// HE parameters of the linear layers and attention products.
     pub fn linear_preset(&self) -> HePreset {
         HePreset::linear()
+    }
+
+    /// HE parameters of the coefficient-packed linear layers, when the profile uses them.
+    pub fn coefficient_preset(&self) -> Option<HePreset> {
+        self.linear.coeff_linear().then(|| HePreset::coefficient(self.fixed.ring_bits))
     }
 
     /// HE parameters of the non-linear protocols' HE steps (GeLU polynomials, products).

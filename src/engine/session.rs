@@ -131,7 +131,16 @@ impl<'m> ServerModel<'m> {
             let plans = es.plans.get(&n).ok_or_else(|| Error::Config(format!("no plans for length {n}")))?;
             for (w, rows, d_in, d_out) in self.linear_layers(es.labels) {
                 // rows 0: the token rows (n); 1: the pooled vector.
-                let plan = plans.linear(if rows == 0 { n } else { rows }, d_in, d_out)?;
+                let m = if rows == 0 { n } else { rows };
+                if let Some(side) = es.coeff.as_ref() {
+                    let plan = plans.coeff(m, d_in, d_out)?;
+                    if self.weights.used() + plan.weight_bytes(&side.ctx) > self.weights.budget() {
+                        return Ok(self.weights.used());
+                    }
+                    self.weights.encoded_coeff(&side.ctx, &plan, w)?;
+                    continue;
+                }
+                let plan = plans.linear(m, d_in, d_out)?;
                 if !self.weights.has_room_for(&es.lin.ctx, &plan) {
                     return Ok(self.weights.used());
                 }
@@ -171,6 +180,7 @@ pub struct EngineSession {
     role: Role,
     profile: Profile,
     lin: HeSide,
+    coeff: Option<HeSide>,
     nl: HeSide,
     specs: Specs,
     plans: BTreeMap<usize, Plans>,
@@ -179,7 +189,7 @@ pub struct EngineSession {
     labels: usize,
     /// Most ciphertexts one inference has returned so far, per key (linear, non-linear): the
     /// server re-keys before an inference when a key's remaining budget is below it.
-    most_returns: [u64; 2],
+    most_returns: [u64; 3],
     /// The setup's cost (keys, base OTs, and any re-keying).
     pub setup: Recorder,
 }
@@ -193,19 +203,21 @@ impl EngineSession {
         let mut rng = ChaCha20Rng::from_os_rng();
         let lin_ctx = HeContext::new(&profile.linear_preset())?;
         let nl_ctx = HeContext::new(&profile.nonlinear_preset())?;
+        let coeff_ctx = profile.coefficient_preset().map(|p| HeContext::coefficient(&p)).transpose()?;
         let specs = Specs::new(profile, cfg, nl_ctx.field())?;
         let mut plans = BTreeMap::new();
         for &n in &req.seq_lens {
-            plans.insert(n, Plans::new(&lin_ctx, profile, cfg, n, public.pooling, labels)?);
+            plans.insert(n, Plans::new(&lin_ctx, coeff_ctx.as_ref(), profile, cfg, n, public.pooling, labels)?);
         }
         let mut rotations: Vec<usize> = plans.values().flat_map(Plans::rotations).collect();
         rotations.sort_unstable();
         rotations.dedup();
         let lin = HeSide::setup(ch, role, lin_ctx, &rotations, &mut rng)?;
         let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
+        let coeff = coeff_ctx.map(|c| HeSide::setup(ch, role, c, &[], &mut rng)).transpose()?;
         let ot = OtSession::setup(ch, role)?;
         setup.finish(ch, mark);
-        Ok(EngineSession { role, profile: *profile, lin, nl, specs, plans, ot, rng, labels, most_returns: [0; 2], setup })
+        Ok(EngineSession { role, profile: *profile, lin, coeff, nl, specs, plans, ot, rng, labels, most_returns: [0; 3], setup })
     }
 
     /// Fresh keys and OTs for the same lengths, keeping the records and the per-inference
@@ -222,12 +234,17 @@ impl EngineSession {
     }
 
     /// Ciphertexts returned so far under each of the client's keys (server side).
-    fn returns_used(&self) -> [u64; 2] {
-        [self.lin.ctx.returns().used(), self.nl.ctx.returns().used()]
+    fn returns_used(&self) -> [u64; 3] {
+        self.key_sides().map(|side| side.map_or(0, |s| s.ctx.returns().used()))
+    }
+
+    /// The HE contexts under the client's keys: linear (SIMD), non-linear, coefficient (if any).
+    fn key_sides(&self) -> [Option<&HeSide>; 3] {
+        [Some(&self.lin), Some(&self.nl), self.coeff.as_ref()]
     }
 
     /// Record one inference's returns (counted from `before`).
-    fn note_returns(&mut self, before: [u64; 2]) {
+    fn note_returns(&mut self, before: [u64; 3]) {
         let now = self.returns_used();
         for ((most, now), was) in self.most_returns.iter_mut().zip(now).zip(before) {
             *most = (*most).max(now - was);
@@ -236,13 +253,14 @@ impl EngineSession {
 
     /// Whether the next inference might exceed a key's return budget.
     fn needs_rekey(&self) -> bool {
-        [&self.lin, &self.nl].iter().zip(self.most_returns).any(|(side, most)| side.ctx.returns().remaining() < most)
+        self.key_sides().iter().zip(self.most_returns).any(|(side, most)| side.is_some_and(|s| s.ctx.returns().remaining() < most))
     }
 
-    /// Lower both keys' return budgets (never above the flooding's).
+    /// Lower every key's return budget (never above the flooding's).
     fn lower_return_budget(&self, limit: u64) {
-        self.lin.ctx.returns().lower_limit(limit);
-        self.nl.ctx.returns().lower_limit(limit);
+        for side in self.key_sides().into_iter().flatten() {
+            side.ctx.returns().lower_limit(limit);
+        }
     }
 
     /// Classifier labels of the server's model (0: none).
@@ -260,6 +278,7 @@ impl EngineSession {
         Ok(Sess {
             p: Party::new(self.role, ch, &mut self.ot),
             lin: &self.lin,
+            coeff: self.coeff.as_ref(),
             nl: &self.nl,
             specs: &self.specs,
             profile: self.profile,
@@ -327,9 +346,9 @@ pub struct ServerSessionReport {
     /// Times the client was asked to set up fresh keys (per-key return budget).
     #[serde(default)]
     pub rekeys: usize,
-    /// Most ciphertexts one inference returned under each key (linear, non-linear).
+    /// Most ciphertexts one inference returned under each key (linear, non-linear, coefficient).
     #[serde(default)]
-    pub most_returns: [u64; 2],
+    pub most_returns: [u64; 3],
 }
 
 /// Server side of a session: the session request, the setup, then inferences until the client

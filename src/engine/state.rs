@@ -10,7 +10,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::report::{Mark, Phase, Recorder};
 use super::weights::WeightCache;
-use super::{LinearBackend, Profile, ProfileKind};
+use super::{Profile, ProfileKind};
 use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
@@ -20,6 +20,7 @@ use crate::proto::bolt::{bolt_activation, BoltSpec};
 use crate::proto::ctx::Party;
 use crate::proto::linear::attention::{MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::hemul::HeParty;
+use crate::proto::linear::coeff::{CoeffPlan, MODEL_WEIGHT_BITS};
 use crate::proto::linear::{LinearPlan, LinearShape};
 use crate::proto::nonlinear::gelu::{gelu, reference_gelu, GeluSpec};
 use crate::proto::nonlinear::layernorm::LayerNormSpec;
@@ -141,13 +142,27 @@ impl Activation {
 /// HE layouts of every linear layer and attention product of one request.
 pub struct Plans {
     linear: BTreeMap<(usize, usize, usize), LinearPlan>,
+    /// The linear layers' plans under the coefficient backend (then `linear` is empty).
+    coeff: BTreeMap<(usize, usize, usize), CoeffPlan>,
+    /// The attention cross terms' plans under `LinearBackend::CoeffAll` (then the field
+    /// attention plans below are unused and need no Galois keys).
+    coeff_shared: BTreeMap<(usize, usize, usize), CoeffPlan>,
     pub scores: SharedMatmulPlan,
     pub context: SharedMatmulPlan,
 }
 
 impl Plans {
-    pub(super) fn new(ctx: &HeContext, profile: &Profile, cfg: &BertConfig, n: usize, pooling: PoolingMode, labels: usize) -> Result<Plans> {
-        let LinearBackend::Field(packing) = profile.linear;
+    /// `coeff_ctx` is the coefficient context when the profile's backend is `Coeff`.
+    pub(super) fn new(
+        ctx: &HeContext,
+        coeff_ctx: Option<&HeContext>,
+        profile: &Profile,
+        cfg: &BertConfig,
+        n: usize,
+        pooling: PoolingMode,
+        labels: usize,
+    ) -> Result<Plans> {
+        let packing = profile.linear.field_packing();
         let (h, i, d, heads) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim(), cfg.num_attention_heads);
         let mut shapes = vec![(n, h, h), (n, h, i), (n, i, h)];
         if pooling == PoolingMode::Pooler {
@@ -157,12 +172,31 @@ impl Plans {
         if labels > 0 {
             shapes.push((1, h, labels));
         }
-        let mut linear = BTreeMap::new();
+        let (mut linear, mut coeff) = (BTreeMap::new(), BTreeMap::new());
         for (n, d_in, d_out) in shapes {
-            linear.insert((n, d_in, d_out), LinearPlan::new(ctx, LinearShape { n, d_in, d_out }, packing)?);
+            let shape = LinearShape { n, d_in, d_out };
+            match (profile.linear.coeff_linear(), coeff_ctx) {
+                (false, _) => {
+                    linear.insert((n, d_in, d_out), LinearPlan::new(ctx, shape, packing)?);
+                }
+                (true, Some(cc)) => {
+                    coeff.insert((n, d_in, d_out), CoeffPlan::new(cc, shape, MODEL_WEIGHT_BITS)?);
+                }
+                (true, None) => return Err(Error::Config("the coefficient backend needs its HE context".into())),
+            }
+        }
+        // Attention cross terms A_c·B_s and B_cᵀ·A_sᵀ: plaintexts are uniform ring shares.
+        let mut coeff_shared = BTreeMap::new();
+        if let (true, Some(cc)) = (profile.linear.coeff_attention(), coeff_ctx) {
+            let share_bits = profile.fixed.ring_bits - 1;
+            for (a, k, b) in [(n, d, n), (n, n, d), (d, n, n)] {
+                coeff_shared.insert((a, k, b), CoeffPlan::new(cc, LinearShape { n: a, d_in: k, d_out: b }, share_bits)?);
+            }
         }
         Ok(Plans {
             linear,
+            coeff,
+            coeff_shared,
             scores: SharedMatmulPlan::new(ctx, MatmulShape { n, k: d, m: n }, heads, packing)?,
             context: SharedMatmulPlan::new(ctx, MatmulShape { n, k: n, m: d }, heads, packing)?,
         })
@@ -175,10 +209,27 @@ impl Plans {
             .ok_or_else(|| Error::Config(format!("no linear plan for {n}×{d_in}·{d_in}×{d_out}")))
     }
 
+    pub fn coeff(&self, n: usize, d_in: usize, d_out: usize) -> Result<CoeffPlan> {
+        self.coeff
+            .get(&(n, d_in, d_out))
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("no coefficient plan for {n}×{d_in}·{d_in}×{d_out}")))
+    }
+
+    /// The plan of a cross term X (rows × k, a client share) · W (k × cols, a server share).
+    pub fn coeff_shared(&self, rows: usize, k: usize, cols: usize) -> Result<CoeffPlan> {
+        self.coeff_shared
+            .get(&(rows, k, cols))
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("no coefficient plan for the product {rows}×{k}·{k}×{cols}")))
+    }
+
     pub(super) fn rotations(&self) -> Vec<usize> {
         let mut r: Vec<usize> = self.linear.values().flat_map(|p| p.rotations()).collect();
-        r.extend(self.scores.rotations());
-        r.extend(self.context.rotations());
+        if self.coeff_shared.is_empty() {
+            r.extend(self.scores.rotations());
+            r.extend(self.context.rotations());
+        }
         r.sort_unstable();
         r.dedup();
         r
@@ -189,6 +240,8 @@ impl Plans {
 pub struct Sess<'a> {
     pub p: Party<'a>,
     pub lin: &'a HeSide,
+    /// The coefficient-packing context of the linear layers (`LinearBackend::Coeff` only).
+    pub coeff: Option<&'a HeSide>,
     pub nl: &'a HeSide,
     pub specs: &'a Specs,
     pub profile: Profile,

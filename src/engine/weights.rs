@@ -14,12 +14,14 @@
 //! used only after its field weights compare equal to the caller's, so a reused address can
 //! never serve another matrix's plaintexts.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::model::QLinear;
+use crate::proto::linear::coeff::{CoeffPlan, EncodedCoeff};
 use crate::proto::linear::{EncodedLinear, LinearPlan, LinearShape, DEFAULT_WEIGHT_CACHE_BYTES};
 
 type Key = (usize, LinearShape, String);
@@ -38,8 +40,9 @@ struct Entries {
     map: HashMap<Key, Entry>,
 }
 
+/// One encoded layout: an `EncodedLinear` (field backend) or an `EncodedCoeff`.
 struct Entry {
-    enc: Arc<EncodedLinear>,
+    enc: Arc<dyn Any + Send + Sync>,
     bytes: usize,
     last_use: u64,
 }
@@ -100,25 +103,64 @@ impl WeightCache {
         let LinearShape { d_in, d_out, .. } = plan.shape;
         let (ws, bs) = weights_of(w, d_in, d_out)?;
         let key: Key = (std::ptr::from_ref(w) as usize, plan.shape, plan.describe());
-        let need = plan.weight_bytes(ctx);
+        self.get_or_encode(
+            key,
+            plan.weight_bytes(ctx),
+            |e: &EncodedLinear| e.same_weights(ctx, ws, bs),
+            |limit| EncodedLinear::with_cache_limit(ctx, plan.clone(), ws, Some(bs), limit),
+            |e| e.is_cached().then(|| e.cached_bytes(ctx)),
+            DEFAULT_WEIGHT_CACHE_BYTES,
+        )
+    }
+
+    /// The coefficient-packing weight polynomials of `w` for `plan` (same policy as [`WeightCache::encoded`]).
+    pub fn encoded_coeff(&self, ctx: &HeContext, plan: &CoeffPlan, w: &QLinear) -> Result<Arc<EncodedCoeff>> {
+        let LinearShape { d_in, d_out, .. } = plan.shape;
+        let (ws, bs) = weights_of(w, d_in, d_out)?;
+        let key: Key = (std::ptr::from_ref(w) as usize, plan.shape, plan.describe());
+        self.get_or_encode(
+            key,
+            plan.weight_bytes(ctx),
+            |e: &EncodedCoeff| e.plan == *plan && e.same_weights(ctx, ws, bs),
+            |limit| EncodedCoeff::new(ctx, plan.clone(), ws, Some(bs), limit),
+            |e| e.is_cached().then(|| e.cached_bytes(ctx)),
+            0,
+        )
+    }
+
+    /// The cache policy shared by both encodings: a hit is used only after `same` confirms
+    /// the weights; otherwise `make(limit)` encodes (pre-encoding up to `limit` bytes, at
+    /// least `uncached_limit`) and the result is kept when `cached` reports its bytes and they
+    /// fit. The coefficient encoding passes 0: encoded per call it makes each polynomial once
+    /// anyway, so pre-encoding outside the cache would only raise peak memory.
+    fn get_or_encode<T: Any + Send + Sync>(
+        &self,
+        key: Key,
+        need: usize,
+        same: impl Fn(&T) -> bool,
+        make: impl FnOnce(usize) -> Result<T>,
+        cached: impl Fn(&T) -> Option<usize>,
+        uncached_limit: usize,
+    ) -> Result<Arc<T>> {
         {
             let mut e = self.lock()?;
             let now = e.tick();
             if let Some(hit) = e.map.get_mut(&key) {
-                if hit.enc.same_weights(ctx, ws, bs) {
-                    hit.last_use = now;
-                    return Ok(Arc::clone(&hit.enc));
+                if let Ok(enc) = Arc::clone(&hit.enc).downcast::<T>() {
+                    if same(&enc) {
+                        hit.last_use = now;
+                        return Ok(enc);
+                    }
                 }
             }
             if need <= self.budget {
                 e.evict_for(need, self.budget);
             }
         }
-        // Without room, encode as an uncached layer would (pre-encoded up to the default limit).
+        // Without room, encode as an uncached layer would.
         let room = self.budget.saturating_sub(self.used());
-        let enc = Arc::new(EncodedLinear::with_cache_limit(ctx, plan.clone(), ws, Some(bs), room.max(DEFAULT_WEIGHT_CACHE_BYTES))?);
-        let bytes = enc.cached_bytes(ctx);
-        if enc.is_cached() && bytes <= room {
+        let enc = Arc::new(make(room.max(uncached_limit))?);
+        if let Some(bytes) = cached(&enc).filter(|&b| b <= room) {
             let mut e = self.lock()?;
             if let Some(old) = e.map.remove(&key) {
                 e.used = e.used.saturating_sub(old.bytes);
@@ -126,7 +168,8 @@ impl WeightCache {
             if e.used + bytes <= self.budget {
                 let last_use = e.tick();
                 e.used += bytes;
-                e.map.insert(key, Entry { enc: Arc::clone(&enc), bytes, last_use });
+                let stored: Arc<dyn Any + Send + Sync> = Arc::clone(&enc) as Arc<dyn Any + Send + Sync>;
+                e.map.insert(key, Entry { enc: stored, bytes, last_use });
             }
         }
         Ok(enc)

@@ -71,6 +71,13 @@ impl HePreset {
     pub fn linear() -> HePreset {
         HePreset::simd(8192, 54)
     }
+    /// Coefficient packing over the shares' ring (`HeContext::coefficient`): N = 8192,
+    /// Q = 62 + 52 + 52 = 166 bits (below the 218-bit bound), t = 2^`ring_bits`. The 62-bit
+    /// modulus stays last so that results return at a single modulus; the sizes are what
+    /// ≥ 40-bit flooding needs for share-sized plaintexts (`proto::linear::coeff`).
+    pub fn coefficient(ring_bits: u32) -> HePreset {
+        HePreset { name: format!("n8192-coeff-t2^{ring_bits}"), degree: 8192, moduli_bits: vec![62, 52, 52], t_bits: ring_bits }
+    }
     /// A fast preset for unit tests: N = 4096, Q = 55+54 = 109 bits, t a 20-bit prime. It only
     /// supports short dot products (the flooding planner rejects what does not fit).
     pub fn small_test() -> HePreset {
@@ -123,7 +130,8 @@ pub struct HeContext {
     field: Field,
     /// SIMD slot i lives at NTT position `slot_map[i]` (the crate's batch-encoder order).
     slot_map: Vec<usize>,
-    ntt_t: NttOperator,
+    /// NTT mod t for SIMD batching; `None` for a coefficient-encoding context (t = 2^ℓ).
+    ntt_t: Option<NttOperator>,
     /// Ciphertexts returned under this context's client key so far, and the most allowed
     /// (see [`privacy`]: the flooding width covers [`privacy::KEY_RETURN_BUDGET`] of them).
     returns: privacy::ReturnBudget,
@@ -151,14 +159,35 @@ impl HeContext {
             .build_arc()?;
         let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
             .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
-        Ok(HeContext {
-            preset: preset.clone(),
-            par,
-            field: Field::new(t)?,
-            slot_map: batch_slot_map(preset.degree),
-            ntt_t,
-            returns: privacy::ReturnBudget::default(),
-        })
+        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t: Some(ntt_t), returns: privacy::ReturnBudget::default() })
+    }
+
+    /// A coefficient-encoding context with t = 2^`preset.t_bits` (the shares' ring Z_2^ℓ): a
+    /// plaintext is a polynomial of Z_t[X]/(X^N+1), ct×pt is a negacyclic product, and
+    /// [`HeContext::field`] is Z_2^ℓ (addition and multiplication only).
+    pub fn coefficient(preset: &HePreset) -> Result<HeContext> {
+        preset.check_security()?;
+        let moduli = pick_moduli(&preset.moduli_bits, 2 * preset.degree as u64)?;
+        let t = 1u64 << preset.t_bits;
+        if moduli.iter().any(|&q| q <= t) {
+            return Err(Error::Config(format!("preset {}: every ciphertext modulus must exceed t = 2^{}", preset.name, preset.t_bits)));
+        }
+        let par = BfvParametersBuilder::new().set_degree(preset.degree).set_moduli(&moduli).set_plaintext_modulus(t).build_arc()?;
+        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: Vec::new(), ntt_t: None, returns: privacy::ReturnBudget::default() })
+    }
+
+    /// Whether plaintexts are coefficient vectors (t = 2^ℓ) rather than SIMD slots.
+    pub fn is_coefficient(&self) -> bool {
+        self.ntt_t.is_none()
+    }
+
+    /// The crate encoding of this context's plaintexts at `level`.
+    fn encoding_at(&self, level: usize) -> Encoding {
+        if self.is_coefficient() {
+            Encoding::poly_at_level(level)
+        } else {
+            Encoding::simd_at_level(level)
+        }
     }
     pub fn preset(&self) -> &HePreset {
         &self.preset
@@ -219,25 +248,33 @@ impl HeContext {
         if slots.len() > n {
             return Err(Error::He(format!("{} values do not fit {} slots", slots.len(), n)));
         }
+        let ntt_t = self.ntt_t.as_ref().ok_or_else(|| Error::He("SIMD encoding in a coefficient context".into()))?;
         let t = self.t();
         let mut v = vec![0u64; n];
         for (i, &x) in slots.iter().enumerate() {
             v[self.slot_map[i]] = x % t;
         }
-        self.ntt_t.backward(&mut v);
+        ntt_t.backward(&mut v);
         Ok(v)
     }
 
-    /// A crate plaintext (values mod t) at `level`, for additions to ciphertexts.
+    /// A crate plaintext (values mod t; slots, or coefficients in a coefficient context) at
+    /// `level`, for additions to ciphertexts.
     pub fn plaintext(&self, slots: &[u64], level: usize) -> Result<Plaintext> {
-        Ok(Plaintext::try_encode(slots, Encoding::simd_at_level(level), &self.par)?)
+        Ok(Plaintext::try_encode(slots, self.encoding_at(level), &self.par)?)
     }
 
-    /// Decrypt a ciphertext and decode its N slots (values in [0, t)).
+    /// The zero plaintext at `level`.
+    pub fn zero_plaintext(&self, level: usize) -> Result<Plaintext> {
+        Ok(Plaintext::zero(self.encoding_at(level), &self.par)?)
+    }
+
+    /// Decrypt a ciphertext and decode its N slots (coefficients in a coefficient context),
+    /// values in [0, t).
     pub fn decrypt(&self, sk: &SecretKey, ct: &Ciphertext) -> Result<Vec<u64>> {
         let level = self.par.level_of_context(ct[0].ctx())?;
         let pt = sk.try_decrypt(ct)?;
-        Ok(Vec::<u64>::try_decode(&pt, Encoding::simd_at_level(level))?)
+        Ok(Vec::<u64>::try_decode(&pt, self.encoding_at(level))?)
     }
 }
 

@@ -37,7 +37,7 @@
 //! q_ℓ/(2t); we require a factor 4 of slack. The top-level condition is F < Q/(16t); planning
 //! fails with `Error::He` when it does not hold (parameters too small for the operation).
 
-use fhe::bfv::{Ciphertext, Encoding, Plaintext, PublicKey};
+use fhe::bfv::{Ciphertext, PublicKey};
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
 use fhe_traits::FheEncrypter;
@@ -217,7 +217,7 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     let field = ctx.field();
     let mask: Vec<u64> = (0..ctx.slots()).map(|_| field.random(rng)).collect();
     *ct += &ctx.plaintext(&mask, level)?;
-    let zero = Plaintext::zero(Encoding::simd_at_level(level), ctx.params())?;
+    let zero = ctx.zero_plaintext(level)?;
     let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
     *ct += &enc_zero;
     let flood = flooding_poly(ctx, level, flood_bits(ctx, v), rng)?;
@@ -256,7 +256,7 @@ mod tests {
         let mut rng = rand::rng();
         let sk = fhe::bfv::SecretKey::random(ctx.params(), &mut rng);
         let pk = PublicKey::new(&sk, &mut rng);
-        let zero = Plaintext::zero(Encoding::simd(), ctx.params()).unwrap();
+        let zero = ctx.zero_plaintext(0).unwrap();
         let fresh = || -> Ciphertext { sk.try_encrypt(&zero, &mut rand::rng()).unwrap() };
         for _ in 0..3 {
             private_return(&ctx, &pk, fresh(), ctx.fresh_noise(), &mut rng).unwrap();

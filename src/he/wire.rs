@@ -3,6 +3,8 @@
 //! Format (no headers: the receiver always knows the shape it expects from the public plan):
 //! * seeded upload (client → server, top level): 32-byte seed ‖ c0;
 //! * full ciphertext (server → client, at the return level): c0 ‖ c1;
+//! * compact ciphertext (server → client, coefficient encoding): c1 ‖ c0 at the public list of
+//!   coefficients the client reads, each bit-packed like a residue (single-modulus levels only);
 //!
 //! where each polynomial is sent in coefficient form, residue by residue, each residue
 //! bit-packed to ⌈log2 q_i⌉ bits. A batch of ciphertexts is one message of
@@ -122,6 +124,69 @@ pub fn decode_full(ctx: &HeContext, level: usize, bytes: &[u8]) -> Result<Cipher
     let c0 = decode_poly(ctx, level, &bytes[..half])?;
     let c1 = decode_poly(ctx, level, &bytes[half..])?;
     Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+}
+
+/// Bytes of one compact ciphertext at `level` carrying `positions` coefficients of c0.
+pub fn compact_len(ctx: &HeContext, level: usize, positions: usize) -> Result<usize> {
+    let moduli = moduli_at(ctx, level)?;
+    if moduli.len() != 1 {
+        return Err(Error::He("compact ciphertexts need a single-modulus level".into()));
+    }
+    Ok(poly_len(ctx, level)? + packed_len(positions, bits_of(moduli[0])))
+}
+
+/// Encode c1 in full and c0 only at `positions` (the coefficients the receiver decrypts).
+pub fn encode_compact(ctx: &HeContext, ct: &Ciphertext, level: usize, positions: &[usize]) -> Result<Vec<u8>> {
+    if ct.len() != 2 || ctx.params().level_of_context(ct[0].ctx())? != level {
+        return Err(Error::He(format!("expected a 2-part ciphertext at level {level}")));
+    }
+    let q = moduli_at(ctx, level)?[0];
+    let mut out = Vec::with_capacity(compact_len(ctx, level, positions.len())?);
+    encode_poly(&ct[1], &mut out);
+    let mut c0 = ct[0].clone();
+    c0.change_representation(Representation::PowerBasis);
+    let row = c0.coefficients();
+    let mut picked = Vec::with_capacity(positions.len());
+    for &p in positions {
+        picked.push(*row.get((0, p)).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))?);
+    }
+    out.extend_from_slice(&pack_bits(&picked, bits_of(q)));
+    Ok(out)
+}
+
+/// Decode a compact ciphertext: c0 is zero outside `positions`, so only those coefficients of
+/// the decryption are meaningful.
+pub fn decode_compact(ctx: &HeContext, level: usize, positions: &[usize], bytes: &[u8]) -> Result<Ciphertext> {
+    let want = compact_len(ctx, level, positions.len())?;
+    if bytes.len() != want {
+        return Err(Error::protocol("ciphertext", format!("compact ciphertext of {} bytes, expected {want}", bytes.len())));
+    }
+    let half = poly_len(ctx, level)?;
+    let c1 = decode_poly(ctx, level, &bytes[..half])?;
+    let q = moduli_at(ctx, level)?[0];
+    let vals = unpack_bits(&bytes[half..], positions.len(), bits_of(q));
+    if vals.iter().any(|&c| c >= q) {
+        return Err(Error::protocol("ciphertext", "coefficient outside [0, q)"));
+    }
+    let mut coeffs = vec![0u64; ctx.degree()];
+    for (&p, &v) in positions.iter().zip(&vals) {
+        *coeffs.get_mut(p).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))? = v;
+    }
+    let mut c0 = Poly::try_convert_from(coeffs, ctx.params().context_at_level(level)?, false, Representation::PowerBasis)?;
+    c0.change_representation(Representation::Ntt);
+    Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+}
+
+/// Send compact ciphertexts (one flight), each carrying c0 at the same `positions`.
+pub fn send_compact(ch: &mut dyn Channel, ctx: &HeContext, cts: &[Ciphertext], level: usize, positions: &[usize]) -> Result<()> {
+    let blobs: Result<Vec<Vec<u8>>> = cts.par_iter().map(|c| encode_compact(ctx, c, level, positions)).collect();
+    send_blobs(ch, blobs?)
+}
+
+/// Receive `count` compact ciphertexts carrying c0 at `positions`.
+pub fn recv_compact(ch: &mut dyn Channel, ctx: &HeContext, count: usize, level: usize, positions: &[usize]) -> Result<Vec<Ciphertext>> {
+    let size = compact_len(ctx, level, positions.len())?;
+    recv_items(ch, count, size, |b| decode_compact(ctx, level, positions, b))
 }
 
 fn send_blobs(ch: &mut dyn Channel, blobs: Vec<Vec<u8>>) -> Result<()> {
