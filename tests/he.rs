@@ -1,7 +1,7 @@
 //! Two-party tests of the HE layer: key setup, S2H/H2S, circuit privacy (flooding width and
 //! exactness), rotation direction, and rejection of malformed peer data.
 
-use fastlmpi::he::privacy::{flood_bits, mask_and_flood, private_return, return_level};
+use fastlmpi::he::privacy::{flood_bits, mask_and_flood, private_return, return_level, KEY_BUDGET_BITS};
 use fastlmpi::he::{client_setup, convert, server_setup, wire, ClientKeys, HeContext, HePreset};
 use fastlmpi::net::run_pair;
 use fastlmpi::Error;
@@ -47,9 +47,9 @@ fn flooding_width_is_at_least_intended_and_decryption_stays_exact() {
     let mut rng = rand::rng();
     let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
     let x = random_field(&ctx, ctx.slots());
-    let v = 1e6; // pretend data-dependent bound: 2^20
+    let v = 1e3; // pretend data-dependent bound: 2^10
     let fb = flood_bits(&ctx, v);
-    assert_eq!(fb, 20 + 40 + 12); // 2^40 · N · v with N = 2^12
+    assert_eq!(fb, 10 + 40 + KEY_BUDGET_BITS + 12); // 2^40 · B · N · v with N = 2^12, B returns per key
 
     // Before switching: the measured noise is the flooding width itself.
     let mut ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
@@ -135,12 +135,26 @@ fn wide_flooding_above_128_bits_is_sampled_correctly() {
     let mut rng = rand::rng();
     let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
     let x = random_field(&ctx, ctx.slots());
-    let v = 2f64.powi(97);
+    let v = 2f64.powi(81);
     let fb = flood_bits(&ctx, v);
-    assert_eq!(fb, 97 + 40 + 13);
+    assert_eq!(fb, 81 + 40 + KEY_BUDGET_BITS + 13);
     let mut ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
     let share = mask_and_flood(&ctx, &keys.pk, &mut ct, v, &mut rng).unwrap();
     let flooded = unsafe { keys.sk.measure_noise(&ct).unwrap() } as u32;
     assert!(flooded == fb || flooded == fb + 1, "flooded noise {flooded} bits, intended {fb}");
     assert_eq!(f.reconstruct(&ctx.decrypt(&keys.sk, &ct).unwrap(), &share), x);
+}
+
+/// The per-key flooding (16 more bits than per-ciphertext flooding) still fits every
+/// BERT-base linear layer at 128 tokens, in both packings, under the linear preset.
+#[test]
+fn per_key_flooding_fits_the_bert_base_linear_layers() {
+    use fastlmpi::proto::linear::{LinearPlan, LinearShape, Packing};
+    let ctx = HeContext::new(&HePreset::linear()).unwrap();
+    for (d_in, d_out) in [(768, 768), (768, 3072), (3072, 768)] {
+        for packing in [Packing::Bsgs, Packing::Rfcp] {
+            let plan = LinearPlan::new(&ctx, LinearShape { n: 128, d_in, d_out }, packing);
+            assert!(plan.is_ok(), "{d_in}x{d_out} {packing:?}: {:?}", plan.err());
+        }
+    }
 }
