@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::engine::report::{layer_table, mib, Phase, Recorder};
 use crate::engine::{client_close, client_infer, client_open, serve_session as engine_session, ClientOutcome, Profile, ServerModel};
 use crate::model;
+use crate::net::fault::{Fault, Faulty};
 use crate::net::handshake::{handshake, Hello};
 use crate::net::shaping::Shaped;
 use crate::net::{accept_with_timeout, connect_with_retry, Channel, CommStats, Metered, TcpChannel, TcpTransport};
@@ -78,11 +79,15 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     } else {
         eprintln!("fastlmpi server: model {} ({}), listening on {addr}", resolved.name, resolved.dir.display());
     }
+    let fault = args.inject_fault.as_deref().map(Fault::parse).transpose()?;
     let accept_timeout = (args.accept_timeout > 0).then(|| Duration::from_secs(args.accept_timeout));
     loop {
         let stream = accept_with_timeout(&listener, accept_timeout)?;
-        let mut ch = open_channel(stream, &args.net)?;
+        let ch = open_channel(stream, &args.net)?;
+        // A test-only fault (hidden option) breaks this connection at a chosen message.
+        let mut ch = Faulty::new(ch, fault);
         let result = serve_session(&mut ch, &server_model, &profile, &resolved.name, &fingerprint);
+        drop(ch);
         match (&result, args.once) {
             (Ok(report), _) if args.announce => {
                 let json = serde_json::to_string(report).map_err(|e| Error::protocol("report", e.to_string()))?;
@@ -101,7 +106,8 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     }
 }
 
-fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str) -> Result<PartyReport> {
+/// One client connection on the server: handshake, channel check, then the private session.
+pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str) -> Result<PartyReport> {
     let t0 = Instant::now();
     handshake(ch, &Hello::new(Role::Server, fingerprint, session_params(profile)))?;
     channel_check_server(ch)?;
@@ -117,7 +123,7 @@ fn serve_session(ch: &mut TcpChannel, sm: &ServerModel, profile: &Profile, name:
     })
 }
 
-fn channel_check_server(ch: &mut TcpChannel) -> Result<()> {
+fn channel_check_server(ch: &mut dyn Channel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     ch.recv_bytes(&mut probe)?;
@@ -361,6 +367,11 @@ impl LocalServer {
         });
         let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
         Ok(LocalServer { guard, lines: rx, addr })
+    }
+
+    /// The server process's id (None once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.0.lock().ok()?.as_ref().map(Child::id)
     }
 
     /// Connect a client channel to it.

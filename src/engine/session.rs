@@ -281,13 +281,30 @@ pub struct ServerSessionReport {
     pub inferences: Vec<Recorder>,
 }
 
+/// The server's reading of a session request frame from the peer: parsed and validated.
+pub fn decode_session_request(frame: &[u8], cfg: &BertConfig) -> Result<SessionRequest> {
+    let req: SessionRequest =
+        serde_json::from_slice(frame).map_err(|e| Error::protocol("session request", format!("unreadable: {e}")))?;
+    req.validate(cfg)?;
+    Ok(req)
+}
+
+/// The server's reading of an inference request frame: `None` closes the session.
+pub fn decode_inference_request(frame: &[u8], cfg: &BertConfig) -> Result<Option<InferenceRequest>> {
+    let next: Option<InferenceRequest> =
+        serde_json::from_slice(frame).map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
+    if let Some(req) = &next {
+        req.validate(cfg)?;
+    }
+    Ok(next)
+}
+
 /// Server side of a session: the session request, the setup, then inferences until the client
 /// closes the session.
 pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) -> Result<ServerSessionReport> {
     let cfg = &sm.model.public.config;
     ch.set_phase("session request");
-    let req: SessionRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
-        .map_err(|e| Error::protocol("session request", format!("unreadable: {e}")))?;
+    let req = decode_session_request(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?, cfg)?;
     let labels = sm.fixed.classifier.as_ref().map_or(0, |c| c.b.len());
     ch.send_u64(labels as u64)?;
     ch.flush()?;
@@ -301,10 +318,7 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
     let mut inferences = Vec::new();
     loop {
         ch.set_phase("inference request");
-        let next: Option<InferenceRequest> = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
-            .map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
-        let Some(req) = next else { break };
-        req.validate(cfg)?;
+        let Some(req) = decode_inference_request(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?, cfg)? else { break };
         let mut s = es.sess(ch, None, req.seq_len)?;
         s.weights = Some(&sm.weights);
         let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
