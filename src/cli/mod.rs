@@ -164,7 +164,7 @@ pub struct ServeArgs {
     /// same padded length (`eval --private`).
     #[arg(long, default_value_t = 0)]
     pub weight_cache_mib: usize,
-    /// Test only: break each connection at a chosen message (close:K, truncate:K, corrupt:K,
+    /// Test only: break the first connection at a chosen message (close:K, truncate:K, corrupt:K,
     /// stall:K:SECS; see `net::fault`).
     #[arg(long, hide = true)]
     pub inject_fault: Option<String>,

@@ -79,13 +79,13 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
     } else {
         eprintln!("fastlmpi server: model {} ({}), listening on {addr}", resolved.name, resolved.dir.display());
     }
-    let fault = args.inject_fault.as_deref().map(Fault::parse).transpose()?;
+    let mut fault = args.inject_fault.as_deref().map(Fault::parse).transpose()?;
     let accept_timeout = (args.accept_timeout > 0).then(|| Duration::from_secs(args.accept_timeout));
     loop {
         let stream = accept_with_timeout(&listener, accept_timeout)?;
         let ch = open_channel(stream, &args.net)?;
-        // A test-only fault (hidden option) breaks this connection at a chosen message.
-        let mut ch = Faulty::new(ch, fault);
+        // A test-only fault (hidden option) breaks the first connection at a chosen message.
+        let mut ch = Faulty::new(ch, fault.take());
         let result = serve_session(&mut ch, &server_model, &profile, &resolved.name, &fingerprint);
         drop(ch);
         match (&result, args.once) {
