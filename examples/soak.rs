@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release --bin fastlmpi --example soak
 //! FASTLMPI_SERVER_BIN=target/release/fastlmpi target/release/examples/soak [COUNT] [MODEL] [LAYERS]
+//! cargo run --example soak -- --plot          # results/soak.svg from results/soak.json
 //! ```
 //!
 //! Writes `results/soak.json` after every inference (a cut-short run still leaves a record)
@@ -21,7 +22,7 @@ use fastlmpi::cli::NetArgs;
 use fastlmpi::engine::{bucket_len, client_close, client_infer, client_open, simulate, ClientOutcome, Profile};
 use fastlmpi::model::{resolve, Model, PublicModel, Tokenized};
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 const WORDS: &[&str] = &[
     "the", "movie", "was", "surprisingly", "good", "and", "the", "acting", "felt", "honest", "but", "the",
@@ -37,7 +38,7 @@ fn sentence(i: usize) -> String {
     (0..words).map(|k| WORDS[(i * 5 + k) % WORDS.len()]).collect::<Vec<_>>().join(" ")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Point {
     index: usize,
     tokens: usize,
@@ -142,6 +143,13 @@ fn matches_simulation(model: &Model, tok: &Tokenized, profile: &Profile, out: &C
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let (json_path, svg_path) = (results.join("soak.json"), results.join("soak.svg"));
+    if args.get(1).map(String::as_str) == Some("--plot") {
+        let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&json_path).context("reading results/soak.json")?)?;
+        let points: Vec<Point> = serde_json::from_value(rec["points"].clone())?;
+        return plot(&svg_path, &points);
+    }
     let count: usize = args.get(1).map(|s| s.parse()).transpose().context("COUNT must be a number")?.unwrap_or(100);
     let model_name = args.get(2).cloned().unwrap_or_else(|| "minilm-l6".into());
     let layers: Option<usize> = args.get(3).map(|s| s.parse()).transpose().context("LAYERS must be a number")?;
@@ -171,9 +179,7 @@ fn main() -> Result<()> {
     client_handshake(&mut ch, &public, &profile)?;
     let mut es = client_open(&mut ch, &public, &profile, &lens)?;
 
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&results)?;
-    let (json_path, svg_path) = (results.join("soak.json"), results.join("soak.svg"));
     let mut rec = SoakRecord {
         model: resolved.name.clone(),
         profile: profile.name().into(),
@@ -219,12 +225,12 @@ fn main() -> Result<()> {
             _ => None,
         };
         write_json(&json_path, &rec)?;
+        plot(&svg_path, &rec.points)?;
         outcomes.push(out);
     }
     client_close(&mut ch)?;
     drop(ch);
     server.finish(Duration::from_secs(600))?;
-    plot(&svg_path, &rec.points)?;
 
     // The weights are loaded only now, so they do not count in the client's curve.
     let model = Model::load(&resolved.dir)?.truncated(layers)?;
