@@ -118,25 +118,51 @@ fn run_spawns_and_reaps_the_server() {
     assert_eq!(v["layers"], 1);
 }
 
-#[test]
-fn client_reports_a_server_killed_during_the_private_layers() {
-    let model = minilm();
-    let (mut server, addr) = start_server(&model, &[]);
-    let client = fastlmpi(&["client", "--no-fetch", "--layers", "1", "--timeout", "20", "--connect", &addr, "--input", "hello there"])
+/// Start `serve --announce` (many clients) and return the child and its address.
+fn start_long_server(model: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = fastlmpi(&["serve", "--announce", "--no-fetch", "--listen", "127.0.0.1:0"])
         .args(["--model", model.to_str().unwrap()])
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("server printed nothing").unwrap();
+    let addr = first.strip_prefix("LISTENING ").expect("no LISTENING line").trim().to_string();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// The server drops its first connection after its 40th message (inside the first layer, at
+/// a fixed point instead of a kill after a guessed sleep): the client reports the disconnect
+/// in the private layers, and the same server process answers the next client.
+#[test]
+fn client_reports_a_server_that_drops_the_connection_in_the_private_layers() {
+    let model = minilm();
+    let (mut server, addr) = start_long_server(&model, &["--inject-fault", "close:40"]);
+    let client = |timeout: &str| {
+        run_to_end(
+            fastlmpi(&["client", "--no-fetch", "--layers", "1", "--timeout", timeout, "--connect", &addr, "--input", "hello there"])
+                .args(["--model", model.to_str().unwrap()]),
+            Duration::from_secs(600),
+        )
+    };
+    let t0 = Instant::now();
+    let first = client("20");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(!first.status.success(), "client succeeded on a dropped connection");
+    assert!(err.contains("peer disconnected during"), "{err}");
+    for setup in ["handshake", "channel check", "session", "setup"] {
+        assert!(!err.contains(setup), "the fault should hit the private layers, not `{setup}`: {err}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(300), "client hung after the server dropped it");
+    let second = client("600");
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "the server did not serve the next client: {}", String::from_utf8_lossy(&second.stderr));
+    assert!(out.contains("agreement with the plaintext f32 model: cosine 0.99"), "{out}");
     server.kill().unwrap();
     let _ = server.wait();
-    let t0 = std::time::Instant::now();
-    let out = client.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "client succeeded without its server");
-    assert!(err.contains("error:"), "{err}");
-    assert!(t0.elapsed() < Duration::from_secs(60), "client hung after the server died");
 }
 
 /// A copy of the MiniLM checkpoint whose config claims one layer fewer (a different shape).

@@ -181,6 +181,10 @@ pub struct ServeArgs {
     /// TLS private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Test only: break the first connection at a chosen message (close:K, truncate:K, corrupt:K,
+    /// stall:K:SECS; see `net::fault`).
+    #[arg(long, hide = true)]
+    pub inject_fault: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

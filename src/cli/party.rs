@@ -93,7 +93,7 @@ pub(super) fn open_channel(stream: std::net::TcpStream, net: &NetArgs, tls: Opti
 }
 
 /// One session on the server; `report` holds what was done even when it fails.
-pub(super) fn serve_session(ch: &mut PartyChannel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str, report: &mut ServerSessionReport) -> Result<PartyReport> {
+pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, name: &str, fingerprint: &str, report: &mut ServerSessionReport) -> Result<PartyReport> {
     let t0 = Instant::now();
     handshake(ch, &Hello::new(Role::Server, fingerprint, session_params(profile)))?;
     channel_check_server(ch)?;
@@ -112,7 +112,7 @@ pub(super) fn serve_session(ch: &mut PartyChannel, sm: &ServerModel, profile: &P
     })
 }
 
-fn channel_check_server(ch: &mut PartyChannel) -> Result<()> {
+fn channel_check_server(ch: &mut dyn Channel) -> Result<()> {
     ch.set_phase("channel check");
     let mut probe = vec![0u8; CHANNEL_CHECK_BYTES];
     ch.recv_bytes(&mut probe)?;
@@ -391,6 +391,11 @@ impl LocalServer {
         });
         let addr = wait_for_line(&rx, "LISTENING ", Duration::from_secs(120))?;
         Ok(LocalServer { guard, lines: rx, addr })
+    }
+
+    /// The server process's id (None once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.0.lock().ok()?.as_ref().map(Child::id)
     }
 
     /// Connect a client channel to it.

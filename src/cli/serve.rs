@@ -19,7 +19,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -28,6 +28,7 @@ use super::party::{open_channel, serve_session, PartyReport, TlsSide};
 use super::ServeArgs;
 use crate::engine::{Profile, Reveal, ServePolicy, ServerModel, ServerSessionReport, SessionLimits};
 use crate::error::{Error, Result};
+use crate::net::fault::{Fault, Faulty};
 use crate::model;
 use crate::net::{accept_with_timeout, handshake, tls, Channel};
 
@@ -108,6 +109,8 @@ struct Shared {
     net: super::NetArgs,
     tls: Option<TlsSide>,
     started: Instant,
+    /// Test only (hidden `--inject-fault`): the fault for the first connection.
+    fault: Mutex<Option<Fault>>,
 }
 
 impl Shared {
@@ -143,6 +146,7 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         net: args.net.clone(),
         tls,
         started: Instant::now(),
+        fault: Mutex::new(args.inject_fault.as_deref().map(Fault::parse).transpose()?),
     });
     let listener = TcpListener::bind(&args.listen).map_err(|e| Error::Net { context: format!("binding {}", args.listen), source: e })?;
     let addr = listener.local_addr().map_err(|e| Error::Net { context: "reading the bound address".into(), source: e })?;
@@ -278,8 +282,10 @@ fn run_session(shared: &Shared, stream: TcpStream, peer: Option<SocketAddr>, id:
     let mut engine = ServerSessionReport::default();
     let mut wire = None;
     let mut stats = None;
-    let result = open_channel(stream, &shared.net, shared.tls.as_ref()).and_then(|(mut ch, w)| {
+    let result = open_channel(stream, &shared.net, shared.tls.as_ref()).and_then(|(ch, w)| {
         wire = w;
+        let fault = shared.fault.lock().ok().and_then(|mut f| f.take());
+        let mut ch = Faulty::new(ch, fault);
         let r = serve_session(&mut ch, &shared.sm, &shared.profile, &shared.name, &shared.fingerprint, &mut engine);
         stats = Some(ch.stats());
         r

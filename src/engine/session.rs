@@ -351,6 +351,24 @@ pub struct ServerSessionReport {
     pub most_returns: [u64; 3],
 }
 
+/// The server's reading of a session request frame from the peer: parsed and validated.
+pub fn decode_session_request(frame: &[u8], cfg: &BertConfig) -> Result<SessionRequest> {
+    let req: SessionRequest =
+        serde_json::from_slice(frame).map_err(|e| Error::protocol("session request", format!("unreadable: {e}")))?;
+    req.validate(cfg)?;
+    Ok(req)
+}
+
+/// The server's reading of an inference request frame: `None` closes the session.
+pub fn decode_inference_request(frame: &[u8], cfg: &BertConfig) -> Result<Option<InferenceRequest>> {
+    let next: Option<InferenceRequest> =
+        serde_json::from_slice(frame).map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
+    if let Some(req) = &next {
+        req.validate(cfg)?;
+    }
+    Ok(next)
+}
+
 /// Server side of a session: the session request, the setup, then inferences until the client
 /// closes the session.
 pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) -> Result<ServerSessionReport> {
@@ -363,8 +381,7 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile) 
 pub fn serve_session_into(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, report: &mut ServerSessionReport) -> Result<()> {
     let cfg = &sm.model.public.config;
     ch.set_phase("session request");
-    let req: SessionRequest = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
-        .map_err(|e| Error::protocol("session request", format!("unreadable: {e}")))?;
+    let req = decode_session_request(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?, cfg)?;
     let labels = sm.fixed.classifier.as_ref().map_or(0, |c| c.b.len());
     ch.send_u64(labels as u64)?;
     ch.flush()?;
@@ -380,10 +397,7 @@ pub fn serve_session_into(ch: &mut dyn Channel, sm: &ServerModel, profile: &Prof
     let (started, at_start) = (Instant::now(), ch.stats());
     loop {
         ch.set_phase("inference request");
-        let next: Option<InferenceRequest> = serde_json::from_slice(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?)
-            .map_err(|e| Error::protocol("inference request", format!("unreadable: {e}")))?;
-        let Some(req) = next else { break };
-        req.validate(cfg)?;
+        let Some(req) = decode_inference_request(&ch.recv_frame_limited(MAX_REQUEST_FRAME)?, cfg)? else { break };
         let admitted = sm.policy.admit(req.layers, cfg.num_hidden_layers, report.inferences.len() as u64, ch.stats().since(&at_start), started.elapsed());
         if let Err(reason) = admitted {
             send_verdict(ch, &Verdict::Refuse(reason.clone()))?;

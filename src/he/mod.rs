@@ -398,23 +398,31 @@ pub fn server_setup(ch: &mut dyn Channel, ctx: &HeContext, rotations: &[usize]) 
     let mut rng = rand::rng();
     let probe = ClientKeys::generate(ctx, rotations, &mut rng)?;
     let pk_len = probe.pk.to_bytes().len();
-    let pk_bytes = ch.recv_frame_limited(pk_len)?;
-    expect_len("public key", pk_bytes.len(), pk_len)?;
-    let pk = guarded("public key", || PublicKey::from_bytes(&pk_bytes, ctx.params()).map_err(Error::from))?;
+    let pk = decode_public_key(ctx, &ch.recv_frame_limited(pk_len)?, pk_len)?;
     let ek = match &probe.ek {
         None => None,
         Some(probe_ek) => {
             let ek_len = probe_ek.to_bytes().len();
-            let ek_bytes = ch.recv_frame_limited(ek_len)?;
-            expect_len("Galois keys", ek_bytes.len(), ek_len)?;
-            let ek = guarded("Galois keys", || EvaluationKey::from_bytes(&ek_bytes, ctx.params()).map_err(Error::from))?;
-            if let Some(r) = rotations.iter().find(|&&r| !ek.supports_column_rotation_by(r)) {
-                return Err(Error::protocol(PHASE_SETUP, format!("Galois keys lack rotation by {r}")));
-            }
-            Some(ek)
+            Some(decode_galois_keys(ctx, &ch.recv_frame_limited(ek_len)?, ek_len, rotations)?)
         }
     };
     Ok(ServerKeys { pk, ek })
+}
+
+/// Parse the client's public key (peer bytes), which must be exactly `expected_len` long.
+pub fn decode_public_key(ctx: &HeContext, bytes: &[u8], expected_len: usize) -> Result<PublicKey> {
+    expect_len("public key", bytes.len(), expected_len)?;
+    guarded("public key", || PublicKey::from_bytes(bytes, ctx.params()).map_err(Error::from))
+}
+
+/// Parse the client's Galois keys (peer bytes) and check they cover every needed rotation.
+pub fn decode_galois_keys(ctx: &HeContext, bytes: &[u8], expected_len: usize, rotations: &[usize]) -> Result<EvaluationKey> {
+    expect_len("Galois keys", bytes.len(), expected_len)?;
+    let ek = guarded("Galois keys", || EvaluationKey::from_bytes(bytes, ctx.params()).map_err(Error::from))?;
+    if let Some(r) = rotations.iter().find(|&&r| !ek.supports_column_rotation_by(r)) {
+        return Err(Error::protocol(PHASE_SETUP, format!("Galois keys lack rotation by {r}")));
+    }
+    Ok(ek)
 }
 
 fn expect_len(what: &str, got: usize, want: usize) -> Result<()> {

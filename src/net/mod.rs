@@ -12,8 +12,10 @@
 //! Safety properties: frame lengths are checked against a limit *before* allocating; socket
 //! reads and writes have timeouts; a closed socket or a timeout becomes a clear [`Error`].
 
+pub mod fault;
 pub mod handshake;
 pub mod local;
+pub mod replay;
 pub mod shaping;
 pub mod tcp;
 pub mod tls;
