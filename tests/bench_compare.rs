@@ -32,7 +32,7 @@ fn compare_bolt_on_the_tiny_checkpoint_measures_both_profiles() {
     let (model, results) = (temp_dir("model"), temp_dir("results"));
     tiny::write_tiny_checkpoint(&model, &tiny::TinySpec::mpnet()).unwrap();
     let out = Command::new(BIN)
-        .args(["bench", "--compare", "bolt", "--no-fetch", "--seq-len", "8", "--net", "lan", "--timeout", "120", "--model"])
+        .args(["bench", "--compare", "bolt", "--no-fetch", "--seq-len", "8", "--layers", "1", "--net", "lan", "--timeout", "120", "--model"])
         .arg(&model)
         .env("FASTLMPI_RESULTS_DIR", &results)
         .stdin(Stdio::null())
@@ -47,6 +47,7 @@ fn compare_bolt_on_the_tiny_checkpoint_measures_both_profiles() {
     assert!(std::fs::read_to_string(only_file(&results, "svg")).unwrap().starts_with("<svg"));
     assert_eq!(json["net"], "lan");
     assert_eq!(json["seq_len"], 8);
+    assert_eq!(json["runs"][0]["extrapolated"], true, "1 of 2 layers run");
     assert!(json.pointer("/provenance/commit").and_then(Value::as_str).is_some_and(|c| !c.is_empty()));
     assert!(num(&json, "/provenance/machine/cores") >= 1.0);
     assert!(json["published"]["bolt_code_2_cores"].as_array().is_some_and(|r| r.len() == 2));
