@@ -62,8 +62,9 @@ fn open_channel(stream: std::net::TcpStream, net: &NetArgs) -> Result<TcpChannel
 
 /// `fastlmpi serve`: bind, then serve clients one at a time.
 pub fn serve(args: &ServeArgs) -> Result<()> {
-    super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads }.apply_threads()?;
-    let profile = Profile::parse(&args.profile)?;
+    let engine = super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads, ot: args.ot.clone() };
+    engine.apply_threads()?;
+    let profile = engine.profile()?;
     let resolved = resolve(&args.model)?;
     let model = model::Model::load(&resolved.dir)?;
     let server_model = ServerModel::with_weight_cache(&model, &profile, args.weight_cache_mib.saturating_mul(1 << 20))?;
@@ -332,7 +333,8 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Spawn the server for the checkpoint in `model_dir`; returns once it listens.
-    pub fn spawn(model_dir: &std::path::Path, net: &NetArgs, profile: &str, threads: Option<usize>, weight_cache_mib: usize) -> Result<LocalServer> {
+    pub fn spawn(model_dir: &std::path::Path, net: &NetArgs, engine: &super::EngineArgs, weight_cache_mib: usize) -> Result<LocalServer> {
+        let (profile, threads) = (engine.profile.as_str(), engine.threads);
         // The server is this binary; FASTLMPI_SERVER_BIN overrides it (library callers, tests).
         let exe = match std::env::var_os("FASTLMPI_SERVER_BIN") {
             Some(p) => std::path::PathBuf::from(p),
@@ -342,7 +344,7 @@ impl LocalServer {
         cmd.args(["serve", "--once", "--announce", "--listen", "127.0.0.1:0", "--accept-timeout", "60"])
             .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
             .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
-            .args(["--profile", profile, "--weight-cache-mib", &weight_cache_mib.to_string()])
+            .args(["--profile", profile, "--ot", &engine.ot, "--weight-cache-mib", &weight_cache_mib.to_string()])
             .args(threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -387,7 +389,7 @@ pub fn client_handshake(ch: &mut TcpChannel, public: &model::PublicModel, profil
 pub fn run(args: &RunArgs) -> Result<()> {
     // Validate input and fetch the model before spawning anything.
     let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
-    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine.profile, args.engine.threads, 0)?;
+    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine, 0)?;
     let mut ch = server.connect(&args.net)?;
     let (report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);

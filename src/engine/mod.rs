@@ -43,6 +43,7 @@ use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::HePreset;
 use crate::model::FixedConfig;
+use crate::ot::OtBackend;
 use crate::proto::linear::Packing;
 
 pub use session::{
@@ -73,6 +74,9 @@ pub struct Profile {
     pub kind: ProfileKind,
     pub fixed: FixedConfig,
     pub linear: LinearBackend,
+    /// The OT construction under the non-linear protocols (`--ot`).
+    #[serde(default)]
+    pub ot: OtBackend,
 }
 
 /// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu`).
@@ -86,6 +90,7 @@ impl Profile {
             kind: ProfileKind::Fastlmpi,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 40 },
             linear: LinearBackend::Field(Packing::recommended()),
+            ot: OtBackend::Iknp,
         }
     }
 
@@ -95,6 +100,7 @@ impl Profile {
             kind: ProfileKind::Bolt,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 37 },
             linear: LinearBackend::Field(Packing::Bsgs),
+            ot: OtBackend::Iknp,
         }
     }
 
@@ -104,6 +110,11 @@ impl Profile {
             "bolt" => Ok(Profile::bolt()),
             other => Err(Error::Config(format!("unknown profile `{other}` (expected fastlmpi or bolt)"))),
         }
+    }
+
+    /// The same profile on another OT backend.
+    pub fn with_ot(self, ot: OtBackend) -> Profile {
+        Profile { ot, ..self }
     }
 
     pub fn name(&self) -> &'static str {
@@ -140,6 +151,7 @@ impl Profile {
             ("profile".to_string(), self.name().to_string()),
             ("fixed".to_string(), format!("{}/{}/{}", f.frac_bits, f.weight_frac_bits, f.ring_bits)),
             ("linear".to_string(), format!("{:?}", self.linear)),
+            ("ot".to_string(), self.ot.name().to_string()),
             ("gelu_set".to_string(), format!("{:016x}", fnv1a(GELU_SET.as_bytes()))),
             ("tanh_set".to_string(), format!("{:016x}", fnv1a(TANH_SET.as_bytes()))),
         ])

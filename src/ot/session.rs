@@ -132,6 +132,31 @@ impl OtSession {
     }
 }
 
+impl OtSession {
+    /// Raw IKNP correlations for the silent generator's bootstrap, sender side: rows `q_i`
+    /// with `q_i = t_i ⊕ r_i·Δ`, and this session's `Δ`. The rows are never hashed here, so
+    /// they are fresh correlations for the caller.
+    pub(crate) fn raw_cots_send(&mut self, ch: &mut dyn Channel, m: usize) -> Result<(Vec<u128>, u128)> {
+        let header = BatchHeader::new(OtKind::RawCots, 64, 2, m)?;
+        let (mut q, _) = self.extend_as_sender(ch, header, m)?;
+        q.truncate(m);
+        Ok((q, self.sender.delta()))
+    }
+
+    /// Receiver side of [`Self::raw_cots_send`]: rows `t_i` for the given choice bits.
+    pub(crate) fn raw_cots_recv(&mut self, ch: &mut dyn Channel, choices: &[bool]) -> Result<Vec<u128>> {
+        let header = BatchHeader::new(OtKind::RawCots, 64, 2, choices.len())?;
+        let (mut t, _) = self.extend_as_receiver(ch, header, choices)?;
+        t.truncate(choices.len());
+        Ok(t)
+    }
+
+    /// This party's `Δ` as extension sender (the silent generator reuses it).
+    pub(crate) fn sender_delta(&self) -> u128 {
+        self.sender.delta()
+    }
+}
+
 /// Pads hashed per rayon task in the 1-of-N sender.
 const ONE_OF_N_TASK_BLOCKS: usize = 1 << 12;
 
