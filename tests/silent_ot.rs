@@ -30,6 +30,8 @@ fn run_silent<S: Send, C: Send>(
         |ch| {
             let mut s = SilentOt::setup(ch, Role::Server)?;
             s.prefill(ch, FIRST_FILL)?;
+            // Settle the direction (server sent last) so the first flight counts on both sides.
+            ch.send_bytes(&[0])?;
             let before = ch.stats();
             let r = server(&mut s, ch)?;
             Ok((r, ch.stats().since(&before)))
@@ -37,6 +39,7 @@ fn run_silent<S: Send, C: Send>(
         |ch| {
             let mut s = SilentOt::setup(ch, Role::Client)?;
             s.prefill(ch, FIRST_FILL)?;
+            ch.recv_bytes(&mut [0u8])?;
             let before = ch.stats();
             let r = client(&mut s, ch)?;
             ch.flush()?;

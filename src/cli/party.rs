@@ -238,6 +238,7 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
     let record = serde_json::json!({
         "model": input.resolved.name,
         "profile": input.profile.name(),
+        "ot": input.profile.ot.name(),
         "tokens": input.tokens.num_attended(),
         "seq_len": input.tokens.len(),
         "layers": input.layers,

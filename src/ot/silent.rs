@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use super::ferret::{CotReceiver, CotSender};
 use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind};
 use super::prg::{Crh, DOMAIN_SILENT, DOMAIN_SILENT_ONE_OF_N};
-use super::session::{choice_bits, OtSession};
+use super::session::{choice_bits, mask_one_of_n, OtSession};
 use super::Ot;
 use crate::error::Result;
 use crate::net::Channel;
@@ -215,22 +215,7 @@ impl Ot for SilentOt {
         let l = choice_bits(n);
         let (k0, k1, first) = self.derand_send(ch, header, len * l)?;
         let m = mask(bits);
-        let mut y = vec![0u64; len * n];
-        let rows_per_task = (HASH_TASK / n).max(1);
-        let crh = &self.crh;
-        y.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, out)| {
-            let row0 = task * rows_per_task;
-            let mut pads: Vec<u128> = (0..out.len())
-                .map(|k| {
-                    let (i, v) = (row0 + k / n, k % n);
-                    (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] })
-                })
-                .collect();
-            crh.hash_in_place(&mut pads, |k| one_of_n_tweak(first + ((row0 + k / n) * l) as u64, k % n));
-            for (k, (o, pad)) in out.iter_mut().zip(pads).enumerate() {
-                *o = (msgs[row0 * n + k] ^ pad as u64) & m;
-            }
-        });
+        let y = mask_one_of_n(&self.crh, msgs, n, m, &k0, &k1, |row, v| one_of_n_tweak(first + (row * l) as u64, v));
         ch.send_packed(&y, bits)
     }
 
