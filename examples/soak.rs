@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use fastlmpi::cli::party::{client_handshake, LocalServer};
-use fastlmpi::cli::NetArgs;
+use fastlmpi::cli::{EngineArgs, NetArgs};
 use fastlmpi::engine::{bucket_len, client_close, client_infer, client_open, simulate, ClientOutcome, Profile, Reveal};
 use fastlmpi::model::{resolve, Model, PublicModel, Tokenized};
 use plotters::prelude::*;
@@ -173,7 +173,7 @@ fn main() -> Result<()> {
     lens.dedup();
 
     let net = NetArgs { timeout: 600, net: "local".into() };
-    let server = LocalServer::spawn(&resolved.dir, &net, profile.name(), None, 256)?;
+    let server = LocalServer::spawn(&resolved.dir, &net, &EngineArgs { profile: profile.name().into(), layers: None, threads: None, ot: profile.ot.name().into() }, 256)?;
     let server_pid = server.pid().context("server process already gone")?.to_string();
     let mut ch = server.connect(&net)?;
     client_handshake(&mut ch, &public, &profile)?;

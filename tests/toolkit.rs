@@ -2,10 +2,11 @@
 //! mul}`): every test runs both parties over loopback TCP with the real OT session, compares
 //! the reconstructed output with a cleartext reference (exactly, or within the documented
 //! bound), and checks the observed OT counts and own-message bytes against the documented
-//! cost formula.
+//! cost formula. `tests/toolkit_silent.rs` runs this same file on the silent OT backend.
 
 use fastlmpi::net::{run_pair, Channel, CommStats};
-use fastlmpi::ot::{Ot, OtSession};
+use fastlmpi::ot::ferret::refill_bytes;
+use fastlmpi::ot::{Ot, OtSession, SilentOt};
 use fastlmpi::proto::toolkit::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::toolkit::bits::{and, and_cost};
 use fastlmpi::proto::toolkit::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
@@ -25,8 +26,22 @@ use rand_chacha::ChaCha20Rng;
 mod support {
     use super::*;
 
-    /// The OT session each party uses in these tests: the real one (base OTs + IKNP).
+    /// Whether this file runs on the silent backend (compiled into `toolkit_silent`).
+    pub fn silent() -> bool {
+        env!("CARGO_CRATE_NAME") == "toolkit_silent"
+    }
+
+    /// COTs per direction a silent session holds after its bootstrap (setup iteration only).
+    pub const SILENT_FIRST_FILL: usize = 43_069;
+
+    /// The OT session each party uses in these tests: the real one (base OTs + IKNP), or the
+    /// silent one, bootstrapped in both directions before the protocol starts.
     pub fn new_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
+        if silent() {
+            let mut s = SilentOt::setup(ch, role)?;
+            s.prefill(ch, SILENT_FIRST_FILL)?;
+            return Ok(Box::new(s));
+        }
         Ok(Box::new(OtSession::setup(ch, role)?))
     }
 
@@ -79,14 +94,67 @@ mod support {
         }
     }
 
+    /// COTs one call consumes on the silent backend (⌈log2 N⌉ per 1-of-N OT).
+    fn silent_cots(call: &OtCall) -> usize {
+        match call.kind {
+            OtKind::OneOfN(k) => call.count * k.next_power_of_two().trailing_zeros() as usize,
+            _ => call.count,
+        }
+    }
+
+    /// Bytes of each call (in log order) on the silent backend's documented cost table: the
+    /// 8-byte header, one correction bit per COT, the masked messages, and the refill of the
+    /// call's direction when its buffer runs short (replayed from the first fill). Also the
+    /// number of calls that refilled (each adds two flights).
+    pub fn silent_call_bytes(log: &[OtCall]) -> (Vec<u64>, u64) {
+        // [this party sends, the peer sends]: (iterations run, COTs buffered).
+        let mut dirs = [(1u64, SILENT_FIRST_FILL); 2];
+        let mut refills = 0;
+        let bytes = log
+            .iter()
+            .map(|call| {
+                let need = silent_cots(call);
+                let dir = &mut dirs[!call.sender as usize];
+                let refill = refill_bytes(dir.0, dir.1, need);
+                while dir.1 < need {
+                    dir.0 += 1;
+                    dir.1 += 10_001_981;
+                }
+                dir.1 -= need;
+                refills += (refill > 0) as u64;
+                let (n, bits) = (call.count, call.bits as usize);
+                let payload = match call.kind {
+                    OtKind::Correlated => n * bits,
+                    OtKind::Chosen => 2 * n * bits,
+                    OtKind::OneOfN(k) => n * k * bits,
+                };
+                refill + 8 + need.div_ceil(8) as u64 + payload.div_ceil(8) as u64
+            })
+            .collect();
+        (bytes, refills)
+    }
+
     pub fn assert_cost<T>(s: &Side<T>, c: &Side<T>, want: &Cost) {
-        for call in s.log.iter().chain(&c.log) {
-            assert_eq!(call.stats.total_bytes(), iknp_call_bytes(call), "OT call {call:?}");
+        let mut extra_rounds = 0;
+        if silent() {
+            let (bytes, refills) = silent_call_bytes(&s.log);
+            for (call, b) in s.log.iter().zip(bytes) {
+                assert_eq!(call.stats.total_bytes(), b, "OT call {call:?}");
+            }
+            let (bytes, _) = silent_call_bytes(&c.log);
+            for (call, b) in c.log.iter().zip(bytes) {
+                assert_eq!(call.stats.total_bytes(), b, "OT call {call:?}");
+            }
+            extra_rounds = 2 * refills;
+        } else {
+            for call in s.log.iter().chain(&c.log) {
+                assert_eq!(call.stats.total_bytes(), iknp_call_bytes(call), "OT call {call:?}");
+            }
         }
         assert_eq!(s.cost(), want.without_steps(), "server-observed cost");
         assert_eq!(c.cost(), want.without_steps(), "client-observed cost");
-        assert_eq!(s.stats.rounds, want.rounds(), "server rounds");
-        assert_eq!(c.stats.rounds, want.rounds(), "client rounds");
+        assert_eq!(s.stats.rounds, want.rounds() + extra_rounds, "server rounds");
+        assert_eq!(c.stats.rounds, want.rounds() + extra_rounds, "client rounds");
     }
 
     pub fn rng(seed: u64) -> ChaCha20Rng {

@@ -1,7 +1,9 @@
 //! Micro-benchmark of the non-linear toolkit (`proto::toolkit::{cmp, trunc, b2a, mux, mul, convert}`):
 //! wall time, bytes per element and rounds for batches of the given sizes, both parties over
-//! loopback TCP with the real OT session. Setup (base OTs) is excluded from each figure and
-//! reported separately.
+//! loopback TCP with the real OT sessions, once per OT backend (IKNP, silent). Setup (base OTs;
+//! for the silent backend also its bootstrap and first main iteration in both directions) is
+//! excluded from each figure and its time reported separately; refills during an operation
+//! are included.
 
 use std::time::Instant;
 
@@ -104,14 +106,34 @@ fn record(name: &str, params: Value, n: usize, m: &Measured) -> Value {
     })
 }
 
-/// Benchmark every toolkit operation for each batch size with the real OT session
-/// ([`crate::ot::OtSession`]: base OTs, then IKNP extension).
+/// Benchmark every toolkit operation for each batch size on both OT backends
+/// ([`crate::ot::OtSession`]: base OTs, then IKNP extension; [`crate::ot::SilentOt`]).
 pub fn run_toolkit_bench(sizes: &[usize]) -> Result<Value> {
-    run_toolkit_bench_with(sizes, real_ot)
+    let mut rows = Vec::new();
+    for (name, make_ot) in [("iknp", iknp_ot as OtFactory), ("silent", silent_ot as OtFactory)] {
+        let v = run_toolkit_bench_with(sizes, make_ot)?;
+        for mut row in v["rows"].as_array().cloned().unwrap_or_default() {
+            row["ot"] = json!(name);
+            rows.push(row);
+        }
+    }
+    Ok(json!({
+        "benchmark": "toolkit",
+        "threads": rayon::current_num_threads(),
+        "note": "bytes are both directions as seen by the server; seconds and bytes exclude the OT setup (silent: base OTs, bootstrap and one main iteration per direction); later refills are included",
+        "rows": rows,
+    }))
 }
 
-fn real_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
+fn iknp_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
     Ok(Box::new(crate::ot::OtSession::setup(ch, role)?))
+}
+
+/// The silent session with one main iteration per direction already run.
+fn silent_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
+    let mut s = crate::ot::SilentOt::setup(ch, role)?;
+    s.prefill(ch, crate::ot::lpn::SETUP_SET.n - crate::ot::lpn::MAIN_SET.base_cots() + 1)?;
+    Ok(Box::new(s))
 }
 
 /// Benchmark every toolkit operation for each batch size, with the OT sessions `make_ot` builds.
@@ -170,12 +192,13 @@ pub fn run_toolkit_bench_with(sizes: &[usize], make_ot: OtFactory) -> Result<Val
 
 /// A Markdown table of a [`run_toolkit_bench_with`] result.
 pub fn table(v: &Value) -> String {
-    let mut out = String::from("| op | params | n | µs/elem | bytes/elem | OTs/elem | rounds | total s |\n|---|---|---|---|---|---|---|---|\n");
+    let mut out = String::from("| op | params | OT | n | µs/elem | bytes/elem | OTs/elem | rounds | total s |\n|---|---|---|---|---|---|---|---|---|\n");
     for row in v["rows"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "| {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {:.2} |\n",
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {:.2} |\n",
             row["op"].as_str().unwrap_or("?"),
             row["params"],
+            row["ot"].as_str().unwrap_or("iknp"),
             row["n"],
             row["us_per_element"].as_f64().unwrap_or(f64::NAN),
             row["bytes_per_element"].as_f64().unwrap_or(f64::NAN),

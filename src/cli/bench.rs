@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// Batch sizes (OT and toolkit suites), e.g. 65536,1048576.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize << 16, 1 << 20])]
     pub sizes: Vec<usize>,
+    /// Random-COT counts of the OT suite's setup-included runs (both backends).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize << 20, 1 << 24])]
+    pub cot_sizes: Vec<usize>,
+    /// OT backend of --compare: iknp or silent (the OT and toolkit suites run both).
+    #[arg(long, default_value = "iknp")]
+    pub ot: String,
     /// Print the JSON record to stdout as well.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +69,8 @@ after the council had debated the report in full session.";
 
 fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
     use crate::bench::compare;
-    let profiles = [crate::engine::Profile::fastlmpi(), crate::engine::Profile::parse(other)?];
+    let ot = crate::ot::OtBackend::parse(&args.ot)?;
+    let profiles = [crate::engine::Profile::fastlmpi().with_ot(ot), crate::engine::Profile::parse(other)?.with_ot(ot)];
     let resolved = crate::model::resolve(&args.model, !args.no_fetch)?;
     if let Some(note) = &resolved.note {
         eprintln!("note: {note}");
@@ -109,7 +116,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let suite = args.suite.ok_or_else(|| Error::Input("bench needs --suite or --compare".into()))?;
     let (name, record) = match suite {
-        Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.sizes)?),
+        Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.cot_sizes, &args.sizes)?),
         Suite::Toolkit => ("toolkit-bench", crate::bench::toolkit::run_toolkit_bench(&args.sizes)?),
         Suite::Linear => {
             use crate::bench::linear::{bert_base_coeff_shapes, bert_base_shapes, run_coeff_bench, run_linear_bench};

@@ -154,7 +154,7 @@ fn run_private(args: &EvalArgs) -> Result<(EvalReport, PathBuf)> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| (buckets.iter().position(|&b| b == lengths[i]), i));
 
-    let server = LocalServer::spawn(&resolved.dir, &args.net, &args.engine.profile, args.engine.threads, args.weight_cache_mib)?;
+    let server = LocalServer::spawn(&resolved.dir, &args.net, &args.engine, args.weight_cache_mib)?;
     let mut ch = server.connect(&args.net)?;
     let t0 = Instant::now();
     client_handshake(&mut ch, &public, &profile)?;

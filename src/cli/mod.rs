@@ -104,11 +104,14 @@ pub struct EngineArgs {
     /// Worker threads for the local computation (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// OT backend: iknp or silent (both parties must agree; checked in the handshake).
+    #[arg(long, default_value = "iknp")]
+    pub ot: String,
 }
 
 impl EngineArgs {
     pub fn profile(&self) -> Result<crate::engine::Profile> {
-        crate::engine::Profile::parse(&self.profile)
+        Ok(crate::engine::Profile::parse(&self.profile)?.with_ot(crate::ot::OtBackend::parse(&self.ot)?))
     }
 
     /// Size the global thread pool once, before any parallel work.
@@ -151,6 +154,9 @@ pub struct ServeArgs {
     /// Protocol profile: fastlmpi or bolt (the client must ask for the same).
     #[arg(long, default_value = "fastlmpi")]
     pub profile: String,
+    /// OT backend: iknp or silent (the client must ask for the same).
+    #[arg(long, default_value = "iknp")]
+    pub ot: String,
     /// Worker threads for the local computation (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

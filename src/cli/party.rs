@@ -250,6 +250,7 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
     let record = serde_json::json!({
         "model": input.resolved.name,
         "profile": input.profile.name(),
+        "ot": input.profile.ot.name(),
         "tokens": input.tokens.num_attended(),
         "seq_len": input.tokens.len(),
         "layers": input.layers,
@@ -360,7 +361,8 @@ pub struct LocalServer {
 
 impl LocalServer {
     /// Spawn the server for the checkpoint in `model_dir`; returns once it listens.
-    pub fn spawn(model_dir: &std::path::Path, net: &NetArgs, profile: &str, threads: Option<usize>, weight_cache_mib: usize) -> Result<LocalServer> {
+    pub fn spawn(model_dir: &std::path::Path, net: &NetArgs, engine: &super::EngineArgs, weight_cache_mib: usize) -> Result<LocalServer> {
+        let (profile, threads) = (engine.profile.as_str(), engine.threads);
         // The server is this binary; FASTLMPI_SERVER_BIN overrides it (library callers, tests).
         let exe = match std::env::var_os("FASTLMPI_SERVER_BIN") {
             Some(p) => std::path::PathBuf::from(p),
@@ -372,7 +374,7 @@ impl LocalServer {
             .args(["--reveal", "embedding", "--allow-partial"])
             .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
             .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
-            .args(["--profile", profile, "--weight-cache-mib", &weight_cache_mib.to_string()])
+            .args(["--profile", profile, "--ot", &engine.ot, "--weight-cache-mib", &weight_cache_mib.to_string()])
             .args(threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -422,7 +424,7 @@ pub fn client_handshake(ch: &mut PartyChannel, public: &model::PublicModel, prof
 pub fn run(args: &RunArgs) -> Result<()> {
     // Validate input and fetch the model before spawning anything.
     let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
-    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine.profile, args.engine.threads, 0)?;
+    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine, 0)?;
     let mut ch = server.connect(&args.net)?;
     let (report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);

@@ -120,8 +120,9 @@ impl Shared {
 }
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
-    super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads }.apply_threads()?;
-    let profile = Profile::parse(&args.profile)?;
+    let engine = super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads, ot: args.ot.clone() };
+    engine.apply_threads()?;
+    let profile = engine.profile()?;
     let policy = args.policy.policy()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsSide::Server(tls::server_config(cert, key)?)),

@@ -46,6 +46,7 @@ use crate::approx::ApproxFile;
 use crate::error::{Error, Result};
 use crate::he::HePreset;
 use crate::model::FixedConfig;
+use crate::ot::OtBackend;
 use crate::proto::linear::Packing;
 
 pub use session::{
@@ -102,6 +103,9 @@ pub struct Profile {
     pub kind: ProfileKind,
     pub fixed: FixedConfig,
     pub linear: LinearBackend,
+    /// The OT construction under the non-linear protocols (`--ot`).
+    #[serde(default)]
+    pub ot: OtBackend,
 }
 
 /// The GeLU segments the FASTLMPI profile evaluates (installed by `fastlmpi fit-approx gelu
@@ -118,6 +122,7 @@ impl Profile {
             // Coefficient packing over the ring for the linear layers and the attention
             // products: no conversions, no rotations (`results/linear-coeff-bench.json`).
             linear: LinearBackend::CoeffAll,
+            ot: OtBackend::Iknp,
         }
     }
 
@@ -127,6 +132,7 @@ impl Profile {
             kind: ProfileKind::Bolt,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 37 },
             linear: LinearBackend::Field(Packing::Bsgs),
+            ot: OtBackend::Iknp,
         }
     }
 
@@ -136,6 +142,11 @@ impl Profile {
             "bolt" => Ok(Profile::bolt()),
             other => Err(Error::Config(format!("unknown profile `{other}` (expected fastlmpi or bolt)"))),
         }
+    }
+
+    /// The same profile on another OT backend.
+    pub fn with_ot(self, ot: OtBackend) -> Profile {
+        Profile { ot, ..self }
     }
 
     pub fn name(&self) -> &'static str {
@@ -177,6 +188,7 @@ impl Profile {
             ("profile".to_string(), self.name().to_string()),
             ("fixed".to_string(), format!("{}/{}/{}", f.frac_bits, f.weight_frac_bits, f.ring_bits)),
             ("linear".to_string(), format!("{:?}", self.linear)),
+            ("ot".to_string(), self.ot.name().to_string()),
             ("gelu_set".to_string(), format!("{:016x}", fnv1a(GELU_SET.as_bytes()))),
             ("tanh_set".to_string(), format!("{:016x}", fnv1a(TANH_SET.as_bytes()))),
         ])

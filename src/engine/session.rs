@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, QLinear, Tokenized};
 use crate::net::Channel;
-use crate::ot::OtSession;
+use crate::ot::Ot;
 use crate::proto::ctx::Party;
 use crate::share::Role;
 
@@ -184,7 +184,7 @@ pub struct EngineSession {
     nl: HeSide,
     specs: Specs,
     plans: BTreeMap<usize, Plans>,
-    ot: OtSession,
+    ot: Box<dyn Ot>,
     rng: ChaCha20Rng,
     labels: usize,
     /// Most ciphertexts one inference has returned so far, per key (linear, non-linear): the
@@ -215,7 +215,7 @@ impl EngineSession {
         let lin = HeSide::setup(ch, role, lin_ctx, &rotations, &mut rng)?;
         let nl = HeSide::setup(ch, role, nl_ctx, &[], &mut rng)?;
         let coeff = coeff_ctx.map(|c| HeSide::setup(ch, role, c, &[], &mut rng)).transpose()?;
-        let ot = OtSession::setup(ch, role)?;
+        let ot = profile.ot.setup(ch, role)?;
         setup.finish(ch, mark);
         Ok(EngineSession { role, profile: *profile, lin, coeff, nl, specs, plans, ot, rng, labels, most_returns: [0; 3], setup })
     }
@@ -276,7 +276,7 @@ impl EngineSession {
     fn sess<'a>(&'a mut self, ch: &'a mut dyn Channel, progress: Option<ProgressBar>, n: usize) -> Result<Sess<'a>> {
         let plans = self.plans.get(&n).ok_or_else(|| Error::Input(format!("sequence length {n} was not set up for this session (have {:?})", self.plans.keys().collect::<Vec<_>>())))?;
         Ok(Sess {
-            p: Party::new(self.role, ch, &mut self.ot),
+            p: Party::new(self.role, ch, &mut *self.ot),
             lin: &self.lin,
             coeff: self.coeff.as_ref(),
             nl: &self.nl,

@@ -16,6 +16,8 @@ pub enum OtKind {
     Correlated = 2,
     OneOfN = 3,
     Random = 4,
+    /// Raw correlated OTs that bootstrap the silent generator.
+    RawCots = 5,
 }
 
 impl OtKind {
@@ -25,6 +27,7 @@ impl OtKind {
             OtKind::Correlated => "correlated OT",
             OtKind::OneOfN => "1-of-N OT",
             OtKind::Random => "random OT",
+            OtKind::RawCots => "silent OT bootstrap",
         }
     }
 }

@@ -51,6 +51,9 @@ const FIXED_KEY: u128 = 0x243f_6a88_85a3_08d3_1319_8a2e_0370_7344;
 /// Domain tags placed in the top byte of a tweak, so different uses never share a tweak.
 pub const DOMAIN_OT: u128 = 1 << 120;
 pub const DOMAIN_ONE_OF_N: u128 = 2 << 120;
+pub const DOMAIN_GGM: u128 = 3 << 120;
+pub const DOMAIN_SILENT: u128 = 4 << 120;
+pub const DOMAIN_SILENT_ONE_OF_N: u128 = 5 << 120;
 
 /// The fixed-key correlation-robust hash.
 pub struct Crh {

@@ -132,8 +132,57 @@ impl OtSession {
     }
 }
 
+impl OtSession {
+    /// Raw IKNP correlations for the silent generator's bootstrap, sender side: rows `q_i`
+    /// with `q_i = t_i ⊕ r_i·Δ`, and this session's `Δ`. The rows are never hashed here, so
+    /// they are fresh correlations for the caller.
+    pub(crate) fn raw_cots_send(&mut self, ch: &mut dyn Channel, m: usize) -> Result<(Vec<u128>, u128)> {
+        let header = BatchHeader::new(OtKind::RawCots, 64, 2, m)?;
+        let (mut q, _) = self.extend_as_sender(ch, header, m)?;
+        q.truncate(m);
+        Ok((q, self.sender.delta()))
+    }
+
+    /// Receiver side of [`Self::raw_cots_send`]: rows `t_i` for the given choice bits.
+    pub(crate) fn raw_cots_recv(&mut self, ch: &mut dyn Channel, choices: &[bool]) -> Result<Vec<u128>> {
+        let header = BatchHeader::new(OtKind::RawCots, 64, 2, choices.len())?;
+        let (mut t, _) = self.extend_as_receiver(ch, header, choices)?;
+        t.truncate(choices.len());
+        Ok(t)
+    }
+
+    /// This party's `Δ` as extension sender (the silent generator reuses it).
+    pub(crate) fn sender_delta(&self) -> u128 {
+        self.sender.delta()
+    }
+}
+
 /// Pads hashed per rayon task in the 1-of-N sender.
 const ONE_OF_N_TASK_BLOCKS: usize = 1 << 12;
+
+/// The sender's masked 1-of-N table: entry `(i, v)` is `msgs[i·n + v] ⊕ H(⊕_j K_{i,j}^{v_j}, tweak(i, v))`
+/// (low bits under `m`), where `K^0 = k0`, `K^1 = k1` hold `l = ⌈log2 n⌉` keys per row. Shared
+/// by the IKNP and silent sessions.
+pub(crate) fn mask_one_of_n(crh: &Crh, msgs: &[u64], n: usize, m: u64, k0: &[u128], k1: &[u128], tweak: impl Fn(usize, usize) -> u128 + Sync) -> Vec<u64> {
+    let l = choice_bits(n);
+    let mut y = vec![0u64; msgs.len()];
+    // Rows are processed in groups so that each AES call sees a long run of blocks.
+    let rows_per_task = (ONE_OF_N_TASK_BLOCKS / n).max(1);
+    y.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, out)| {
+        let row0 = task * rows_per_task;
+        let mut pads: Vec<u128> = (0..out.len())
+            .map(|k| {
+                let (i, v) = (row0 + k / n, k % n);
+                (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] })
+            })
+            .collect();
+        crh.hash_in_place(&mut pads, |k| tweak(row0 + k / n, k % n));
+        for (k, (o, pad)) in out.iter_mut().zip(pads).enumerate() {
+            *o = (msgs[row0 * n + k] ^ pad as u64) & m;
+        }
+    });
+    y
+}
 
 /// ⌈log2 n⌉ for n ≥ 2: the number of 1-of-2 OTs behind one 1-of-n OT.
 pub fn choice_bits(n: usize) -> usize {
@@ -217,22 +266,7 @@ impl Ot for OtSession {
         let (q, first) = self.extend_as_sender(ch, header, len * l)?;
         let (k0, k1) = self.sender_pads(&q, len * l, first);
         let m = mask(bits);
-        let mut y = vec![0u64; len * n];
-        // Rows are processed in groups so that each AES call sees a long run of blocks.
-        let rows_per_task = (ONE_OF_N_TASK_BLOCKS / n).max(1);
-        y.par_chunks_mut(rows_per_task * n).enumerate().for_each(|(task, out)| {
-            let row0 = task * rows_per_task;
-            let mut pads: Vec<u128> = (0..out.len())
-                .map(|k| {
-                    let (i, v) = (row0 + k / n, k % n);
-                    (0..l).fold(0u128, |x, j| x ^ if (v >> j) & 1 == 1 { k1[i * l + j] } else { k0[i * l + j] })
-                })
-                .collect();
-            self.crh.hash_in_place(&mut pads, |k| one_of_n_tweak(first + ((row0 + k / n) * l) as u64, k % n));
-            for (k, (o, pad)) in out.iter_mut().zip(pads).enumerate() {
-                *o = (msgs[row0 * n + k] ^ pad as u64) & m;
-            }
-        });
+        let y = mask_one_of_n(&self.crh, msgs, n, m, &k0, &k1, |row, v| one_of_n_tweak(first + (row * l) as u64, v));
         ch.send_packed(&y, bits)
     }
 
