@@ -75,8 +75,9 @@ pub struct Profile {
     pub linear: LinearBackend,
 }
 
-/// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu`).
-const GELU_SET: &str = include_str!("../../results/approx/gelu.json");
+/// The GeLU segments the FASTLMPI profile evaluates (output of `fastlmpi fit-approx gelu
+/// --knot-frac 4`: knots on a 2^-4 grid, compared on the integer part of 16·x).
+const GELU_SET: &str = include_str!("../../results/approx/gelu-grid.json");
 /// The tanh segments of the BERT pooler (output of `fastlmpi fit-approx tanh`).
 const TANH_SET: &str = include_str!("../../results/approx/tanh.json");
 
@@ -125,7 +126,7 @@ impl Profile {
 
     /// The checked-in GeLU approximation set.
     pub fn gelu_set(&self) -> Result<ApproxFile> {
-        ApproxFile::parse(GELU_SET, "results/approx/gelu.json")
+        ApproxFile::parse(GELU_SET, "results/approx/gelu-grid.json")
     }
 
     /// The checked-in tanh approximation set (BERT pooler).
