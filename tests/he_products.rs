@@ -140,4 +140,7 @@ fn softmax_bert_rows_bytes_per_score() {
     }
     let per = stats.total_bytes() as f64 / (rows * cols) as f64;
     eprintln!("softmax {rows}x{cols}: {per:.0} B per score, {} flights", stats.rounds);
+    // 5 840 B and 248 flights measured with the coarse exp comparison (≈ 7 600 B before).
+    assert!(per < 6_000.0, "{per:.0} B per score");
+    assert!(stats.rounds <= 260, "{} flights", stats.rounds);
 }

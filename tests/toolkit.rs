@@ -529,6 +529,10 @@ fn coarse_threshold_comparison_is_exact() {
     assert_cost(&s, &c, &lt_public_coarse_cost(n, thresholds.len(), s_bits, k));
     let full = lt_public_cost(n, thresholds.len(), s_bits + k, 0);
     assert!(lt_public_coarse_cost(n, thresholds.len(), s_bits, k).ot_count() * 2 < full.ot_count(), "coarse comparison saves OTs");
+    // No inputs: one empty result per threshold, nothing sent.
+    let (s, c) = run(|p| lt_public_coarse(p, ring, &[], &thresholds, s_bits, k));
+    assert!(s.out.len() == thresholds.len() && s.out.iter().chain(&c.out).all(Vec::is_empty));
+    assert_eq!(s.stats.bytes_sent + c.stats.bytes_sent, 0);
     let off_grid = run(|p| {
         let e = lt_public_coarse(p, ring, if p.is_server() { &x0 } else { &x1 }, &[4096, 100], s_bits, k);
         Ok(e.is_err())
