@@ -19,6 +19,7 @@ fn config(func: &FunctionSpec, method: Method, continuity: Continuity, degree: u
         spec: FixedEvalSpec { in_frac: 12, acc_frac: degree as u32 * 12 + 8, out_frac: 12 },
         range: func.range,
         knot_search: false,
+        knot_frac: None,
     }
 }
 

@@ -183,3 +183,23 @@ fn minilm_six_layers_on_twenty_sentences() {
     println!("worst pooled cosine vs f32: {worst:.6}");
     assert!(worst >= 0.999, "worst cosine {worst}");
 }
+
+/// The `fastlmpi` profile's fixed-point simulation (which the private run equals bit for bit,
+/// see the tests above) keeps pooled cosine ≥ 0.999 against f32 on the 20 sentences; the
+/// quick counterpart of `minilm_six_layers_on_twenty_sentences` (no cryptography).
+#[test]
+fn minilm_simulation_tracks_f32_on_twenty_sentences() {
+    let model = minilm();
+    let profile = Profile::fastlmpi();
+    let max_pos = model.config().max_position_embeddings;
+    let mut worst = 1.0f64;
+    for s in SENTENCES {
+        let n = bucket_len(model.public.tokenizer.encode(s, 128, true).unwrap().len(), max_pos);
+        let tok = model.public.tokenizer.encode_padded(s, 128, true, Some(n)).unwrap();
+        let sim = simulate(&model, &tok, &profile).unwrap();
+        let plain = forward_f32(&model, &tok).unwrap();
+        worst = worst.min(cosine(sim.pooled.as_slice().unwrap(), plain.pooled.as_slice().unwrap()));
+    }
+    println!("fastlmpi simulation, 6 layers, 20 sentences: worst pooled cosine vs f32 {worst:.6}");
+    assert!(worst >= 0.999, "worst cosine {worst}");
+}

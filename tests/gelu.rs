@@ -1,7 +1,9 @@
 //! Two-party tests of FASTLMPI GeLU (`proto::nonlinear::gelu`): bit-exact agreement with
 //! `reference_gelu`, documented cost, and the BERT-base-size measurement (ignored).
 //!
-//! The segments and coefficients come from the checked-in `src/approx/sets/gelu.json`; the OT is
+//! The segments and coefficients come from the checked-in `src/approx/sets/gelu.json` (the
+//! engine's set, knots on a 2^-4 grid) and `results/approx/gelu-free.json` (the earlier set,
+//! knots anywhere); the OT is
 //! the real `OtSession` (base OTs + IKNP). `fitted_gelu` below (a run-time least-squares fit
 //! following FASTLMPI's recipe) only exercises `GeluSpec::quantize`, the path with input
 //! rounding (`poly_frac < frac`) and a scale chosen to fill the plaintext modulus.
@@ -102,15 +104,28 @@ fn preset() -> HePreset {
     HePreset::simd(8192, 52)
 }
 
-/// The checked-in GeLU set of the approximation fitter.
+/// The GeLU set the `fastlmpi` profile compiles in: knots on a grid of 2^-4
+/// (`fit-approx gelu --knot-frac 4`), so the knot comparisons run on `⌊x/2^8⌋`.
+const GRID_SET: &str = "src/approx/sets/gelu.json";
+/// The earlier set with knots anywhere on the input grid (full-width comparisons).
+const FREE_SET: &str = "results/approx/gelu-free.json";
+
+/// A checked-in GeLU set of the approximation fitter.
+fn approx_set_at(path: &str) -> ApproxFile {
+    ApproxFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
 fn approx_set() -> ApproxFile {
-    ApproxFile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/approx/sets/gelu.json")).unwrap()
+    approx_set_at(GRID_SET)
+}
+
+fn spec_of(file: &ApproxFile, ctx: &HeContext) -> GeluSpec {
+    assert_eq!(file.spec.in_frac, FRAC);
+    GeluSpec::from_quantized(&file.quantized, ctx.field(), RING_BITS, INPUT_BITS).unwrap()
 }
 
 fn spec_for(ctx: &HeContext) -> GeluSpec {
-    let file = approx_set();
-    assert_eq!(file.spec.in_frac, FRAC);
-    GeluSpec::from_quantized(&file.quantized, ctx.field(), RING_BITS, INPUT_BITS).unwrap()
+    spec_of(&approx_set(), ctx)
 }
 
 struct Run {
@@ -164,8 +179,21 @@ fn edge_inputs(spec: &GeluSpec) -> Vec<i64> {
 
 #[test]
 fn gelu_matches_reference_bit_for_bit() {
+    let spec = check_bit_for_bit(GRID_SET);
+    assert_eq!(spec.knot_shift(), 8, "knots on the 2^-4 grid are compared on ⌊x/2^8⌋");
+}
+
+/// The protocol's full-width comparison path (knots off any coarse grid) stays exact.
+#[test]
+fn gelu_with_off_grid_knots_matches_reference() {
+    let spec = check_bit_for_bit(FREE_SET);
+    assert_eq!(spec.knot_shift(), 0);
+}
+
+fn check_bit_for_bit(path: &str) -> GeluSpec {
     let ctx = HeContext::new(&preset()).unwrap();
-    let spec = spec_for(&ctx);
+    let file = approx_set_at(path);
+    let spec = spec_of(&file, &ctx);
     let one = 1i64 << FRAC;
     let mut rng = rand::rng();
     let mut x = edge_inputs(&spec);
@@ -173,7 +201,6 @@ fn gelu_matches_reference_bit_for_bit() {
     let n = x.len();
     let run = run_gelu(&ctx, &spec, &x);
     let expect = reference_gelu(&x, &spec);
-    let file = approx_set();
     for i in 0..n {
         assert_eq!(run.y[i], expect[i], "x = {} ({})", x[i], x[i] as f64 / one as f64);
         assert_eq!(expect[i], file.quantized.eval(x[i]).unwrap(), "reference vs approx at x = {}", x[i]);
@@ -188,8 +215,9 @@ fn gelu_matches_reference_bit_for_bit() {
         assert_eq!(cost.own_bytes, documented.own_bytes, "{who}: non-OT bytes");
     }
     println!(
-        "gelu: {n} elements, S = {}, acc < 2^{}, {:.2} s; non-OT (HE + openings) {} B = {:.1} B/element; \
-         {} OTs = {:.1} OTs/element; server flights {}",
+        "gelu ({path}, knot shift {}): {n} elements, S = {}, acc < 2^{}, {:.2} s; non-OT (HE + openings) {} B = {:.1} B/element; \
+         {} OTs = {:.1} OTs/element; server flights {}; total {:.0} B/element (real IKNP OT)",
+        spec.knot_shift(),
         spec.acc_scale,
         spec.acc_bits,
         run.seconds,
@@ -197,8 +225,10 @@ fn gelu_matches_reference_bit_for_bit() {
         run.server_cost.own_bytes as f64 / n as f64,
         run.server_cost.ot_count(),
         run.server_cost.ot_count() as f64 / n as f64,
-        run.server_stats.rounds
+        run.server_stats.rounds,
+        run.server_stats.total_bytes() as f64 / n as f64
     );
+    spec
 }
 
 #[test]

@@ -9,14 +9,17 @@ use fastlmpi::ot::ferret::refill_bytes;
 use fastlmpi::ot::{Ot, OtSession, SilentOt};
 use fastlmpi::proto::toolkit::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::toolkit::bits::{and, and_cost};
-use fastlmpi::proto::toolkit::cmp::{drelu, lt_public, lt_public_cost, millionaire_cost, millionaire_gt, msb, msb_cost};
+use fastlmpi::proto::toolkit::cmp::{
+    drelu, floor_narrow, floor_narrow_cost, lt_public, lt_public_coarse, lt_public_coarse_cost, lt_public_cost, millionaire_cost,
+    millionaire_gt, msb, msb_cost,
+};
 use fastlmpi::proto::toolkit::convert::{
     field_to_ring, field_to_ring_cost, field_to_ring_trunc, field_to_ring_trunc_cost, field_wrap_width, ring_to_field,
     ring_to_field_cost,
 };
 use fastlmpi::proto::ctx::{Cost, OtCall, OtKind, Party};
 use fastlmpi::proto::toolkit::mul::{mul, mul_cost, mul_trunc, mul_trunc_cost, square, square_cost};
-use fastlmpi::proto::toolkit::mux::{mux, mux_cost};
+use fastlmpi::proto::toolkit::mux::{mux, mux_cost, mux_field, mux_field_cost};
 use fastlmpi::proto::toolkit::trunc::{trunc, trunc_cost, TruncMode};
 use fastlmpi::share::{Field, Ring, Role};
 use fastlmpi::Result;
@@ -539,4 +542,84 @@ fn gelu_style_segment_indicators_are_one_hot() {
         }
         assert_cost(&s, &c, &lt_public_cost(vals.len(), bps.len(), kk, dd));
     }
+}
+
+/// `⌊x/2^s⌋ mod 2^k` from ring shares, exact on the whole ring (both ends included).
+#[test]
+fn narrow_floor_is_exact_on_the_whole_ring() {
+    let l = 40;
+    let ring = Ring::new(l).unwrap();
+    let (s_bits, k) = (12u32, 11u32);
+    let narrow = Ring::new(k).unwrap();
+    let mut r = rng(21);
+    let mut extra = ring_edges(l);
+    extra.extend([4095, 4096, -4096, -4097, (1 << 23) - 1, -(1 << 23)]);
+    let vals = signed_values(ring, l - 1, &extra, 300, &mut r);
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    let (s, c) = run(|p| floor_narrow(p, ring, if p.is_server() { &x0 } else { &x1 }, s_bits, narrow));
+    let got = narrow.reconstruct(&s.out, &c.out);
+    for (i, &v) in vals.iter().enumerate() {
+        assert_eq!(got[i], narrow.from_signed(v >> s_bits), "x = {v}");
+    }
+    assert_cost(&s, &c, &floor_narrow_cost(vals.len(), s_bits, k));
+    // s + k beyond ℓ is a configuration error on both sides, not a wrong result.
+    let (s, c) = run(|p| Ok(floor_narrow(p, ring, &[], 30, narrow).is_err()));
+    assert!(s.out && c.out);
+}
+
+/// Thresholds on a grid of 2^s: exact on the integer part, at the thresholds ±1 and at the
+/// domain edges; cheaper than the full-width comparison; off-grid thresholds are rejected.
+#[test]
+fn coarse_threshold_comparison_is_exact() {
+    let l = 40;
+    let ring = Ring::new(l).unwrap();
+    let (s_bits, k) = (12u32, 11u32);
+    // SoftMax's exp knots: −10 … −1 units at 12 fraction bits; inputs z ∈ (−2^21, 0].
+    let thresholds: Vec<i64> = (1..=10).map(|j| -j * 4096).collect();
+    let lim = (1i64 << 21) - 1;
+    let mut extra = vec![-lim, 0, -1, lim];
+    for &t in &thresholds {
+        extra.extend([t - 1, t, t + 1]);
+    }
+    let mut r = rng(22);
+    let vals = signed_values(ring, 21, &extra, 300, &mut r);
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    let (s, c) = run(|p| lt_public_coarse(p, ring, if p.is_server() { &x0 } else { &x1 }, &thresholds, s_bits, k));
+    for (t_idx, &t) in thresholds.iter().enumerate() {
+        let got = bools(&s.out[t_idx], &c.out[t_idx]);
+        for (i, &v) in vals.iter().enumerate() {
+            assert_eq!(got[i], (v < t) as u8, "x = {v}, T = {t}");
+        }
+    }
+    let n = vals.len();
+    assert_cost(&s, &c, &lt_public_coarse_cost(n, thresholds.len(), s_bits, k));
+    let full = lt_public_cost(n, thresholds.len(), s_bits + k, 0);
+    assert!(lt_public_coarse_cost(n, thresholds.len(), s_bits, k).ot_count() * 2 < full.ot_count(), "coarse comparison saves OTs");
+    // No inputs: one empty result per threshold, nothing sent.
+    let (s, c) = run(|p| lt_public_coarse(p, ring, &[], &thresholds, s_bits, k));
+    assert!(s.out.len() == thresholds.len() && s.out.iter().chain(&c.out).all(Vec::is_empty));
+    assert_eq!(s.stats.bytes_sent + c.stats.bytes_sent, 0);
+    let off_grid = run(|p| {
+        let e = lt_public_coarse(p, ring, if p.is_server() { &x0 } else { &x1 }, &[4096, 100], s_bits, k);
+        Ok(e.is_err())
+    });
+    assert!(off_grid.0.out && off_grid.1.out);
+}
+
+#[test]
+fn field_multiplexer_selects() {
+    let field = Field::new(1125899906842597).unwrap();
+    let mut r = rng(23);
+    let n = 301;
+    let vals: Vec<u64> = (0..n).map(|i| if i < 3 { [0, 1, field.modulus() - 1][i] } else { field.random(&mut r) }).collect();
+    let (bs, bc, b) = random_bit_pairs(&mut r, n);
+    let (x0, x1) = field.share_vec(&vals, &mut r);
+    let (s, c) = run(|p| if p.is_server() { mux_field(p, field, &bs, &x0) } else { mux_field(p, field, &bc, &x1) });
+    let got = field.reconstruct(&s.out, &c.out);
+    for i in 0..n {
+        assert_eq!(got[i], if b[i] == 1 { vals[i] } else { 0 }, "element {i}");
+    }
+    assert_cost(&s, &c, &mux_field_cost(n, field));
 }

@@ -18,7 +18,8 @@
 //! segment widens and shrinks when it narrows; for the minimax piecewise fit the optimal
 //! breaks equalise the neighbours' errors. Coordinate descent bisects each free break on the
 //! sign of err(left) − err(right) (errors measured with coefficients already rounded to the
-//! fixed-point scale), sweeping until no break moves. All breaks stay on the input grid.
+//! fixed-point scale), sweeping until no break moves. All breaks stay on the knot grid (the
+//! input grid unless `FitConfig::knot_frac` asks for a coarser one).
 
 use super::fit::{
     fit_segment, lobatto_grid, Continuity, FitEffort, Method, PointConstraint, SegmentProblem, FINAL_EFFORT,
@@ -43,6 +44,9 @@ pub struct FitConfig {
     pub range: (f64, f64),
     /// Search the knot positions (otherwise keep the initial, derivative-based ones).
     pub knot_search: bool,
+    /// Knots at multiples of `2^−knot_frac` (None: the input grid, `2^−in_frac`). A coarse
+    /// grid lets the protocol compare only the integer part `⌊x·2^knot_frac⌋`.
+    pub knot_frac: Option<u32>,
 }
 
 /// Largest number of bisection steps per knot and of sweeps over all knots.
@@ -59,6 +63,8 @@ struct Chain<'a> {
     /// Where the left/right tails' errors are measured up to.
     range: (f64, f64),
     grid: f64,
+    /// Spacing of the knot positions (≥ `grid`).
+    knot_grid: f64,
 }
 
 impl<'a> Chain<'a> {
@@ -72,6 +78,11 @@ impl<'a> Chain<'a> {
             return Err(Error::Config(format!("invalid range {:?}", cfg.range)));
         }
         let grid = pow2(-(cfg.spec.in_frac as i32));
+        let knot_frac = cfg.knot_frac.unwrap_or(cfg.spec.in_frac);
+        if knot_frac > cfg.spec.in_frac {
+            return Err(Error::Config(format!("knot grid 2^-{knot_frac} is finer than the input grid 2^-{}", cfg.spec.in_frac)));
+        }
+        let knot_grid = pow2(-(knot_frac as i32));
         let parity = func.parity;
         if parity.is_some() && !(lo < 0.0 && hi > 0.0) {
             return Err(Error::Config("a symmetric fit needs a range around 0".into()));
@@ -88,11 +99,12 @@ impl<'a> Chain<'a> {
             right_tail: func.right_tail,
             range,
             grid,
+            knot_grid,
         })
     }
 
     fn snap(&self, x: f64) -> f64 {
-        (x / self.grid).round() * self.grid
+        (x / self.knot_grid).round() * self.knot_grid
     }
 
     /// Number of chain segments P from the total segment count.
@@ -314,7 +326,7 @@ impl<'a> Chain<'a> {
         };
         let (mut lo, mut hi) = (lower, upper);
         for _ in 0..BISECTION_STEPS {
-            if hi - lo <= 2.0 * self.grid {
+            if hi - lo <= 2.0 * self.knot_grid {
                 break;
             }
             let mid = self.snap((lo + hi) / 2.0);
@@ -353,7 +365,7 @@ impl<'a> Chain<'a> {
                 best = (err, breaks.clone());
             }
             let moved = before.iter().zip(&breaks).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            if moved <= 2.0 * self.grid {
+            if moved <= 2.0 * self.knot_grid {
                 break;
             }
         }

@@ -55,6 +55,9 @@ pub struct FitApproxArgs {
     /// Keep the derivative-based initial knots instead of searching.
     #[arg(long)]
     pub no_knot_search: bool,
+    /// Put the knots at multiples of 2^-K (cheaper comparisons on the integer part of x·2^K).
+    #[arg(long, value_name = "K")]
+    pub knot_frac: Option<u32>,
     /// Print the JSON file to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -126,6 +129,9 @@ fn resolve(args: &FitApproxArgs) -> Result<Resolved> {
     if args.no_knot_search {
         command.push_str(" --no-knot-search");
     }
+    if let Some(k) = args.knot_frac {
+        command.push_str(&format!(" --knot-frac {k}"));
+    }
     if args.compare {
         command.push_str(" --compare");
     }
@@ -138,6 +144,7 @@ fn resolve(args: &FitApproxArgs) -> Result<Resolved> {
             spec: FixedEvalSpec { in_frac, acc_frac, out_frac },
             range,
             knot_search: !args.no_knot_search,
+            knot_frac: args.knot_frac,
         },
         command,
     })

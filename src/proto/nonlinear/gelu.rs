@@ -25,19 +25,24 @@
 //!
 //! **Message flow** (all batched over the whole vector):
 //! ```text
-//!  1. lt_public(x, K_0..K_{m−1}) at reduced width k = input_bits + 2 (d = 0)   [OT]
+//!  1. lt_public_coarse(x, K_0..K_{m−1}, s, k − s), k = input_bits + 2, s = knot_shift [OT]
+//!     (knots on a grid of 2^s units: the carry of the low s bits once, then the m
+//!     comparisons on ⌊x/2^s⌋ in Z_{2^(k−s)}; s = 0 is the plain k-bit lt_public)
 //!     one-hot b_0 = lt_0, b_i = lt_i ⊕ lt_{i−1}, b_m = ¬lt_{m−1}              (local)
 //!  2. x_p = trunc(x + 2^(h−1), h) (faithful)                                   [OT]
 //!  3. ring_to_field(x_p)                                                       [OT]
 //!  4. hepoly: client uploads Enc(x_c^j), j ≤ d; server returns Enc(V_i)        [HE, 2 flights]
-//!  5. field_to_ring(V_i) into Z_{2^64} (bound 2^acc_bits), all pieces in one batch  [OT]
-//!  6. mux(b_i, V_i) in Z_{2^64}; Σ_i; trunc by S − frac (faithful); mod 2^ℓ     [OT]
+//!  5. mux_field(b_i, V_i) in Z_t for the P poly pieces (one batch); Σ_i in Z_t  [OT]
+//!  6. field_to_ring(Σ) into Z_{2^64} (bound 2^acc_bits); trunc by S − frac (faithful); mod 2^ℓ [OT]
 //!  7. + mux(b_id, x) for the identity piece, + c·B2A(b_c) for non-zero constants [OT]
 //! ```
+//! Selecting in Z_t before the conversion (step 5) replaces P conversions and P 64-bit
+//! multiplexers by P field multiplexers and one conversion; the unselected accumulators may
+//! wrap mod t and are multiplied by 0 in Z_t, the selected one is below 2^acc_bits < t/4.
 //!
 //! **Valid input domain.** `|x| < 2^input_bits` (at `frac`), with `input_bits + 3 ≤ ℓ`.
-//! The comparison of step 1 runs on `k = input_bits + 2` bits and is exact there
-//! (`|x − K| < 2^(k−1)`, see `cmp`).
+//! The comparison of step 1 is exact there: `|x − K| < 2^(k−1)`, so
+//! `−2^(k−s−1) ≤ ⌊x/2^s⌋ − K/2^s < 2^(k−s−1)` (see `cmp`, coarse thresholds).
 //!
 //! **Error.** Versus [`reference_gelu`]: exact (bit for bit) on the whole domain: the
 //! comparisons, conversions and truncations are exact, and for the selected piece
@@ -49,8 +54,9 @@
 //! **Bytes per element** ([`gelu_cost`]): with m knots, P poly pieces of max degree d, I
 //! identity and C non-zero constant pieces, `M(·)` the millionaire cost and `C_cot(b)`,
 //! `C_ot(b)` the OT layer's per-OT costs:
-//! `m·M(k−1)` + `[h>0]·(M(h) + 2C_cot(ℓ))` + `C_ot(bits t)` + HE `(d·seeded + P·full)/N`
-//! + `P·(M(w) + C_cot(64))` (w = wrap-comparison width, 1–3 bits) + `P·2C_cot(64)`
+//! `M(s) + C_cot(k−s) + M_m(k−s−1)` (m comparisons sharing leaf OTs, see `cmp`)
+//! + `[h>0]·(M(h) + 2C_cot(ℓ))` + `C_ot(bits t)` + HE `(d·seeded + P·full)/N`
+//! + `P·2C_ot(bits t)` + `M(w) + C_cot(64)` (w = wrap-comparison width, 1–3 bits)
 //! + `M(S−frac) + 2C_cot(64)` + `I·2C_cot(ℓ)` + `C·C_cot(ℓ)`.
 //! Rounds: the sum of the steps' flights (two HE flights plus the OT batches and AND levels).
 //!
@@ -64,8 +70,11 @@
 //! |x| < 2^19: one BERT-base FFN batch (128 × 3072 = 393 216 values, release, real OT, loopback,
 //! 2 shared cores) took 140 s and 1.96 GB in total, of which 96 MB HE (+ openings), the rest
 //! OT (57 M OTs, dominated by the 6 knot comparisons and the 64-bit conversions and
-//! multiplexers of the 5 polynomial pieces); 805 flights. Cheaper variants (reduced-width
-//! comparisons with d > 0, selection under HE instead of 64-bit multiplexers) are future work.
+//! multiplexers of the 5 polynomial pieces); 805 flights. The engine's set now
+//! (`src/approx/sets/gelu.json`) has its knots on a 2^-4 grid, so step 1 compares 13 bits
+//! after an 8-bit carry (≈ 0.87 kB instead of ≈ 1.48 kB per element with IKNP), and the pieces
+//! are selected in Z_t (5 × 58 B + one conversion instead of 5 × 140 B); the faithful
+//! truncation by S − frac = 32 bits (≈ 1 kB) is now the largest OT item.
 //!
 //! **Security (semi-honest).** A sequential composition of protocols that each output fresh
 //! uniform shares (comparison, truncation, conversions, multiplexers, B2A: see their modules)
@@ -75,12 +84,12 @@
 
 use crate::proto::toolkit::b2a::{b2a_ring, b2a_ring_cost};
 use crate::proto::toolkit::bits::{self, BitShare};
-use crate::proto::toolkit::cmp::{lt_public, lt_public_cost};
+use crate::proto::toolkit::cmp::{lt_public_coarse, lt_public_coarse_cost};
 use crate::proto::toolkit::convert::{field_to_ring, field_to_ring_cost, field_wrap_width, ring_to_field, ring_to_field_cost};
 use crate::proto::ctx::{Cost, Party};
 use crate::proto::linear::hemul::HeParty;
 use crate::proto::linear::hepoly::{self, CentredPoly};
-use crate::proto::toolkit::mux::{mux, mux_cost};
+use crate::proto::toolkit::mux::{mux, mux_cost, mux_field, mux_field_cost};
 use crate::proto::toolkit::trunc::{trunc, trunc_cost, TruncMode};
 use crate::approx::{QuantizedPiecewise, QuantizedSegment};
 use crate::error::{Error, Result};
@@ -169,6 +178,13 @@ impl GeluSpec {
     }
     fn cmp_width(&self) -> u32 {
         self.input_bits + 2
+    }
+    /// The largest `s ≤ frac` (leaving at least 2 comparison bits) with every knot a multiple
+    /// of `2^s`: the knot comparisons then run on `⌊x/2^s⌋` (`cmp::lt_public_coarse`).
+    pub fn knot_shift(&self) -> u32 {
+        let common = self.knots.iter().fold(0u64, |acc, &k| acc | k.unsigned_abs());
+        let s = if common == 0 { self.frac } else { common.trailing_zeros().min(self.frac) };
+        s.min(self.cmp_width().saturating_sub(2))
     }
 
     /// Quantise `pw` for ring shares (ℓ = `ring_bits`, `frac`) and the HE field `field`,
@@ -387,7 +403,8 @@ pub fn gelu(p: &mut Party, he: &HeParty, x: &[u64], spec: &GeluSpec) -> Result<V
     if n == 0 {
         return Ok(Vec::new());
     }
-    let lt = lt_public(p, ring, x, &spec.knots, spec.cmp_width(), 0)?;
+    let s = spec.knot_shift();
+    let lt = lt_public_coarse(p, ring, x, &spec.knots, s, spec.cmp_width() - s)?;
     let onehot = one_hot(p, &lt);
     let mut y = vec![0u64; n];
     let poly_ix: Vec<usize> = (0..spec.pieces.len()).filter(|&i| matches!(spec.pieces[i], Piece::Poly(_))).collect();
@@ -435,15 +452,18 @@ fn poly_part(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], spec: &GeluSpec
     let polys = spec.polys();
     let v = hepoly::eval_polys(p, he, &x_f, &polys)?;
     let wide = ring64()?;
-    let v_all: Vec<u64> = v.concat();
-    let v_ring = field_to_ring(p, field, wide, &v_all, spec.acc_bits)?;
+    // Select in Z_t (the other pieces' accumulators may have wrapped mod t; they are multiplied
+    // by 0), then one conversion of the selected accumulator, |V| < 2^acc_bits.
     let sel: Vec<u8> = poly_ix.iter().flat_map(|&i| onehot[i].iter().copied()).collect();
-    let picked = mux(p, wide, &sel, &v_ring)?;
+    let picked = mux_field(p, field, &sel, &v.concat())?;
     let mut sum = vec![0u64; n];
     for chunk in picked.chunks(n) {
-        add_into(wide, &mut sum, chunk);
+        for (a, &b) in sum.iter_mut().zip(chunk) {
+            *a = field.add(*a, b);
+        }
     }
-    let out = trunc(p, wide, &sum, spec.shift_out(), TruncMode::Faithful)?;
+    let v_ring = field_to_ring(p, field, wide, &sum, spec.acc_bits)?;
+    let out = trunc(p, wide, &v_ring, spec.shift_out(), TruncMode::Faithful)?;
     Ok(out.iter().map(|&v| ring.reduce(v)).collect())
 }
 
@@ -454,7 +474,8 @@ pub fn gelu_cost(n: usize, ctx: &HeContext, spec: &GeluSpec) -> Result<Cost> {
     let ring = Ring::new(spec.ring_bits)?;
     let wide = ring64()?;
     let (polys, ids, consts, _) = spec.counts();
-    let mut cost = lt_public_cost(n, spec.knots.len(), spec.cmp_width(), 0);
+    let s = spec.knot_shift();
+    let mut cost = lt_public_coarse_cost(n, spec.knots.len(), s, spec.cmp_width() - s);
     if polys > 0 {
         if spec.shift_in() > 0 {
             cost = cost + trunc_cost(n, ring, spec.shift_in(), TruncMode::Faithful);
@@ -462,8 +483,8 @@ pub fn gelu_cost(n: usize, ctx: &HeContext, spec: &GeluSpec) -> Result<Cost> {
         cost = cost
             + ring_to_field_cost(n, field)
             + Cost::own(hepoly::poly_bytes(ctx, n, &spec.polys())?)
-            + field_to_ring_cost(n * polys, field, wide, spec.acc_bits)?
-            + mux_cost(n * polys, wide)
+            + mux_field_cost(n * polys, field)
+            + field_to_ring_cost(n, field, wide, spec.acc_bits)?
             + trunc_cost(n, wide, spec.shift_out(), TruncMode::Faithful);
     }
     cost = cost + mux_cost(n * ids, ring) + b2a_ring_cost(n * consts, ring);

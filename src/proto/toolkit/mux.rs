@@ -15,14 +15,21 @@
 //! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 3 (two OT batches in opposite directions share
 //! one flight).
 //!
-//! **Security (semi-honest).** Each party sees only the output of one correlated OT as
-//! receiver, which is masked by the sender's uniform `s`; as sender it sees nothing (OT
-//! receiver privacy). Outputs are fresh uniform shares of `b·x`.
+//! **Field variant ([`mux_field`]).** The same split over Z_p with chosen-message OTs (Z_p is not
+//! a power of two, so the ring correlation does not apply): the sender draws `r` uniform in Z_p
+//! and offers `m_c = (b_own ⊕ c)·x_own + r` for the receiver's bit `c`; the sender keeps `−r`.
+//! Bytes per element `2·C_ot(bits(p))`, flights 3. Used to select among HE results in Z_t
+//! before one field→ring conversion (GeLU).
+//!
+//! **Security (semi-honest).** Each party sees only the output of one correlated (or chosen)
+//! OT as receiver, which is masked by the sender's uniform `s` (or `r`, uniform over the whole
+//! field); as sender it sees nothing (OT receiver privacy). Outputs are fresh uniform shares
+//! of `b·x`.
 
 use super::bits::BitShare;
 use crate::proto::ctx::{same_len, Cost, Party, Step};
 use crate::error::Result;
-use crate::share::Ring;
+use crate::share::{Field, Ring};
 
 /// `(1 − 2b)·x mod 2^ℓ`: the correlation that turns `b_peer` into `(b ⊕ b_peer)·x`.
 fn mux_delta(ring: Ring, b: u8, x: u64) -> u64 {
@@ -59,4 +66,42 @@ pub fn mux(p: &mut Party, ring: Ring, b: &BitShare, x: &[u64]) -> Result<Vec<u64
 /// Documented cost of [`mux`] on `n` elements.
 pub fn mux_cost(n: usize, ring: Ring) -> Cost {
     Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
+}
+
+/// One party's part of `(b_S ⊕ b_C)·x_own` over Z_p as chosen-OT sender (the peer chooses
+/// with its bit); returns the sender's share `−r`.
+fn send_term_field(p: &mut Party, field: Field, b: &[u8], x: &[u64]) -> Result<Vec<u64>> {
+    let r: Vec<u64> = (0..x.len()).map(|_| field.random(p.rng())).collect();
+    let msgs: Vec<[u64; 2]> = b
+        .iter()
+        .zip(x)
+        .zip(&r)
+        .map(|((&b, &x), &r)| {
+            let x = field.reduce(x);
+            let (on, off) = (field.add(x, r), r);
+            if b & 1 == 1 { [on, off] } else { [off, on] }
+        })
+        .collect();
+    p.ot_send(&msgs, field.bits())?;
+    Ok(r.iter().map(|&r| field.neg(r)).collect())
+}
+
+/// Shares of `b · x` over Z_p (two chosen-OT batches in opposite directions).
+pub fn mux_field(p: &mut Party, field: Field, b: &BitShare, x: &[u64]) -> Result<Vec<u64>> {
+    same_len("field multiplexer", b.len(), x.len())?;
+    p.ch.set_phase("mux-field");
+    let recv = |p: &mut Party| -> Result<Vec<u64>> { Ok(p.ot_recv(b, field.bits())?.iter().map(|&v| field.reduce(v)).collect()) };
+    let (own, peer) = if p.is_server() {
+        let own = send_term_field(p, field, b, x)?;
+        (own, recv(p)?)
+    } else {
+        let peer = recv(p)?;
+        (send_term_field(p, field, b, x)?, peer)
+    };
+    Ok(own.iter().zip(&peer).map(|(&a, &c)| field.add(a, c)).collect())
+}
+
+/// Documented cost of [`mux_field`] on `n` elements.
+pub fn mux_field_cost(n: usize, field: Field) -> Cost {
+    Cost::chosen(field.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
 }
