@@ -259,3 +259,24 @@ fn a_result_of_the_wrong_size_or_level_is_an_error_on_the_client() {
         assert!(matches!(client, Ok(Err(_)) | Err(_)), "level {level}, {size} bytes announced, {sent} sent: must fail");
     }
 }
+
+/// The flooding (40 bits over a key's whole return budget) fits the coefficient preset for every
+/// linear layer and attention cross term of BERT-base and BERT-large up to 512 tokens.
+#[test]
+fn every_bert_shape_up_to_512_tokens_plans() {
+    let ctx = ctx();
+    let share_bits = RING_BITS - 1;
+    // (hidden, FFN, head dim): BERT-base and BERT-large.
+    for (h, i, d) in [(768, 3072, 64), (1024, 4096, 64)] {
+        for n in [1, 8, 16, 32, 64, 128, 256, 512] {
+            for (a, k, b) in [(n, h, h), (n, h, i), (n, i, h)] {
+                let plan = CoeffPlan::new(&ctx, LinearShape { n: a, d_in: k, d_out: b }, MODEL_WEIGHT_BITS);
+                assert!(plan.is_ok(), "linear {a}×{k}·{k}×{b}: {:?}", plan.err());
+            }
+            for (a, k, b) in [(n, d, n), (n, n, d), (d, n, n)] {
+                let plan = CoeffPlan::new(&ctx, LinearShape { n: a, d_in: k, d_out: b }, share_bits);
+                assert!(plan.is_ok(), "cross term {a}×{k}·{k}×{b}: {:?}", plan.err());
+            }
+        }
+    }
+}

@@ -72,11 +72,12 @@ impl HePreset {
         HePreset::simd(8192, 54)
     }
     /// Coefficient packing over the shares' ring (`HeContext::coefficient`): N = 8192,
-    /// Q = 62 + 52 + 52 = 166 bits (below the 218-bit bound), t = 2^`ring_bits`. The 62-bit
-    /// modulus stays last so that results return at a single modulus; the sizes are what
-    /// ≥ 40-bit flooding needs for share-sized plaintexts (`proto::linear::coeff`).
+    /// Q = 62 + 60 + 60 = 182 bits (below the 218-bit bound), t = 2^`ring_bits`. The 62-bit
+    /// modulus is the one kept when switching down, so results return at a single modulus; the
+    /// sizes are what 40-bit flooding over a key's whole return budget needs for share-sized
+    /// plaintexts (`proto::linear::coeff`).
     pub fn coefficient(ring_bits: u32) -> HePreset {
-        HePreset { name: format!("n8192-coeff-t2^{ring_bits}"), degree: 8192, moduli_bits: vec![62, 52, 52], t_bits: ring_bits }
+        HePreset { name: format!("n8192-coeff-t2^{ring_bits}"), degree: 8192, moduli_bits: vec![62, 60, 60], t_bits: ring_bits }
     }
     /// A fast preset for unit tests: N = 4096, Q = 55+54 = 109 bits, t a 20-bit prime. It only
     /// supports short dot products (the flooding planner rejects what does not fit).

@@ -48,16 +48,19 @@
 //! < 1 encoding offset of (Q·m − [Q·m]_t)/t); one ct×pt with a centred plaintext of
 //! coefficients ≤ 2^wb adds at most N·21·2^wb per coefficient, so a result has
 //! V = ⌈d_in/k_w⌉·N·21·2^wb (independent of X: the message wraps mod t exactly because the
-//! encoding scales by Q/t). Flooding is 2^f with f = ⌈log2 V⌉ + 40 + log2 N (`he::privacy`).
-//! With wb = 20 and d_in = 3072 that is f ≤ 102; for the attention cross terms (uniform shares,
-//! wb = 39, inner dimension ≤ 128) f ≤ 117. Both need log2 Q > f + 44 + ℓ, hence
-//! [`crate::he::HePreset::coefficient`]: N = 8192, Q = 62 + 52 + 52 = 166 bits (≤ 218, the
-//! 128-bit bound; N = 4096 allows only 109 bits and cannot flood), results returned at the
-//! 62-bit modulus.
+//! encoding scales by Q/t). Flooding is 2^f with f = ⌈log2 V⌉ + 40 + 16 + log2 N
+//! (`he::privacy`: 40 statistical bits over a key's whole budget of 2^16 returns).
+//! With wb = 20 and d_in = 3072 (k_w = 16) that is f = 114; for the attention cross terms
+//! (uniform shares, wb = 39, inner dimension ≤ 512) f ≤ 129. Decryption after the switch to
+//! the last modulus needs log2 Q > f + 4 + ℓ, hence [`crate::he::HePreset::coefficient`]:
+//! N = 8192, Q = 62 + 60 + 60 = 182 bits (≤ 218, the 128-bit bound; N = 4096 allows only 109
+//! bits and cannot flood), which covers f ≤ 137, i.e. every BERT-base and BERT-large shape up
+//! to 512 tokens (`tests/linear_coeff.rs` plans them all); results return at the 62-bit
+//! modulus.
 //!
-//! **Bytes.** Upload: N·166/8 + 32 = 170,016 bytes per x̂ block; download per result block:
+//! **Bytes.** Upload: N·182/8 + 32 = 186,400 bytes per x̂ block; download per result block:
 //! N·62/8 + ⌈n_w·m_w·62/8⌉ (c1 plus the wanted c0 coefficients), 71,424 bytes for n_w·m_w = 1024.
-//! Per element of X: 170,016/(n_w·k_w); per element of Y: 71,424/(n_w·m_w).
+//! Per element of X: 186,400/(n_w·k_w); per element of Y: 71,424/(n_w·m_w).
 //!
 //! **Security (semi-honest).** The server sees only seeded RLWE encryptions under the client's
 //! key (IND-CPA). The client receives, per result, the compaction of a ciphertext of
