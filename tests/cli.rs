@@ -140,7 +140,7 @@ fn start_long_server(model: &Path, extra: &[&str]) -> (Child, String) {
 #[test]
 fn client_reports_a_server_that_drops_the_connection_in_the_private_layers() {
     let model = minilm();
-    let (mut server, addr) = start_long_server(&model, &["--inject-fault", "close:40"]);
+    let (mut server, addr) = start_long_server(&model, &["--inject-fault", "close:40", "--allow-partial", "--reveal", "embedding"]);
     let client = |timeout: &str| {
         run_to_end(
             fastlmpi(&["client", "--no-fetch", "--layers", "1", "--timeout", timeout, "--connect", &addr, "--input", "hello there"])
