@@ -173,7 +173,7 @@ fn main() -> Result<()> {
     lens.dedup();
 
     let net = NetArgs { timeout: 600, net: "local".into() };
-    let server = LocalServer::spawn(&resolved.dir, &net, &EngineArgs { profile: profile.name().into(), layers: None, threads: None, ot: profile.ot.name().into() }, 256)?;
+    let server = LocalServer::spawn(&resolved.dir, &net, &EngineArgs { profile: profile.name().into(), layers: None, threads: None, ot: Some(profile.ot.name().into()) }, 256)?;
     let server_pid = server.pid().context("server process already gone")?.to_string();
     let mut ch = server.connect(&net)?;
     client_handshake(&mut ch, &public, &profile)?;

@@ -61,7 +61,7 @@ fn start_server(model: &Path, extra: &[&str]) -> (Child, String) {
     let addr = first.strip_prefix("LISTENING ").expect("no LISTENING line").trim().to_string();
     // Keep draining stdout in the background so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (KillOnDrop(child), addr)
 }
 
 fn wait_child(mut child: Child, limit: Duration) -> (bool, String) {
@@ -118,8 +118,18 @@ fn run_spawns_and_reaps_the_server() {
     assert_eq!(v["layers"], 1);
 }
 
+/// A server process killed when the test ends, also when an assertion fails first.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `serve --announce` (many clients) and return the child and its address.
-fn start_long_server(model: &Path, extra: &[&str]) -> (Child, String) {
+fn start_long_server(model: &Path, extra: &[&str]) -> (KillOnDrop, String) {
     let mut child = fastlmpi(&["serve", "--announce", "--no-fetch", "--listen", "127.0.0.1:0"])
         .args(["--model", model.to_str().unwrap()])
         .args(extra)
@@ -131,7 +141,7 @@ fn start_long_server(model: &Path, extra: &[&str]) -> (Child, String) {
     let first = lines.next().expect("server printed nothing").unwrap();
     let addr = first.strip_prefix("LISTENING ").expect("no LISTENING line").trim().to_string();
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (KillOnDrop(child), addr)
 }
 
 /// The server drops its first connection after its 40th message (inside the first layer, at
@@ -140,7 +150,7 @@ fn start_long_server(model: &Path, extra: &[&str]) -> (Child, String) {
 #[test]
 fn client_reports_a_server_that_drops_the_connection_in_the_private_layers() {
     let model = minilm();
-    let (mut server, addr) = start_long_server(&model, &["--inject-fault", "close:40", "--allow-partial", "--reveal", "embedding"]);
+    let (_server, addr) = start_long_server(&model, &["--inject-fault", "close:40", "--allow-partial", "--reveal", "embedding"]);
     let client = |timeout: &str| {
         run_to_end(
             fastlmpi(&["client", "--no-fetch", "--layers", "1", "--timeout", timeout, "--connect", &addr, "--input", "hello there"])
@@ -161,8 +171,6 @@ fn client_reports_a_server_that_drops_the_connection_in_the_private_layers() {
     let out = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "the server did not serve the next client: {}", String::from_utf8_lossy(&second.stderr));
     assert!(out.contains("agreement with the plaintext f32 model: cosine 0.99"), "{out}");
-    server.kill().unwrap();
-    let _ = server.wait();
 }
 
 /// A copy of the MiniLM checkpoint whose config claims one layer fewer (a different shape).

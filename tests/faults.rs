@@ -1,7 +1,9 @@
 //! Fault injection over whole private inferences: the connection is closed, stalled,
 //! truncated or corrupted after the k-th message of one party, for every k of a tiny-model
-//! inference on each side with `FASTLMPI_FAULT_EVERY=1` (by default every 100th k and the last,
+//! inference on each side with `FASTLMPI_FAULT_EVERY=1` (by default every 250th k and the last,
 //! to bound the suite's time), and a sample of k on the real MiniLM (`#[ignore]`d: minutes).
+//! The runs use the profile's OT backend (silent OT, the product path, including its IKNP
+//! bootstrap and its iterations); `FASTLMPI_FAULT_OT=iknp` sweeps the IKNP backend instead.
 //!
 //! Every run must end within a watchdog limit (no hang), without a panic, with both parties
 //! failing with an error that names the phase each was in (corruption may go unnoticed — the
@@ -20,6 +22,7 @@ use fastlmpi::model::{tiny, Model, Tokenized};
 use fastlmpi::net::fault::{Fault, FaultKind, Faulty};
 use fastlmpi::net::local::{loopback_pair, PairOptions};
 use fastlmpi::net::Channel;
+use fastlmpi::ot::OtBackend;
 use fastlmpi::share::Role;
 use serde::Serialize;
 
@@ -241,7 +244,10 @@ fn assert_clean(t: &Tally) {
 }
 
 fn leak_fixture(model: Model, tok: Tokenized, layers: usize) -> &'static Fixture {
-    let profile = Profile::fastlmpi();
+    let profile = match std::env::var("FASTLMPI_FAULT_OT").ok().as_deref() {
+        Some(ot) => Profile::fastlmpi().with_ot(OtBackend::parse(ot).unwrap()),
+        None => Profile::fastlmpi(),
+    };
     let model: &'static Model = Box::leak(Box::new(model));
     // A weight cache, so that state kept across sessions is exercised too.
     let server = Box::leak(Box::new(ServerModel::with_weight_cache(model, &profile, 64 << 20).unwrap().with_policy(ServePolicy::benchmark())));
@@ -264,7 +270,7 @@ fn every_fault_at_every_message_of_a_tiny_inference_ends_cleanly() {
     let tok = model.public.tokenizer.encode_padded("a cat", 16, true, Some(8)).unwrap();
     let layers = model.config().num_hidden_layers;
     let fx = leak_fixture(model, tok, layers);
-    let every = std::env::var("FASTLMPI_FAULT_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let every = std::env::var("FASTLMPI_FAULT_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(250);
     let mut t = sweep(fx, every, 1);
     t.model = "tiny-bert".into();
     record("tiny", &t);

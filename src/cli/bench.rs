@@ -47,9 +47,10 @@ pub struct BenchArgs {
     /// Random-COT counts of the OT suite's setup-included runs (both backends).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1usize << 20, 1 << 24])]
     pub cot_sizes: Vec<usize>,
-    /// OT backend of --compare: iknp or silent (the OT and toolkit suites run both).
-    #[arg(long, default_value = "iknp")]
-    pub ot: String,
+    /// OT backend of --compare for both profiles: iknp or silent (default: each profile's own,
+    /// silent for fastlmpi, iknp for bolt as BOLT's code; the OT and toolkit suites run both).
+    #[arg(long)]
+    pub ot: Option<String>,
     /// Print the JSON record to stdout as well.
     #[arg(long)]
     pub json: bool,
@@ -69,8 +70,11 @@ after the council had debated the report in full session.";
 
 fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
     use crate::bench::compare;
-    let ot = crate::ot::OtBackend::parse(&args.ot)?;
-    let profiles = [crate::engine::Profile::fastlmpi().with_ot(ot), crate::engine::Profile::parse(other)?.with_ot(ot)];
+    let mut profiles = [crate::engine::Profile::fastlmpi(), crate::engine::Profile::parse(other)?];
+    if let Some(ot) = &args.ot {
+        let ot = crate::ot::OtBackend::parse(ot)?;
+        profiles = profiles.map(|p| p.with_ot(ot));
+    }
     let resolved = crate::model::resolve(&args.model, !args.no_fetch)?;
     if let Some(note) = &resolved.note {
         eprintln!("note: {note}");

@@ -104,14 +104,19 @@ pub struct EngineArgs {
     /// Worker threads for the local computation (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// OT backend: iknp or silent (both parties must agree; checked in the handshake).
-    #[arg(long, default_value = "iknp")]
-    pub ot: String,
+    /// OT backend: iknp or silent (default: the profile's, silent for fastlmpi, iknp for bolt;
+    /// both parties must agree, checked in the handshake).
+    #[arg(long)]
+    pub ot: Option<String>,
 }
 
 impl EngineArgs {
     pub fn profile(&self) -> Result<crate::engine::Profile> {
-        Ok(crate::engine::Profile::parse(&self.profile)?.with_ot(crate::ot::OtBackend::parse(&self.ot)?))
+        let profile = crate::engine::Profile::parse(&self.profile)?;
+        match &self.ot {
+            Some(ot) => Ok(profile.with_ot(crate::ot::OtBackend::parse(ot)?)),
+            None => Ok(profile),
+        }
     }
 
     /// Size the global thread pool once, before any parallel work.
@@ -154,9 +159,9 @@ pub struct ServeArgs {
     /// Protocol profile: fastlmpi or bolt (the client must ask for the same).
     #[arg(long, default_value = "fastlmpi")]
     pub profile: String,
-    /// OT backend: iknp or silent (the client must ask for the same).
-    #[arg(long, default_value = "iknp")]
-    pub ot: String,
+    /// OT backend: iknp or silent (default: the profile's; the client must use the same).
+    #[arg(long)]
+    pub ot: Option<String>,
     /// Worker threads for the local computation (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -374,7 +374,7 @@ impl LocalServer {
             .args(["--reveal", "embedding", "--allow-partial"])
             .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
             .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
-            .args(["--profile", profile, "--ot", &engine.ot, "--weight-cache-mib", &weight_cache_mib.to_string()])
+            .args(["--profile", profile, "--ot", engine.profile()?.ot.name(), "--weight-cache-mib", &weight_cache_mib.to_string()])
             .args(threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -122,7 +122,9 @@ impl Profile {
             // Coefficient packing over the ring for the linear layers and the attention
             // products: no conversions, no rotations (`results/linear-coeff-bench.json`).
             linear: LinearBackend::CoeffAll,
-            ot: OtBackend::Iknp,
+            // Silent OT under the non-linear protocols: ≈ 4× fewer bytes than IKNP for the
+            // same time (docs/DESIGN.md, "OT backends").
+            ot: OtBackend::Silent,
         }
     }
 
@@ -132,6 +134,7 @@ impl Profile {
             kind: ProfileKind::Bolt,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 37 },
             linear: LinearBackend::Field(Packing::Bsgs),
+            // BOLT's code runs IKNP (SCI's emp-ot copy), not silent OT.
             ot: OtBackend::Iknp,
         }
     }
