@@ -61,7 +61,7 @@ fn start_server(model: &Path, extra: &[&str]) -> (Child, String) {
     let addr = first.strip_prefix("LISTENING ").expect("no LISTENING line").trim().to_string();
     // Keep draining stdout in the background so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (KillOnDrop(child), addr)
+    (child, addr)
 }
 
 fn wait_child(mut child: Child, limit: Duration) -> (bool, String) {
