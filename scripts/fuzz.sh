@@ -67,7 +67,9 @@ for t in "${targets[@]}"; do
   "crashes": $crashes,
   "exit_status": $status,
   "command": "scripts/fuzz.sh $([[ $prefix == fuzz-smoke ]] && echo '--smoke ')$seconds $t",
-  "machine": "2 cores shared with other jobs"
+  "machine": "$(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)${FASTLMPI_MACHINE_NOTE:+, $FASTLMPI_MACHINE_NOTE}",
+  "date_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "commit": "$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 }
 JSON
   echo "   executions ${execs:-0}, coverage ${cov:-0} edges, crashes $crashes (log: $log)"
