@@ -17,6 +17,7 @@ mod fixed;
 mod forward;
 mod resolve;
 pub mod ranges;
+pub mod shapes;
 pub mod tiny;
 mod tokenize;
 mod weights;
