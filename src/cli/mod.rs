@@ -8,6 +8,7 @@ pub mod make_model;
 pub mod party;
 pub mod ranges;
 pub mod report;
+pub mod scale;
 pub mod serve;
 pub mod train_head;
 
