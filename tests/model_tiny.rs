@@ -97,3 +97,22 @@ fn shape_fingerprint_is_stable_and_discriminating() {
     assert_ne!(a.shape_fingerprint(), m.shape_fingerprint());
     assert_ne!(a.shape_fingerprint(), a.clone().truncated(1).unwrap().shape_fingerprint());
 }
+
+#[test]
+fn quantising_with_release_gives_the_same_fixed_model_and_blocks_the_f32_pass() {
+    use fastlmpi::model::QuantizedWeights;
+    for spec in [TinySpec::bert(), TinySpec::mpnet()] {
+        let model = tiny(if spec.arch == Arch::Bert { "release-bert" } else { "release-mpnet" }, &spec);
+        let tok = model.public.encode("the new movie is great!", 32, false).unwrap();
+        let cfg = FixedConfig::default();
+        let expected = fastlmpi::model::FixedModel::new(&model, cfg).unwrap().forward(&tok).unwrap();
+        let mut released = model.clone();
+        let q = QuantizedWeights::quantize_releasing(&mut released, cfg).unwrap();
+        assert!(released.server.layers.iter().all(|l| l.query.w.is_empty() && l.ffn_out.w.is_empty()), "f32 matrices released");
+        let got = fastlmpi::model::FixedModel::with_quantized(&released, cfg, q).unwrap().forward(&tok).unwrap();
+        assert_eq!(got.pooled, expected.pooled);
+        assert!(forward_f32(&released, &tok).is_err(), "the f32 pass refuses a released model");
+        let short = QuantizedWeights { layers: vec![], pooler: None, classifier: None };
+        assert!(fastlmpi::model::FixedModel::with_quantized(&model, cfg, short).is_err());
+    }
+}

@@ -6,5 +6,6 @@ pub mod ot;
 pub mod plot;
 pub mod provenance;
 pub mod readme;
+pub mod scale;
 pub use crate::engine::report;
 pub mod toolkit;

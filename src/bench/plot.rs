@@ -86,3 +86,70 @@ pub fn write_run_svg(path: &Path, rec: &Recorder, title: &str) -> Result<()> {
     ];
     write_bar_panels(path, 2, &panels)
 }
+
+/// One named line of (x, y) points.
+pub struct PlotLine {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One log–log panel: a title, the x axis's name and its lines.
+pub struct LinePanel {
+    pub title: String,
+    pub x_label: String,
+    pub series: Vec<PlotLine>,
+}
+
+const LINE_COLOURS: [RGBColor; 11] = [
+    RGBColor(200, 60, 40),
+    RGBColor(40, 90, 200),
+    RGBColor(60, 150, 60),
+    RGBColor(150, 90, 180),
+    RGBColor(230, 150, 30),
+    RGBColor(30, 170, 180),
+    RGBColor(120, 80, 40),
+    RGBColor(220, 90, 170),
+    RGBColor(120, 120, 120),
+    RGBColor(170, 170, 30),
+    RGBColor(0, 0, 0),
+];
+
+/// Panels side by side, 650 × 480 pixels each, both axes logarithmic (a power law is a straight
+/// line whose slope is its exponent). Points with a non-positive value are left out.
+pub fn write_loglog_panels(path: &Path, panels: &[LinePanel]) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Config(format!("plotting {} failed: {e}", path.display()));
+    let root = SVGBackend::new(path, (650 * panels.len().max(1) as u32, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    for (area, panel) in root.split_evenly((1, panels.len().max(1))).iter().zip(panels) {
+        draw_loglog(area, panel).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}
+
+fn draw_loglog(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, panel: &LinePanel) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let pts = || panel.series.iter().flat_map(|s| s.points.iter().copied()).filter(|&(x, y)| x > 0.0 && y > 0.0);
+    let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(x), b.max(x)));
+    let (y0, y1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(y), b.max(y)));
+    if x0 > x1 || y0 > y1 {
+        return Ok(());
+    }
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x0 / 1.2..x1 * 1.2).log_scale(), (y0 / 1.5..y1 * 1.5).log_scale())?;
+    chart.configure_mesh().x_desc(panel.x_label.as_str()).draw()?;
+    for (i, s) in panel.series.iter().enumerate() {
+        let colour = LINE_COLOURS[i % LINE_COLOURS.len()];
+        let line: Vec<(f64, f64)> = s.points.iter().copied().filter(|&(x, y)| x > 0.0 && y > 0.0).collect();
+        let width = if s.name == "all" { 3 } else { 1 };
+        chart
+            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(width)))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2)));
+        chart.draw_series(line.into_iter().map(|p| Circle::new(p, 2, colour.filled())))?;
+    }
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).border_style(BLACK).background_style(WHITE).draw()?;
+    Ok(())
+}

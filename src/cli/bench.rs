@@ -18,11 +18,25 @@ pub enum Suite {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Which micro-benchmark suite to run (or use --compare).
-    #[arg(long, value_enum, required_unless_present = "compare")]
+    #[arg(long, value_enum, required_unless_present_any = ["compare", "scale"])]
     pub suite: Option<Suite>,
     /// Private BERT under the fastlmpi profile and this one (`bolt`), side by side.
     #[arg(long, conflicts_with = "suite")]
     pub compare: Option<String>,
+    /// Cost against the sequence length: one private inference per --lengths value (server in its
+    /// own process), per-operator growth exponents, results/scale-<model>.json and .svg.
+    #[arg(long, conflicts_with_all = ["suite", "compare"])]
+    pub scale: bool,
+    /// Lengths for --scale (default 8,16,32,64,128,256,512; 128 with --large).
+    #[arg(long, value_delimiter = ',')]
+    pub lengths: Option<Vec<usize>>,
+    /// --scale on a random BERT-large checkpoint (24 × 1024, 16 heads, FFN 4096; written to
+    /// <models>/bert-large-random on first use) instead of --model.
+    #[arg(long, requires = "scale")]
+    pub large: bool,
+    /// Server's encoded-weight cache for --scale, MiB (0 = encode per call, as `serve` by default).
+    #[arg(long, default_value_t = 0)]
+    pub weight_cache_mib: usize,
     /// Model for --compare (minilm-l6, mpnet-base, bert-base = the BERT-base shape, or a folder).
     #[arg(long, default_value = "mpnet-base")]
     pub model: String,
@@ -32,7 +46,8 @@ pub struct BenchArgs {
     /// Padded sequence length for --compare (BOLT's benchmark uses 128).
     #[arg(long, default_value_t = 128)]
     pub seq_len: usize,
-    /// Run only the first L layers and extrapolate to the model's depth (marked as extrapolated).
+    /// Run only the first L layers and extrapolate to the model's depth (marked as extrapolated;
+    /// --scale defaults to 1).
     #[arg(long)]
     pub layers: Option<usize>,
     /// Simulated link for --compare: local, lan, wan or BW,RTT.
@@ -59,7 +74,7 @@ pub struct BenchArgs {
 /// The sentence every --compare run uses (padded to --seq-len).
 /// A passage longer than 128 tokens, truncated to `--seq-len`: every position is a real token, so
 /// no attention key is masked and the SoftMax does the full `n × n` work of BOLT's benchmark.
-const BENCH_PASSAGE: &str = "The committee postponed its decision until further evidence could be gathered and reviewed. \
+pub(super) const BENCH_PASSAGE: &str = "The committee postponed its decision until further evidence could be gathered and reviewed. \
 Members of the public who attended the hearing were told that the new report, commissioned last spring from an \
 independent panel of engineers, economists and environmental scientists, would not be ready before the end of the \
 year. Several speakers argued that the delay would raise the cost of the bridge, while others welcomed the chance \
@@ -115,10 +130,13 @@ fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.scale {
+        return super::scale::run_scale(args);
+    }
     if let Some(other) = &args.compare {
         return run_compare(args, other);
     }
-    let suite = args.suite.ok_or_else(|| Error::Input("bench needs --suite or --compare".into()))?;
+    let suite = args.suite.ok_or_else(|| Error::Input("bench needs --suite, --compare or --scale".into()))?;
     let (name, record) = match suite {
         Suite::Ot => ("ot-bench", crate::bench::ot::run_ot_bench(&args.cot_sizes, &args.sizes)?),
         Suite::Toolkit => ("toolkit-bench", crate::bench::toolkit::run_toolkit_bench(&args.sizes)?),

@@ -4,9 +4,11 @@
 pub mod bench;
 pub mod eval;
 pub mod fit_approx;
+pub mod make_model;
 pub mod party;
 pub mod ranges;
 pub mod report;
+pub mod scale;
 pub mod serve;
 pub mod train_head;
 
@@ -45,6 +47,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Measure a checkpoint's activation ranges and check them against the protocols' domains.
     Ranges(ranges::RangesArgs),
+    /// Write a random checkpoint of a full BERT shape (bert-base, bert-large) in the Hugging Face layout.
+    MakeModel(make_model::MakeModelArgs),
     /// Write the README's "Measured" section from the records in results/recorded/.
     Report(report::ReportArgs),
     /// Make a local CA and a server certificate signed by it, for `serve --tls-cert/--tls-key`
@@ -264,6 +268,7 @@ where
         Command::Eval(a) => eval::run(&a),
         Command::Ranges(a) => ranges::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::MakeModel(a) => make_model::run(&a),
         Command::KeygenTls(a) => serve::keygen_tls(&a),
     }
 }

@@ -121,14 +121,35 @@ fn channel_check_server(ch: &mut dyn Channel) -> Result<()> {
 }
 
 /// Everything the client prepares before it connects (so bad input fails fast, offline).
-struct ClientInput {
-    resolved: model::ResolvedModel,
-    public: model::PublicModel,
-    tokens: model::Tokenized,
-    profile: Profile,
-    layers: usize,
+pub(super) struct ClientInput {
+    pub(super) resolved: model::ResolvedModel,
+    pub(super) public: model::PublicModel,
+    pub(super) tokens: model::Tokenized,
+    pub(super) profile: Profile,
+    pub(super) layers: usize,
     /// The most the client asks the server to open.
-    reveal: Reveal,
+    pub(super) reveal: Reveal,
+}
+
+/// One session against a fresh local server process: both parties' reports and the outcome.
+pub(super) struct LocalRun {
+    pub(super) client: PartyReport,
+    pub(super) server: PartyReport,
+    pub(super) outcome: ClientOutcome,
+}
+
+/// Spawn `serve --once` for `input`'s model, run one inference as the client in this process and
+/// collect the server's report. This process's peak-memory mark is reset first, so the client's
+/// figure covers this inference only (the server's is its own fresh process's). Used by
+/// `bench --scale`, which runs one such session per length.
+pub(super) fn run_local(input: &ClientInput, net: &NetArgs, engine: &super::EngineArgs, weight_cache_mib: usize) -> Result<LocalRun> {
+    let server = LocalServer::spawn(&input.resolved.dir, net, engine, weight_cache_mib)?;
+    let mut ch = server.connect(net)?;
+    crate::engine::report::reset_peak_rss();
+    let (client, outcome) = client_session(&mut ch, input)?;
+    drop(ch);
+    let server = server.finish(Duration::from_secs(net.timeout.max(1)))?;
+    Ok(LocalRun { client, server, outcome })
 }
 
 fn prepare_client(model_args: &ModelArgs, text: &super::TextArgs, seq_len: Option<usize>, engine: &super::EngineArgs) -> Result<ClientInput> {

@@ -137,8 +137,11 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         eprintln!("note: {note}");
     }
     // The model lives as long as the server process; sessions on their threads borrow it.
-    let model: &'static model::Model = Box::leak(Box::new(model::Model::load(&resolved.dir)?));
-    let sm = ServerModel::with_weight_cache(model, &profile, args.weight_cache_mib.saturating_mul(1 << 20))?.with_policy(policy);
+    // Each layer's f32 matrices are released once quantised: the server holds one copy of them.
+    let mut loaded = model::Model::load(&resolved.dir)?;
+    let quantized = model::QuantizedWeights::quantize_releasing(&mut loaded, profile.fixed)?;
+    let model: &'static model::Model = Box::leak(Box::new(loaded));
+    let sm = ServerModel::with_quantized(model, &profile, args.weight_cache_mib.saturating_mul(1 << 20), quantized)?.with_policy(policy);
     let shared = Arc::new(Shared {
         sm,
         profile,

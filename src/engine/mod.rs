@@ -239,13 +239,18 @@ pub fn domain_checks(profile: &Profile, cfg: &crate::model::BertConfig, r: &crat
     let score_hi = p2(specs.softmax.score_bits as i32 - f);
     let gelu_hi = specs.gelu.input_bound(specs.frac);
     let recip = specs.softmax.recip_spec(max_tokens)?;
-    Ok(vec![
+    let mut checks = vec![
         check("LayerNorm variance σ² (rsqrt input)", &r.layernorm_variance, p2(ln.var_min_log2), p2(ln.var_max_log2)),
         check("|LayerNorm output|", &r.layernorm_output_abs, 0.0, ln_out),
         check("|attention score| (SoftMax input)", &r.score_abs, 0.0, score_hi),
         check("SoftMax row sum (reciprocal input)", &r.softmax_row_sum, p2(recip.lo_bit as i32 - f), p2(recip.hi_bit as i32 + 1 - f)),
         check("|GeLU input|", &r.gelu_input_abs, 0.0, gelu_hi),
         check("|activation| (products stay below 2^(ℓ−2) at 2f bits)", &r.activation_abs, 0.0, p2(l - 2 - 2 * f)),
-        check("pooled norm (L2 normalisation rsqrt input)", &r.pooled_norm, p2(-4), p2(8) * 2f64.sqrt()),
-    ])
+    ];
+    // Only L2-normalised (sentence-transformer) pooling runs this rsqrt; a checkpoint with the
+    // tanh pooler records no pooled norm, and an empty span would read as a failed check.
+    if r.pooled_norm.count > 0 {
+        checks.push(check("pooled norm (L2 normalisation rsqrt input)", &r.pooled_norm, p2(-4), p2(8) * 2f64.sqrt()));
+    }
+    Ok(checks)
 }

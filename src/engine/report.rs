@@ -111,6 +111,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
     parse_vm_hwm(&status)
 }
 
+/// Reset this process's peak resident memory to its current resident memory (Linux: writes `5`
+/// to /proc/self/clear_refs), so a later [`peak_rss_bytes`] covers only what ran in between (one
+/// inference of many in one process). False where the kernel does not allow it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The `VmHWM:  N kB` line of a /proc status file, in bytes.
 fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

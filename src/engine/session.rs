@@ -19,7 +19,7 @@ use super::weights::WeightCache;
 use super::Profile;
 use crate::error::{Error, Result};
 use crate::he::HeContext;
-use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, QLinear, Tokenized};
+use crate::model::{BertConfig, FixedModel, Model, PoolingMode, PublicModel, QLinear, QuantizedWeights, Tokenized};
 use crate::net::Channel;
 use crate::ot::Ot;
 use crate::proto::ctx::Party;
@@ -92,6 +92,13 @@ impl<'m> ServerModel<'m> {
     pub fn with_weight_cache(model: &'m Model, profile: &Profile, budget: usize) -> Result<ServerModel<'m>> {
         let policy = ServePolicy::default();
         Ok(ServerModel { model, fixed: FixedModel::new(model, profile.fixed)?, weights: WeightCache::new(budget), policy })
+    }
+
+    /// As [`ServerModel::with_weight_cache`] over weights quantised beforehand (`serve` releases
+    /// each layer's f32 matrices as it quantises them, see `QuantizedWeights::quantize_releasing`).
+    pub fn with_quantized(model: &'m Model, profile: &Profile, budget: usize, q: QuantizedWeights) -> Result<ServerModel<'m>> {
+        let policy = ServePolicy::default();
+        Ok(ServerModel { model, fixed: FixedModel::with_quantized(model, profile.fixed, q)?, weights: WeightCache::new(budget), policy })
     }
 
     /// Serve under `policy` instead of the default (logits only, every layer).

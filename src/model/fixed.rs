@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Arch, PoolingMode, RELATIVE_ATTENTION_MAX_DISTANCE};
 use super::forward::{embed, gelu, relative_position_bucket, ModelOutput};
 use super::tokenize::Tokenized;
-use super::weights::{LayerNorm, Linear, Model};
+use super::weights::{EncoderLayer, LayerNorm, Linear, Model};
 use crate::share::{floor_shift, FixedPoint};
 use crate::{Error, Result};
 
@@ -237,30 +237,73 @@ pub fn forward_fixed_with(
     FixedModel::new(model, *cfg)?.forward_with(tok, nl)
 }
 
+/// The quantised dense layers of a model, made before the [`FixedModel`] that will hold them.
+pub struct QuantizedWeights {
+    pub layers: Vec<QuantizedLayer>,
+    pub pooler: Option<QLinear>,
+    pub classifier: Option<QLinear>,
+}
+
+fn quantize_layer(l: &EncoderLayer, cfg: &FixedConfig) -> QuantizedLayer {
+    QuantizedLayer {
+        query: QLinear::quantize(&l.query, cfg),
+        key: QLinear::quantize(&l.key, cfg),
+        value: QLinear::quantize(&l.value, cfg),
+        attn_out: QLinear::quantize(&l.attn_out, cfg),
+        ffn_in: QLinear::quantize(&l.ffn_in, cfg),
+        ffn_out: QLinear::quantize(&l.ffn_out, cfg),
+    }
+}
+
+impl QuantizedWeights {
+    /// Quantise every encoder layer and release that layer's f32 dense matrices right after
+    /// (biases, LayerNorms, embeddings, pooler and head stay). Why: a server needs only the
+    /// quantised matrices, and holding both copies of every layer at once is what pushed a
+    /// BERT-large server past 4 GB (1.2 GB of f32 next to 2.4 GB of i64). Afterwards the
+    /// model's dense `w` are empty: the f32 forward pass refuses it with an error, while a [`FixedModel`] made with [`FixedModel::with_quantized`] works as before.
+    pub fn quantize_releasing(model: &mut Model, cfg: FixedConfig) -> Result<QuantizedWeights> {
+        cfg.validate()?;
+        let mut layers = Vec::with_capacity(model.server.layers.len());
+        for l in model.server.layers.iter_mut() {
+            layers.push(quantize_layer(l, &cfg));
+            for lin in [&mut l.query, &mut l.key, &mut l.value, &mut l.attn_out, &mut l.ffn_in, &mut l.ffn_out] {
+                lin.w = Array2::zeros((0, 0));
+            }
+        }
+        Ok(QuantizedWeights {
+            layers,
+            pooler: model.server.pooler.as_ref().map(|p| QLinear::quantize(p, &cfg)),
+            classifier: model.server.classifier.as_ref().map(|c| QLinear::quantize(c, &cfg)),
+        })
+    }
+}
+
 impl<'m> FixedModel<'m> {
     pub fn new(model: &'m Model, cfg: FixedConfig) -> Result<FixedModel<'m>> {
         cfg.validate()?;
-        let layers = model
-            .server
-            .layers
-            .par_iter()
-            .map(|l| QuantizedLayer {
-                query: QLinear::quantize(&l.query, &cfg),
-                key: QLinear::quantize(&l.key, &cfg),
-                value: QLinear::quantize(&l.value, &cfg),
-                attn_out: QLinear::quantize(&l.attn_out, &cfg),
-                ffn_in: QLinear::quantize(&l.ffn_in, &cfg),
-                ffn_out: QLinear::quantize(&l.ffn_out, &cfg),
-            })
-            .collect();
+        let layers = model.server.layers.par_iter().map(|l| quantize_layer(l, &cfg)).collect();
+        let q = QuantizedWeights {
+            layers,
+            pooler: model.server.pooler.as_ref().map(|p| QLinear::quantize(p, &cfg)),
+            classifier: model.server.classifier.as_ref().map(|c| QLinear::quantize(c, &cfg)),
+        };
+        Self::with_quantized(model, cfg, q)
+    }
+
+    /// A fixed model over weights quantised beforehand (see [`QuantizedWeights::quantize_releasing`]).
+    pub fn with_quantized(model: &'m Model, cfg: FixedConfig, q: QuantizedWeights) -> Result<FixedModel<'m>> {
+        cfg.validate()?;
+        if q.layers.len() != model.server.layers.len() {
+            return Err(Error::Config(format!("{} quantised layers for a model of {}", q.layers.len(), model.server.layers.len())));
+        }
         let fp = cfg.activation();
         let head_dim = model.public.config.head_dim() as f64;
         Ok(FixedModel {
             model,
             cfg,
-            layers,
-            pooler: model.server.pooler.as_ref().map(|p| QLinear::quantize(p, &cfg)),
-            classifier: model.server.classifier.as_ref().map(|c| QLinear::quantize(c, &cfg)),
+            layers: q.layers,
+            pooler: q.pooler,
+            classifier: q.classifier,
             relative_bias: model.server.relative_attention_bias.as_ref().map(|t| t.mapv(|v| fp.encode(v as f64))),
             score_scale: fp.encode(1.0 / head_dim.sqrt()),
         })

@@ -28,6 +28,9 @@ pub fn forward_f32(model: &Model, tok: &Tokenized) -> Result<ModelOutput> {
     let mut h = embed(&model.public, tok)?;
     let bias = relative_position_bias(&model.server, cfg, tok.len())?;
     for layer in &model.server.layers {
+        if layer.query.w.is_empty() {
+            return Err(Error::Model("the f32 dense weights of this model were released after quantisation".into()));
+        }
         h = encoder_layer(layer, cfg, &h, &tok.attention_mask, bias.as_ref());
     }
     let pooled = pool(model.public.pooling, model.server.pooler.as_ref(), &h, &tok.attention_mask)?;

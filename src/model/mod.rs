@@ -17,6 +17,7 @@ mod fixed;
 mod forward;
 mod resolve;
 pub mod ranges;
+pub mod shapes;
 pub mod tiny;
 mod tokenize;
 mod weights;
@@ -24,6 +25,7 @@ mod weights;
 pub use config::{Arch, BertConfig, PoolingMode, RELATIVE_ATTENTION_MAX_DISTANCE};
 pub use fixed::{
     forward_fixed, forward_fixed_with, ExactNonLinear, FixedConfig, FixedModel, FixedNonLinear, QLinear, QuantizedLayer,
+    QuantizedWeights,
 };
 pub use forward::{
     add_norm, bert_pooler, check_input, classifier_head, cosine, embed, encoder_layer, erf, ffn, forward_f32, gelu,

@@ -192,8 +192,8 @@ pub fn write_tiny_checkpoint(dir: &Path, spec: &TinySpec) -> Result<()> {
 /// As [`write_tiny_checkpoint`] with caller-supplied tensors (e.g. one removed or reshaped).
 pub fn write_tiny_checkpoint_with(dir: &Path, spec: &TinySpec, tensors: &[NamedTensor]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    write_json(&dir.join("config.json"), &tiny_config(spec))?;
-    write_json(&dir.join("tokenizer.json"), &tiny_tokenizer(spec.arch))?;
+    write_json(&dir.join("config.json"), &config_json(spec, tiny_vocab(spec.arch).len()))?;
+    write_json(&dir.join("tokenizer.json"), &tokenizer_json(spec.arch, &tiny_vocab(spec.arch)))?;
     write_safetensors(&dir.join("model.safetensors"), tensors)?;
     if let Some(labels) = spec.classifier_labels {
         write_safetensors(&dir.join(HEAD_FILE), &tiny_head(spec, labels))?;
@@ -219,13 +219,13 @@ pub fn write_tiny_checkpoint_with(dir: &Path, spec: &TinySpec, tensors: &[NamedT
     Ok(())
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(super) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Model(e.to_string()))?;
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-fn tiny_config(spec: &TinySpec) -> serde_json::Value {
-    let vocab = tiny_vocab(spec.arch).len();
+/// `config.json` of `spec`'s shape with a vocabulary of `vocab` tokens.
+pub(super) fn config_json(spec: &TinySpec, vocab: usize) -> serde_json::Value {
     match spec.arch {
         Arch::Bert => json!({
             "architectures": ["BertModel"], "model_type": "bert", "hidden_act": "gelu",
@@ -243,10 +243,10 @@ fn tiny_config(spec: &TinySpec) -> serde_json::Value {
     }
 }
 
-/// A BERT-style WordPiece `tokenizer.json` over [`tiny_vocab`], with the same 128-token padding and
-/// truncation the released files carry (the loader must switch them off).
-fn tiny_tokenizer(arch: Arch) -> serde_json::Value {
-    let vocab = tiny_vocab(arch);
+/// A BERT-style WordPiece `tokenizer.json` over `vocab` (which starts with the five special tokens
+/// of [`tiny_vocab`]), with the same 128-token padding and truncation the released files carry
+/// (the loader must switch them off).
+pub(super) fn tokenizer_json(arch: Arch, vocab: &[String]) -> serde_json::Value {
     let (begin, end, pad, pad_id) = special_ids(arch);
     let id = |t: &str| vocab.iter().position(|v| v == t).unwrap_or(0) as u32;
     let vocab_map: serde_json::Map<String, serde_json::Value> =
