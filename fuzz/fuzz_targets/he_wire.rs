@@ -19,9 +19,7 @@ fn real() -> &'static (Vec<u8>, Vec<Vec<u8>>) {
         let full = (0..=ctx.max_level())
             .map(|level| {
                 let mut c = ct.clone();
-                for _ in 0..level {
-                    c.mod_switch_to_next_level().unwrap();
-                }
+                c.switch_to_level(level).unwrap();
                 encode_full(ctx, &c, level).unwrap()
             })
             .collect();
