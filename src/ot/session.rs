@@ -160,6 +160,17 @@ impl OtSession {
 /// Pads hashed per rayon task in the 1-of-N sender.
 const ONE_OF_N_TASK_BLOCKS: usize = 1 << 12;
 
+/// Rows hashed per parallel task.
+const HASH_TASK: usize = 1 << 12;
+
+/// `rows[i] ← H(rows[i], tweak(i))`, in parallel (both OT sessions' derived pads).
+pub(crate) fn hash_par(crh: &Crh, rows: &mut [u128], tweak: impl Fn(usize) -> u128 + Sync) {
+    rows.par_chunks_mut(HASH_TASK).enumerate().for_each(|(c, chunk)| {
+        let base = c * HASH_TASK;
+        crh.hash_in_place(chunk, |i| tweak(base + i));
+    });
+}
+
 /// The sender's masked 1-of-N table: entry `(i, v)` is `msgs[i·n + v] ⊕ H(⊕_j K_{i,j}^{v_j}, tweak(i, v))`
 /// (low bits under `m`), where `K^0 = k0`, `K^1 = k1` hold `l = ⌈log2 n⌉` keys per row. Shared
 /// by the IKNP and silent sessions.
@@ -283,10 +294,7 @@ impl Ot for OtSession {
         let (t, first) = self.extend_as_receiver(ch, header, &sub_choices)?;
         let keys = self.receiver_pads(&t, len * l, first);
         let mut pads: Vec<u128> = (0..len).map(|i| keys[i * l..(i + 1) * l].iter().fold(0, |x, k| x ^ k)).collect();
-        pads.par_chunks_mut(1 << 12).enumerate().for_each(|(c, chunk)| {
-            let base = c << 12;
-            self.crh.hash_in_place(chunk, |k| one_of_n_tweak(first + ((base + k) * l) as u64, choices[base + k] as usize));
-        });
+        hash_par(&self.crh, &mut pads, |i| one_of_n_tweak(first + (i * l) as u64, choices[i] as usize));
         let y = ch.recv_packed(len * n, bits)?;
         let m = mask(bits);
         Ok((0..len).map(|i| (y[i * n + choices[i] as usize] ^ pads[i] as u64) & m).collect())

@@ -29,19 +29,15 @@
 //! rows, so the unchosen messages are hidden. Pads are full-width, so masked messages and
 //! correlated outputs are uniform over Z_{2^bits}.
 
-use rayon::prelude::*;
 
 use super::ferret::{CotReceiver, CotSender};
 use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind};
 use super::prg::{Crh, DOMAIN_SILENT, DOMAIN_SILENT_ONE_OF_N};
-use super::session::{choice_bits, mask_one_of_n, OtSession};
+use super::session::{choice_bits, hash_par, mask_one_of_n, OtSession};
 use super::Ot;
 use crate::error::Result;
 use crate::net::Channel;
 use crate::share::Role;
-
-/// Rows hashed per rayon task.
-const HASH_TASK: usize = 1 << 12;
 
 /// One party's silent OT endpoint: COT sender toward the peer and COT receiver from it.
 pub struct SilentOt {
@@ -50,14 +46,6 @@ pub struct SilentOt {
     sender: CotSender,
     receiver: CotReceiver,
     crh: Crh,
-}
-
-/// `rows[i] ← H(rows[i], tweak(i))`, in parallel.
-fn hash_par(crh: &Crh, rows: &mut [u128], tweak: impl Fn(usize) -> u128 + Sync) {
-    rows.par_chunks_mut(HASH_TASK).enumerate().for_each(|(c, chunk)| {
-        let base = c * HASH_TASK;
-        crh.hash_in_place(chunk, |i| tweak(base + i));
-    });
 }
 
 fn cot_tweak(index: u64) -> u128 {
