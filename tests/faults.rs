@@ -106,11 +106,28 @@ fn run(fx: &'static Fixture, fault: Option<(Role, Fault)>) -> Option<RunEnd> {
     end
 }
 
-fn threads() -> usize {
+fn threads_now() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0)
+}
+
+/// The thread count once it has settled: a thread that was just joined can still be counted
+/// by the kernel for a moment after `join` returns, so one reading may be one too high.
+fn threads() -> usize {
+    let mut last = threads_now();
+    let mut steady = 0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = threads_now();
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+        if steady >= 4 {
+            break;
+        }
+    }
+    last
 }
 
 #[derive(Default, Serialize)]
@@ -240,7 +257,7 @@ fn assert_clean(t: &Tally) {
     assert_eq!(t.panics, 0, "{:#?}", t.problems);
     assert!(t.problems.is_empty(), "{:#?}", t.problems);
     assert!(t.server_served_next_client, "the server model did not serve a clean client after the faults");
-    assert_eq!(t.threads_before, t.threads_after, "threads left behind");
+    assert!(t.threads_after <= t.threads_before, "threads left behind: {} before the faults, {} after", t.threads_before, t.threads_after);
 }
 
 fn leak_fixture(model: Model, tok: Tokenized, layers: usize) -> &'static Fixture {
