@@ -78,7 +78,7 @@ fn connection_seeds(model: &Model, profile: &Profile, c: &mut Corpus) {
 }
 
 fn he_seeds(c: &mut Corpus) {
-    let ctx = HeContext::new(&HePreset::small_test()).unwrap();
+    let ctx = HeContext::new(&HePreset::wire_test()).unwrap();
     let mut rng = rand::rng();
     let keys = ClientKeys::generate(&ctx, &[1], &mut rng).unwrap();
     let (pk, ek) = (keys.pk.to_bytes(), keys.ek.as_ref().unwrap().to_bytes());

@@ -1,5 +1,5 @@
 //! Shared fixtures of the fuzz targets: built once per process, from the library's own
-//! constructors (a tiny random checkpoint, the small HE test preset, real encoded keys).
+//! constructors (a tiny random checkpoint, the smallest HE preset, real encoded keys).
 //!
 //! Input layouts (the seed-corpus test in `tests/fuzz_corpus.rs` writes the same ones): most
 //! targets read a mode byte, sometimes a 16-bit little-endian parameter, then the bytes a
@@ -33,10 +33,10 @@ pub fn splice(base: &[u8], offset: u16, patch: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The small HE test context (N = 4096).
+/// The smallest HE context (N = 2048, one modulus): the real decoders on small messages.
 pub fn he_ctx() -> &'static HeContext {
     static CTX: OnceLock<HeContext> = OnceLock::new();
-    CTX.get_or_init(|| HeContext::new(&HePreset::small_test()).expect("small HE preset"))
+    CTX.get_or_init(|| HeContext::new(&HePreset::wire_test()).expect("wire-test HE preset"))
 }
 
 /// Real encoded client keys for [`he_ctx`]: (public key, Galois keys for rotation by 1).

@@ -37,6 +37,14 @@ pub struct BenchArgs {
     /// Server's encoded-weight cache for --scale, MiB (0 = encode per call, as `serve` by default).
     #[arg(long, default_value_t = 0)]
     pub weight_cache_mib: usize,
+    /// With --scale: instead of the length sweep, one session of --repeat inferences at the first
+    /// --lengths value (default 128) per server cache budget (MiB), e.g. 0,256,1024: time against
+    /// memory, results/cache-budgets-<model>.json.
+    #[arg(long, value_delimiter = ',', requires = "scale")]
+    pub cache_budgets: Option<Vec<usize>>,
+    /// Inferences per session for --cache-budgets (the first fills the cache).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
     /// Model for --compare (minilm-l6, mpnet-base, bert-base = the BERT-base shape, or a folder).
     #[arg(long, default_value = "mpnet-base")]
     pub model: String,
@@ -130,6 +138,9 @@ fn run_compare(args: &BenchArgs, other: &str) -> Result<()> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(budgets) = &args.cache_budgets {
+        return super::budgets::run_budgets(args, budgets);
+    }
     if args.scale {
         return super::scale::run_scale(args);
     }

@@ -2,6 +2,7 @@
 //! flags, resolves the model and calls into the library.
 
 pub mod bench;
+pub mod budgets;
 pub mod eval;
 pub mod fit_approx;
 pub mod make_model;

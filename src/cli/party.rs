@@ -53,6 +53,9 @@ pub struct PartyReport {
     /// counts the protocol's bytes, the same with or without TLS.
     #[serde(default)]
     pub tls_wire_bytes: Option<u64>,
+    /// Bytes of encoded weight plaintexts the server's cache held at the end (server only).
+    #[serde(default)]
+    pub weight_cache_bytes: Option<u64>,
 }
 
 /// Numeric parameters both parties must agree on (checked in the handshake).
@@ -109,6 +112,7 @@ pub fn serve_session(ch: &mut dyn Channel, sm: &ServerModel, profile: &Profile, 
         peer_peak_rss_bytes: None,
         private_inference: Some(serde_json::to_value(&*report).map_err(|e| Error::protocol("report", e.to_string()))?),
         tls_wire_bytes: None,
+        weight_cache_bytes: Some(sm.weights.used() as u64),
     })
 }
 
@@ -212,6 +216,7 @@ fn client_session(ch: &mut PartyChannel, input: &ClientInput) -> Result<(PartyRe
         peak_rss_bytes: peak_rss_bytes(),
         peer_peak_rss_bytes: server_peak,
         tls_wire_bytes: None,
+        weight_cache_bytes: None,
     };
     Ok((report, outcome))
 }

@@ -24,7 +24,7 @@ const LARGE_SEED: u64 = 1;
 
 /// The model `--scale` runs: `--large` → the random BERT-large checkpoint (written on first use),
 /// otherwise `--model`.
-fn scale_model(args: &BenchArgs) -> Result<model::ResolvedModel> {
+pub(super) fn scale_model(args: &BenchArgs) -> Result<model::ResolvedModel> {
     if !args.large {
         let r = model::resolve(&args.model, !args.no_fetch)?;
         if let Some(note) = &r.note {
@@ -41,7 +41,7 @@ fn scale_model(args: &BenchArgs) -> Result<model::ResolvedModel> {
 }
 
 /// A text of at least `n` real tokens: the benchmark passage repeated.
-fn tokens_for(public: &model::PublicModel, n: usize) -> Result<Tokenized> {
+pub(super) fn tokens_for(public: &model::PublicModel, n: usize) -> Result<Tokenized> {
     let text = vec![BENCH_PASSAGE; 1 + n / 64].join(" ");
     let tok = public.tokenizer.encode_padded(&text, n, true, Some(n))?;
     if tok.num_attended() != n {

@@ -104,7 +104,7 @@ fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws
     let ys = match (&side.keys, ws) {
         (SideKeys::Server(keys), Some(ws)) => {
             let cache = s.weights.ok_or_else(|| Error::Config("linear layer: the server session has no weight store".into()))?;
-            let encs: Vec<_> = ws.iter().map(|w| cache.encoded_coeff(ctx, &plan, w)).collect::<Result<_>>()?;
+            let encs: Vec<_> = ws.iter().map(|w| cache.encoded_coeff(ctx, &plan, w, s.weights_since)).collect::<Result<_>>()?;
             let refs: Vec<&EncodedCoeff> = encs.iter().map(|e| e.as_ref()).collect();
             coeff_server(&mut *s.p.ch, ctx, keys, &refs, Some(x))?
         }
@@ -125,7 +125,7 @@ fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w:
         (SideKeys::Server(keys), Some(w)) => {
             // A zero-budget cache encodes per call, like an uncached layer.
             let cache = s.weights.ok_or_else(|| Error::Config("linear layer: the server session has no weight store".into()))?;
-            let enc = cache.encoded(ctx, &plan, w)?;
+            let enc = cache.encoded(ctx, &plan, w, s.weights_since)?;
             linear_server(&mut *s.p.ch, ctx, keys, &enc, &xf)?
         }
         (SideKeys::Client(keys), None) => linear_client(&mut *s.p.ch, ctx, keys, &plan, &xf, &mut *s.rng)?,

@@ -134,6 +134,7 @@ impl<'m> ServerModel<'m> {
         if self.weights.budget() == 0 {
             return Ok(0);
         }
+        let since = self.weights.clock();
         for &n in seq_lens {
             let plans = es.plans.get(&n).ok_or_else(|| Error::Config(format!("no plans for length {n}")))?;
             for (w, rows, d_in, d_out) in self.linear_layers(es.labels) {
@@ -144,14 +145,14 @@ impl<'m> ServerModel<'m> {
                     if self.weights.used() + plan.weight_bytes(&side.ctx) > self.weights.budget() {
                         return Ok(self.weights.used());
                     }
-                    self.weights.encoded_coeff(&side.ctx, &plan, w)?;
+                    self.weights.encoded_coeff(&side.ctx, &plan, w, since)?;
                     continue;
                 }
                 let plan = plans.linear(m, d_in, d_out)?;
                 if !self.weights.has_room_for(&es.lin.ctx, &plan) {
                     return Ok(self.weights.used());
                 }
-                self.weights.encoded(&es.lin.ctx, &plan, w)?;
+                self.weights.encoded(&es.lin.ctx, &plan, w, since)?;
             }
         }
         Ok(self.weights.used())
@@ -293,6 +294,7 @@ impl EngineSession {
             rec: Recorder::new(),
             rng: &mut self.rng,
             weights: None,
+            weights_since: u64::MAX,
             layer: None,
             open: Vec::new(),
             progress,
@@ -422,6 +424,7 @@ pub fn serve_session_into(ch: &mut dyn Channel, sm: &ServerModel, profile: &Prof
         let before = es.returns_used();
         let mut s = es.sess(ch, None, req.seq_len)?;
         s.weights = Some(&sm.weights);
+        s.weights_since = sm.weights.clock();
         let x0 = blocks::embedding_shares(&s, None, req.seq_len * cfg.hidden_size)?;
         let (pooled, logits) = forward(&mut s, x0, &req, cfg, sm.model.public.pooling, labels, Some(sm))?;
         open_outputs(&mut s, &pooled, logits.as_deref(), opened)?;

@@ -250,6 +250,8 @@ pub struct Sess<'a> {
     pub rng: &'a mut ChaCha20Rng,
     /// The server's encoded weights kept between inferences (`None` on the client).
     pub weights: Option<&'a WeightCache>,
+    /// The cache's clock when this inference started: it never evicts entries used since.
+    pub weights_since: u64,
     pub(super) layer: Option<usize>,
     pub(super) open: Vec<Mark>,
     pub(super) progress: Option<ProgressBar>,

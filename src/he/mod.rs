@@ -84,6 +84,13 @@ impl HePreset {
     pub fn small_test() -> HePreset {
         HePreset { name: "n4096-t20".into(), degree: 4096, moduli_bits: vec![55, 54], t_bits: 20 }
     }
+    /// The smallest 128-bit-secure context: N = 2048, one 54-bit modulus, t a 20-bit prime.
+    /// Too little noise room for any protocol; its keys and ciphertexts use the same wire
+    /// formats and decoders as the real presets at an eighth of `small_test`'s size, so the HE
+    /// decoders' fuzz targets run on it.
+    pub fn wire_test() -> HePreset {
+        HePreset { name: "n2048-t20".into(), degree: 2048, moduli_bits: vec![54], t_bits: 20 }
+    }
     /// The largest 128-bit-secure modulus for `degree`, split into ~55-bit primes, with a
     /// `t_bits`-bit SIMD plaintext prime. `simd(8192, 54)` is [`HePreset::linear`];
     /// `simd(8192, 60)` is a candidate for depth-1 polynomial evaluation (GeLU powers).

@@ -84,15 +84,9 @@ impl Ring {
     /// Decode into the centred range `[-2^(bits-1), 2^(bits-1))`.
     #[inline]
     pub fn to_signed(self, x: u64) -> i64 {
-        let x = x & self.mask();
-        if self.bits == 64 {
-            return x as i64;
-        }
-        if x >> (self.bits - 1) & 1 == 1 {
-            (x as i64) - (1i64 << (self.bits - 1)) * 2
-        } else {
-            x as i64
-        }
+        // Sign-extend from bit `bits − 1` (no intermediate 2^bits, which overflows at 63 bits).
+        let unused = 64 - self.bits;
+        ((x << unused) as i64) >> unused
     }
     /// Most significant bit (the sign bit of the centred encoding).
     #[inline]
