@@ -431,6 +431,7 @@ pub fn serve_session_into(ch: &mut dyn Channel, sm: &ServerModel, profile: &Prof
         report.inferences.push(s.rec);
         es.note_returns(before);
         report.most_returns = es.most_returns;
+        super::report::release_free_heap();
     }
     // The server's own peak memory closes the session (0: unknown), so the client's record has both parties'.
     report.peak_rss_bytes = super::report::peak_rss_bytes();
@@ -514,6 +515,7 @@ pub fn client_infer(ch: &mut dyn Channel, es: &mut EngineSession, public: &Publi
     }
     let fp = profile.fixed.activation();
     let decode = |v: &Vec<i64>| v.iter().map(|&x| fp.decode(x) as f32).collect::<Vec<f32>>();
+    super::report::release_free_heap();
     Ok(ClientOutcome {
         pooled: pooled_fixed.as_ref().map(decode),
         logits: logits_fixed.as_ref().map(decode),
