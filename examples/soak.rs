@@ -10,8 +10,8 @@
 //!
 //! Writes `results/soak.json` after every inference (a cut-short run still leaves a record)
 //! and `results/soak.svg` (the memory curves) at the end. Growth is measured against the
-//! resident size after the first ten inferences, when caches and pools have reached their
-//! working size.
+//! largest resident size over the first ten inferences, by which caches and pools have reached
+//! their working size.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,7 +51,9 @@ struct Point {
 
 #[derive(Serialize)]
 struct Growth {
-    /// Resident size after inference `WARM_UP` (the baseline).
+    /// Largest resident size over the first `WARM_UP` inferences (the baseline: the working
+    /// size once caches and pools are full; inferences of different padded lengths leave
+    /// different cache contents, so a single reading would depend on which came last).
     baseline_mib: f64,
     /// Largest resident size after the baseline, relative to it.
     max_growth: f64,
@@ -79,6 +81,26 @@ struct SoakRecord {
     mismatches: Vec<usize>,
 }
 
+/// Wait (up to 2 s) until every thread of `pid` has been off the CPU for a few polls in a row:
+/// the server answers the last message of an inference before it finishes its bookkeeping
+/// and trims its heap, so a reading taken at once would race with that.
+fn wait_quiescent(pid: &str) {
+    let running = || -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("stat")).ok().and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('R'))).unwrap_or(false)
+        })
+    };
+    let mut idle = 0;
+    for _ in 0..200 {
+        idle = if running() { 0 } else { idle + 1 };
+        if idle >= 3 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Resident set size of a process in MiB, from /proc.
 fn rss_mib(pid: &str) -> Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
@@ -91,7 +113,7 @@ fn rss_mib(pid: &str) -> Result<f64> {
 }
 
 fn growth(series: &[f64]) -> Option<Growth> {
-    let baseline = *series.get(WARM_UP - 1)?;
+    let baseline = series.get(..WARM_UP)?.iter().copied().fold(0.0, f64::max);
     let after = &series[WARM_UP..];
     if after.is_empty() {
         return None;
@@ -210,7 +232,10 @@ fn main() -> Result<()> {
             wall_secs: t0.elapsed().as_secs_f64(),
             bytes: used.total_bytes(),
             client_rss_mib: rss_mib("self")?,
-            server_rss_mib: rss_mib(&server_pid)?,
+            server_rss_mib: {
+                wait_quiescent(&server_pid);
+                rss_mib(&server_pid)?
+            },
         };
         eprintln!(
             "soak {index:>3}: {} tokens (padded {}), {:.1} s, client {:.1} MiB, server {:.1} MiB",
