@@ -79,3 +79,40 @@ fn bad_lengths_fail_before_anything_runs() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
     }
 }
+
+#[test]
+fn cache_budgets_measure_time_against_memory_with_equal_outputs() {
+    let (model, results) = (temp_dir("budget-model"), temp_dir("budget-results"));
+    tiny::write_tiny_checkpoint(&model, &tiny::TinySpec::mpnet()).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["bench", "--scale", "--no-fetch", "--lengths", "8", "--timeout", "120"])
+            .args(extra)
+            .arg("--model")
+            .arg(&model)
+            .env("FASTLMPI_RESULTS_DIR", &results)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--cache-budgets", "0,1024", "--repeat", "2"]);
+    assert!(out.status.success(), "bench --cache-budgets failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bytes and opened outputs equal under every budget: true"));
+    let name = model.file_name().unwrap().to_string_lossy().into_owned();
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(results.join(format!("cache-budgets-{name}.json"))).unwrap()).unwrap();
+    assert_eq!(json["same_bytes_and_outputs"], true);
+    assert!(json.pointer("/provenance/commit").and_then(Value::as_str).is_some_and(|c| !c.is_empty()));
+    let points = json["points"].as_array().expect("points");
+    assert_eq!(points.iter().map(|p| p["budget_mib"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1024]);
+    for p in points {
+        assert_eq!(p["inference_secs"].as_array().unwrap().len(), 2);
+        assert!(num(p, "/warm_secs") > 0.0 && num(p, "/server_peak_rss_bytes") > 0.0 && num(p, "/client_peak_rss_bytes") > 0.0);
+    }
+    // Nothing kept without a budget; the whole tiny model's weights within 1 GiB.
+    assert_eq!(num(&points[0], "/server_cache_bytes"), 0.0);
+    assert!(num(&points[1], "/server_cache_bytes") > 0.0);
+
+    let out = run(&["--cache-budgets", "0", "--repeat", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repeat must be at least 2"));
+}
