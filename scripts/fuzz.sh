@@ -2,7 +2,10 @@
 # Run every fuzz target for SECONDS each (default 60) and record executions and coverage in
 # results/fuzz-<target>.json (results/fuzz-smoke-<target>.json with --smoke: the CI run).
 #
-#   scripts/fuzz.sh [--smoke] [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [--smoke] [--runs N] [SECONDS] [TARGET...]
+#
+# --runs N stops each target after N executions (SECONDS is then the upper bound): on a busy
+# machine a time budget alone gives fewer executions.
 #
 # Needs the nightly toolchain; installs cargo-fuzz from crates.io when it is missing. A crash
 # stops the script with a non-zero status; its input is under fuzz/artifacts/<target>/ (add
@@ -11,10 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 prefix="fuzz"
-if [[ "${1:-}" == "--smoke" ]]; then
-  prefix="fuzz-smoke"
-  shift
-fi
+runs=()
+while [[ "${1:-}" == --* ]]; do
+  case "$1" in
+    --smoke) prefix="fuzz-smoke"; shift ;;
+    --runs) runs=(-runs="${2:?--runs needs a count}"); shift 2 ;;
+    *) echo "usage: scripts/fuzz.sh [--smoke] [--runs N] [SECONDS] [TARGET...]" >&2; exit 2 ;;
+  esac
+done
 seconds="${1:-60}"
 shift || true
 
@@ -47,7 +54,7 @@ for t in "${targets[@]}"; do
   echo "== $t: ${seconds} s"
   set +e
   cargo +nightly fuzz run --fuzz-dir fuzz -O "$t" "$work" -- \
-    -max_total_time="$seconds" -rss_limit_mb=3072 -malloc_limit_mb=1400 -timeout=20 \
+    -max_total_time="$seconds" "${runs[@]}" -rss_limit_mb=3072 -malloc_limit_mb=1400 -timeout=20 \
     -print_final_stats=1 >"$log" 2>&1
   status=$?
   set -e
@@ -66,7 +73,7 @@ for t in "${targets[@]}"; do
   "corpus_files": $corpus,
   "crashes": $crashes,
   "exit_status": $status,
-  "command": "scripts/fuzz.sh $([[ $prefix == fuzz-smoke ]] && echo '--smoke ')$seconds $t",
+  "command": "scripts/fuzz.sh $([[ $prefix == fuzz-smoke ]] && echo '--smoke ')${runs[*]:+--runs ${runs[0]#-runs=} }$seconds $t",
   "machine": "$(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)${FASTLMPI_MACHINE_NOTE:+, $FASTLMPI_MACHINE_NOTE}",
   "date_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
   "commit": "$(git rev-parse HEAD 2>/dev/null || echo unknown)"
