@@ -25,6 +25,18 @@ fn minilm() -> PathBuf {
     dir
 }
 
+/// The client's report shows agreement with the f32 model: the pooled embedding's cosine when
+/// that is opened, or the logits' error when the checkpoint has a trained head (after the
+/// README's first command, `train-head`, it does).
+fn agrees_with_f32(stdout: &str) -> bool {
+    let logits_error = stdout
+        .lines()
+        .find(|l| l.starts_with("logits: private"))
+        .and_then(|l| l.rsplit_once("max abs error "))
+        .and_then(|(_, e)| e.trim_end_matches(')').trim().parse::<f64>().ok());
+    stdout.contains("agreement with the plaintext f32 model: cosine 0.99") || logits_error.is_some_and(|e| e < 0.05)
+}
+
 fn fastlmpi(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args).stdin(Stdio::null());
@@ -94,7 +106,7 @@ fn serve_and_client_run_as_separate_processes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("channel check: ok"), "{stdout}");
-    assert!(stdout.contains("agreement with the plaintext f32 model: cosine 0.99"), "{stdout}");
+    assert!(agrees_with_f32(&stdout), "{stdout}");
     assert!(stdout.contains("gelu"), "per-operator table missing: {stdout}");
     let (ok, err) = wait_child(server, Duration::from_secs(30));
     assert!(ok, "server failed: {err}");
@@ -170,7 +182,7 @@ fn client_reports_a_server_that_drops_the_connection_in_the_private_layers() {
     let second = client("600");
     let out = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "the server did not serve the next client: {}", String::from_utf8_lossy(&second.stderr));
-    assert!(out.contains("agreement with the plaintext f32 model: cosine 0.99"), "{out}");
+    assert!(agrees_with_f32(&out), "{out}");
 }
 
 /// A copy of the MiniLM checkpoint whose config claims one layer fewer (a different shape).
