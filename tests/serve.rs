@@ -195,7 +195,11 @@ fn tls_session_end_to_end_and_a_wrong_ca_is_refused() {
     let wire = v["tls_wire_bytes"].as_u64().unwrap();
     assert!(wire > protocol, "TLS adds records and a handshake: {wire} vs {protocol}");
     assert!(wire < protocol + protocol / 20, "TLS overhead above 5%: {wire} vs {protocol}");
-    assert!(v["agreement"]["pooled_cosine"].as_f64().unwrap() > 0.999);
+    // The pooled embedding's cosine, or the logits' error when the checkpoint has a trained head
+    // (then the server opens the logits, not the embedding).
+    let a = &v["agreement"];
+    let agrees = a["pooled_cosine"].as_f64().is_some_and(|c| c > 0.999) || a["logits_max_abs_error"].as_f64().is_some_and(|e| e < 0.05);
+    assert!(agrees, "private output far from f32: {a}");
     eprintln!("TLS: {protocol} protocol bytes, {wire} bytes on the wire ({:+.3}%)", 100.0 * (wire as f64 / protocol as f64 - 1.0));
     let (ok, log) = server.terminate(Duration::from_secs(30));
     assert!(ok, "{log}");
