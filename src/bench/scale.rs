@@ -140,7 +140,8 @@ fn fmt_exp(e: Option<f64>) -> String {
     e.map_or("-".to_string(), |v| format!("{v:.2}"))
 }
 
-fn fmt_gib(b: Option<u64>) -> String {
+/// A peak-memory figure in GiB with two decimals, or "not measured".
+pub fn fmt_gib(b: Option<u64>) -> String {
     b.map_or("not measured".to_string(), |b| format!("{:.2}", gib(b)))
 }
 

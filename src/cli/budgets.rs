@@ -14,6 +14,7 @@ use super::party::{client_handshake, LocalServer};
 use super::scale::{scale_model, tokens_for};
 use super::{EngineArgs, NetArgs};
 use crate::bench::provenance::Provenance;
+use crate::bench::scale::fmt_gib;
 use crate::engine::{client_close, client_infer, client_open, Reveal};
 use crate::error::{Error, Result};
 use crate::model;
@@ -51,10 +52,6 @@ pub struct BudgetRecord {
     pub provenance: Provenance,
 }
 
-fn gib(b: Option<u64>) -> String {
-    b.map_or("-".into(), |b| format!("{:.2}", b as f64 / (1u64 << 30) as f64))
-}
-
 /// The table `bench` prints: one row per budget.
 pub fn table(r: &BudgetRecord) -> String {
     let mut s = format!(
@@ -68,8 +65,8 @@ pub fn table(r: &BudgetRecord) -> String {
             p.inference_secs.first().copied().unwrap_or(0.0),
             p.warm_secs.map_or("-".into(), |w| format!("{w:.1}")),
             p.server_cache_bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64)),
-            gib(p.server_peak_rss_bytes),
-            gib(p.client_peak_rss_bytes),
+            fmt_gib(p.server_peak_rss_bytes),
+            fmt_gib(p.client_peak_rss_bytes),
         ));
     }
     s.push_str(&format!("bytes and opened outputs equal under every budget: {}\n", r.same_bytes_and_outputs));
