@@ -15,6 +15,7 @@ use super::scale::{scale_model, tokens_for};
 use super::{EngineArgs, NetArgs};
 use crate::bench::provenance::Provenance;
 use crate::bench::scale::fmt_gib;
+use crate::engine::report::mib;
 use crate::engine::{client_close, client_infer, client_open, Reveal};
 use crate::error::{Error, Result};
 use crate::model;
@@ -64,7 +65,7 @@ pub fn table(r: &BudgetRecord) -> String {
             p.budget_mib,
             p.inference_secs.first().copied().unwrap_or(0.0),
             p.warm_secs.map_or("-".into(), |w| format!("{w:.1}")),
-            p.server_cache_bytes.map_or("-".into(), |b| format!("{:.0}", b as f64 / (1u64 << 20) as f64)),
+            p.server_cache_bytes.map_or("-".into(), |b| format!("{:.0}", mib(b))),
             fmt_gib(p.server_peak_rss_bytes),
             fmt_gib(p.client_peak_rss_bytes),
         ));

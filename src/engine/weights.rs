@@ -202,6 +202,13 @@ mod tests {
     /// `since` for lookups outside any inference: every entry may be evicted (plain LRU).
     const LRU: u64 = u64::MAX;
 
+    /// The HE context and the plan of an 8 × 8 layer over 4 rows, shared by the tests.
+    fn small_layer() -> (HeContext, LinearPlan) {
+        let ctx = HeContext::new(&HePreset::linear()).unwrap();
+        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        (ctx, plan)
+    }
+
     fn qlinear(d_in: usize, d_out: usize, seed: i64) -> QLinear {
         QLinear::from_quantized(
             Array2::from_shape_fn((d_in, d_out), |(i, j)| (i as i64 * 7 + j as i64 * 3 + seed) % 50 - 25),
@@ -211,8 +218,7 @@ mod tests {
 
     #[test]
     fn keeps_what_fits_and_never_serves_other_weights() {
-        let ctx = HeContext::new(&HePreset::linear()).unwrap();
-        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let (ctx, plan) = small_layer();
         let poly = encoded_poly_bytes(&ctx);
         let w = qlinear(8, 8, 1);
         let cache = WeightCache::new(64 * poly);
@@ -240,8 +246,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_evicts_the_least_recently_used() {
-        let ctx = HeContext::new(&HePreset::linear()).unwrap();
-        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let (ctx, plan) = small_layer();
         let one = plan.weight_bytes(&ctx);
         let cache = WeightCache::new(2 * one);
         let (w1, w2, w3) = (qlinear(8, 8, 1), qlinear(8, 8, 2), qlinear(8, 8, 3));
@@ -262,8 +267,7 @@ mod tests {
 
     #[test]
     fn a_budget_below_one_inference_keeps_serving_its_first_layers() {
-        let ctx = HeContext::new(&HePreset::linear()).unwrap();
-        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let (ctx, plan) = small_layer();
         let one = plan.weight_bytes(&ctx);
         let cache = WeightCache::new(2 * one);
         let ws = [qlinear(8, 8, 1), qlinear(8, 8, 2), qlinear(8, 8, 3)];
@@ -294,8 +298,7 @@ mod tests {
 
     #[test]
     fn wrong_shapes_are_errors() {
-        let ctx = HeContext::new(&HePreset::linear()).unwrap();
-        let plan = LinearPlan::new(&ctx, LinearShape { n: 4, d_in: 8, d_out: 8 }, Packing::Bsgs).unwrap();
+        let (ctx, plan) = small_layer();
         let cache = WeightCache::new(1 << 30);
         assert!(matches!(cache.encoded(&ctx, &plan, &qlinear(8, 6, 0), LRU), Err(Error::Shape { .. })));
     }
