@@ -5,6 +5,7 @@
 #   scripts/record.sh            full set into results/recorded/ (hours on 2 cores) + README.md
 #   scripts/record.sh --quick    cheap subset into results/quick/ (minutes) + results/quick/MEASURED.md
 #   scripts/record.sh --note "shared machine, 5 other builds running"   recorded in every file
+#   scripts/record.sh --only run-minilm-l6-ot-iknp,ot-bench   only the named records (then the report)
 #
 # Every JSON record carries its provenance (commit, command line, build, cores, memory, date);
 # each command's console output is kept beside it as NAME.txt. Sentence texts are stripped from
@@ -13,12 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0
+only=""
 note="${FASTLMPI_MACHINE_NOTE:-}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --note) note="${2:?--note needs a text}"; shift ;;
-    *) echo "usage: scripts/record.sh [--quick] [--note TEXT]" >&2; exit 2 ;;
+    --only) only="${2:?--only needs record names, e.g. ot-bench,run-mpnet-base-128}"; shift ;;
+    *) echo "usage: scripts/record.sh [--quick] [--note TEXT] [--only NAME,...]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -47,9 +50,16 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 started=$(date +%s)
 
+# wanted NAME: whether --only (if given) names this record.
+wanted() {
+  [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]
+}
+
 # step NAME CMD...: run CMD with its results going to a scratch folder, console to $out/NAME.txt.
+# Returns 1 (without running) when --only leaves NAME out, so callers chain `step … && keep …`.
 step() {
   local name=$1; shift
+  wanted "$name" || return 1
   local t0; t0=$(date +%s)
   echo "== $name: fastlmpi $*"
   rm -rf "${scratch:?}"/*
@@ -84,15 +94,15 @@ EOF
 
 eval_step() {
   local name=$1; shift
-  step "$name" eval "$@" --output "$scratch/eval.json"
+  step "$name" eval "$@" --output "$scratch/eval.json" || return 0
   mv "$scratch/eval.json" "$out/$name.json"
   strip_texts "$out/$name.json"
 }
 
 bench_suite() {
   local suite=$1; shift
-  step "$suite-bench" bench --suite "$suite" "$@"
-  keep "$suite-bench" "$suite-bench" json
+  step "$suite-bench" bench --suite "$suite" "$@" && keep "$suite-bench" "$suite-bench" json
+  return 0
 }
 
 for m in minilm-l6 $([ "$quick" = 1 ] || echo mpnet-base); do
@@ -100,11 +110,11 @@ for m in minilm-l6 $([ "$quick" = 1 ] || echo mpnet-base); do
 done
 
 if [ "$quick" = 1 ]; then
-  step run-minilm-l6-1layer run --model minilm-l6 --layers 1 --input "The new movie is awesome"
-  keep 'run-minilm-l6-fastlmpi-*' run-minilm-l6-1layer json svg
+  step run-minilm-l6-1layer run --model minilm-l6 --layers 1 --input "The new movie is awesome" \
+    && keep 'run-minilm-l6-fastlmpi-*' run-minilm-l6-1layer json svg
   for net in local lan; do
-    step "compare-bolt-minilm-l6-$net" bench --compare bolt --model minilm-l6 --seq-len 16 --layers 1 --net "$net"
-    keep 'bench-*' "compare-bolt-minilm-l6-$net" json svg
+    step "compare-bolt-minilm-l6-$net" bench --compare bolt --model minilm-l6 --seq-len 16 --layers 1 --net "$net" \
+      && keep 'bench-*' "compare-bolt-minilm-l6-$net" json svg
   done
   eval_step eval-minilm-l6-private --model minilm-l6 --data uci --split test --limit 3 --private --weight-cache-mib 0
   eval_step eval-minilm-l6-plain --model minilm-l6 --data uci --split test --limit 200
@@ -112,11 +122,19 @@ if [ "$quick" = 1 ]; then
   bench_suite toolkit --sizes 65536
   "$bin" report --quick --out "$out/MEASURED.md"
 else
-  step run-mpnet-base-128 run --model mpnet-base --seq-len 128 --max-len 128 --truncate --input "$PASSAGE"
-  keep 'run-mpnet-base-fastlmpi-*' run-mpnet-base-128 json svg
+  step run-mpnet-base-128 run --model mpnet-base --seq-len 128 --max-len 128 --truncate --input "$PASSAGE" \
+    && keep 'run-mpnet-base-fastlmpi-*' run-mpnet-base-128 json svg
   for net in local lan; do
-    step "compare-bolt-mpnet-base-128-$net" bench --compare bolt --model mpnet-base --seq-len 128 --layers 2 --net "$net"
-    keep 'bench-*' "compare-bolt-mpnet-base-128-$net" json svg
+    step "compare-bolt-mpnet-base-128-$net" bench --compare bolt --model mpnet-base --seq-len 128 --layers 2 --net "$net" \
+      && keep 'bench-*' "compare-bolt-mpnet-base-128-$net" json svg
+  done
+  # The same private inference on each OT backend (the silent backend's end-to-end effect).
+  for ot in iknp silent; do
+    step "run-minilm-l6-ot-$ot" run --model minilm-l6 --input "The new movie is awesome" --ot "$ot" --json \
+      && keep 'run-minilm-l6-fastlmpi-*' "run-minilm-l6-ot-$ot" json svg
+    step "run-mpnet-base-128-2layers-ot-$ot" run --model mpnet-base --max-len 128 --truncate --seq-len 128 --layers 2 \
+        --input "$PASSAGE" --ot "$ot" --json \
+      && keep 'run-mpnet-base-fastlmpi-*' "run-mpnet-base-128-2layers-ot-$ot" json svg
   done
   eval_step eval-minilm-l6-private-200 --model minilm-l6 --data uci --split test --limit 200 --private --weight-cache-mib 17000
   eval_step eval-minilm-l6-plain --model minilm-l6 --data uci --split test

@@ -6,6 +6,7 @@
 
 use fastlmpi::net::{packed_len, run_pair, Channel, CommStats};
 use fastlmpi::ot::ferret::refill_bytes;
+use fastlmpi::ot::lpn::SET;
 use fastlmpi::ot::session::choice_bits;
 use fastlmpi::ot::{Ot, SilentOt};
 use fastlmpi::share::Role;
@@ -13,8 +14,8 @@ use fastlmpi::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-/// COTs a direction holds after the bootstrap (setup iteration only).
-const FIRST_FILL: usize = 43_069;
+/// COTs a direction holds after the bootstrap (its first iteration).
+const FIRST_FILL: usize = SET.net_outputs();
 
 fn mask(bits: u32) -> u64 {
     if bits == 64 { u64::MAX } else { (1 << bits) - 1 }
@@ -108,9 +109,9 @@ fn one_of_n_ot_delivers_the_chosen_entry_with_log_n_correction_bits() {
 }
 
 #[test]
-fn calls_past_the_first_fill_run_a_main_iteration_and_stay_correct() {
-    // 50,000 > 43,069 buffered: the call pays for the main iteration (documented refill bytes).
-    let n = 50_000;
+fn calls_past_the_first_fill_run_an_iteration_and_stay_correct() {
+    // More than the first iteration buffered: the call pays for one more (documented bytes).
+    let n = FIRST_FILL + 1_000;
     let c: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
     let c2 = c.clone();
     let (_, got, s_stats, _) = run_silent(
@@ -119,7 +120,7 @@ fn calls_past_the_first_fill_run_a_main_iteration_and_stay_correct() {
     );
     assert!(got.iter().zip(&c).all(|(&g, &b)| g == if b { 9 } else { 7 }));
     assert_eq!(s_stats.bytes_sent, refill_bytes(1, FIRST_FILL, n) + packed_len(2 * n, 8) as u64);
-    assert_eq!(refill_bytes(1, FIRST_FILL, n), 8 + 1_295 * (32 * 13 + 16));
+    assert_eq!(refill_bytes(1, FIRST_FILL, n), 8 + 264 * (32 * 13 + 16));
 }
 
 /// What the receiver sees of an OT batch: the bytes it receives after the prefill.
@@ -223,8 +224,8 @@ fn peer_disconnecting_mid_iteration_is_a_clear_error_on_both_sides() {
         |_ot, ch| {
             // Announce a matching batch, then the bootstrap's IKNP header and matrix.
             ch.send_u64(1 | 8 << 8 | 1 << 16 | 10 << 32)?;
-            ch.send_u64(5 | 64 << 8 | 1 << 16 | 47_709 << 32)?;
-            ch.send_bytes(&vec![0x5au8; 2048 * 47_709usize.div_ceil(128)])?;
+            ch.send_u64(5 | 64 << 8 | 1 << 16 | (SET.base_cots() as u64) << 32)?;
+            ch.send_bytes(&vec![0x5au8; 2048 * SET.base_cots().div_ceil(128)])?;
             ch.flush()?;
             Err(Error::Ot("client gave up".into()))
         },
@@ -237,9 +238,9 @@ fn peer_disconnecting_mid_iteration_is_a_clear_error_on_both_sides() {
         |_ot, ch| {
             let mut header = [0u8; 8];
             ch.recv_bytes(&mut header)?;
-            let mut part = vec![0u8; 8 + 2048 * 47_709usize.div_ceil(128)];
+            let mut part = vec![0u8; 8 + 2048 * SET.base_cots().div_ceil(128)];
             ch.recv_bytes(&mut part)?;
-            ch.send_u64(0 << 8 | 9)?; // the iteration tag, then nothing
+            ch.send_u64(0 << 8 | SET.h as u64)?; // the iteration tag, then nothing
             Err(Error::Ot("server gave up".into()))
         },
         |ot, ch| ot.recv_chosen(ch, &[true; 10], 8).map(|_| ()),

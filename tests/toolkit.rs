@@ -34,8 +34,8 @@ mod support {
         env!("CARGO_CRATE_NAME") == "toolkit_silent"
     }
 
-    /// COTs per direction a silent session holds after its bootstrap (setup iteration only).
-    pub const SILENT_FIRST_FILL: usize = 43_069;
+    /// COTs per direction a silent session holds after its bootstrap (its first iteration).
+    pub const SILENT_FIRST_FILL: usize = fastlmpi::ot::lpn::SET.net_outputs();
 
     /// The OT session each party uses in these tests: the real one (base OTs + IKNP), or the
     /// silent one, bootstrapped in both directions before the protocol starts.
@@ -121,7 +121,7 @@ mod support {
                 let refill = refill_bytes(dir.0, dir.1, need);
                 while dir.1 < need {
                     dir.0 += 1;
-                    dir.1 += 10_001_981;
+                    dir.1 += fastlmpi::ot::lpn::SET.net_outputs();
                 }
                 dir.1 -= need;
                 refills += (refill > 0) as u64;

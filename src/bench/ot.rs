@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(recs.len(), 2 + 2 * 4);
         // IKNP random COTs: base OTs both ways (2 × 4128), header + 3 blocks of 2048 bytes.
         assert_eq!(recs[0]["bytes_total"], 2 * 4128 + 8 + 3 * 2048);
-        // Silent: base OTs, the bootstrap and the setup iteration of one direction.
+        // Silent: base OTs, the bootstrap and the first iteration of one direction.
         assert_eq!(recs[1]["bytes_total"], 2 * 4128 + refill_bytes(0, 0, 300));
         // Silent correlated OT: header + 300 correction bits, 300 × 37-bit payload.
         let silent_cot = recs.iter().find(|r| r["ot"] == "silent" && r["kind"] == "correlated_l37").unwrap();

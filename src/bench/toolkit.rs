@@ -1,7 +1,7 @@
 //! Micro-benchmark of the non-linear toolkit (`proto::toolkit::{cmp, trunc, b2a, mux, mul, convert}`):
 //! wall time, bytes per element and rounds for batches of the given sizes, both parties over
 //! loopback TCP with the real OT sessions, once per OT backend (IKNP, silent). Setup (base OTs;
-//! for the silent backend also its bootstrap and first main iteration in both directions) is
+//! for the silent backend also its bootstrap and first iteration in both directions) is
 //! excluded from each figure and its time reported separately; refills during an operation
 //! are included.
 
@@ -120,7 +120,7 @@ pub fn run_toolkit_bench(sizes: &[usize]) -> Result<Value> {
     Ok(json!({
         "benchmark": "toolkit",
         "threads": rayon::current_num_threads(),
-        "note": "bytes are both directions as seen by the server; seconds and bytes exclude the OT setup (silent: base OTs, bootstrap and one main iteration per direction); later refills are included",
+        "note": "bytes are both directions as seen by the server; seconds and bytes exclude the OT setup (silent: base OTs, bootstrap and one iteration per direction); later refills are included",
         "rows": rows,
     }))
 }
@@ -129,10 +129,10 @@ fn iknp_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
     Ok(Box::new(crate::ot::OtSession::setup(ch, role)?))
 }
 
-/// The silent session with one main iteration per direction already run.
+/// The silent session with one iteration per direction already run.
 fn silent_ot(ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
     let mut s = crate::ot::SilentOt::setup(ch, role)?;
-    s.prefill(ch, crate::ot::lpn::SETUP_SET.n - crate::ot::lpn::MAIN_SET.base_cots() + 1)?;
+    s.prefill(ch, crate::ot::lpn::SET.net_outputs())?;
     Ok(Box::new(s))
 }
 

@@ -1,63 +1,66 @@
-//! The silent correlated-OT generator (Ferret, Yang–Weng–Lan–Zhang–Wang, CCS'20, semi-honest
-//! variant with regular noise), one direction: [`CotSender`] holds the global `Δ`,
-//! [`CotReceiver`] the choice bits.
+//! The silent correlated-OT generator, one direction: [`CotSender`] holds the global `Δ`,
+//! [`CotReceiver`] the choice bits. Single-point COTs by GGM trees and the bootstrap from
+//! reserved outputs as in Ferret (Yang–Weng–Lan–Zhang–Wang, CCS'20, semi-honest, regular
+//! noise); the compression is dual LPN with the expand-convolute code ([`lpn`]), which needs
+//! no length-`k` base vector, so one small iteration already pays for itself.
 //!
 //! ## Functionality
-//! Random correlated OT over GF(2)^128: the sender gets uniform `K_i`, the receiver gets
-//! uniform bits `b_i` and `M_i = K_i ⊕ b_i·Δ`, for a fixed uniform `Δ` known to the sender
-//! only. Correlations are buffered and handed out in order ([`CotSender::take`],
-//! [`CotReceiver::take`]), each with a global index both sides agree on (hash tweaks).
+//! Random correlated OT over GF(2)^128 with a 127-bit `Δ` (lowest bit 0): the sender gets
+//! `K_i`, the receiver gets uniform bits `b_i` and `M_i = K_i ⊕ b_i·Δ`, for a fixed uniform
+//! `Δ` known to the sender only. Correlations are buffered and handed out in order
+//! ([`CotSender::take`], [`CotReceiver::take`]), each with a global index both sides agree on
+//! (hash tweaks).
 //!
 //! ## Flow
-//! * **Bootstrap** (first refill): `SETUP_SET.base_cots()` = 47,709 raw IKNP correlations
-//!   (IKNP's `q_i = t_i ⊕ r_i·Δ` is exactly this correlation with the IKNP sender's `Δ`),
-//!   then one iteration of [`lpn::SETUP_SET`].
-//! * **Iteration** with set `P = (n, k, t, h)`: consumes `P.base_cots()` reserved correlations:
-//!   `k` for the LPN code and `h` per tree. For each of the `t` bins the sender expands a GGM
-//!   tree from a fresh random root ([`ggm`]); for level `i` it sends
-//!   `c_i^0 = K_i^0 ⊕ H(K'_i)` and `c_i^1 = K_i^1 ⊕ H(K'_i ⊕ Δ)` with the level's reserved COT
-//!   `K'_i`, and once per tree `c = Δ ⊕ ⊕_j v_j`. The receiver's noise position in the bin is
-//!   given by its reserved choice bits, `α_i = ¬b'_i` (uniform, so no choice has to be sent):
-//!   it learns `K_i^{b'_i} = K_i^{¬α_i}`, rebuilds every leaf but `α`, and sets
-//!   `w_α = c ⊕ ⊕_{j≠α} w_j = v_α ⊕ Δ`. So `w = v ⊕ e·Δ` with `e` one-hot per bin (regular
-//!   noise). Both sides then apply the LPN code `A` ([`lpn::encode`]): sender `y = v ⊕ K·A`,
-//!   receiver `z = w ⊕ M·A`, bits `x = e ⊕ b·A`, and `z = y ⊕ x·Δ`. The first
-//!   `MAIN_SET.base_cots()` outputs are reserved for the next iteration (always [`lpn::MAIN_SET`]),
-//!   the rest go to the buffer. One flight, sender → receiver, opened by an 8-byte tag.
+//! * **Bootstrap** (first refill): `SET.base_cots()` = 3,432 raw IKNP correlations (IKNP's
+//!   `q_i = t_i ⊕ r_i·Δ` is exactly this correlation with the IKNP sender's `Δ`; both sides
+//!   clear the lowest bit, so the generator's `Δ` is the IKNP `Δ` with that bit cleared).
+//! * **Iteration** ([`lpn::SET`]: `t` trees of depth `h`): consumes `t·h` reserved
+//!   correlations, one per tree level. For each tree the sender expands a fresh random root
+//!   ([`ggm`]); for level `i` it sends `c_i^0 = K_i^0 ⊕ H(K'_i)` and
+//!   `c_i^1 = K_i^1 ⊕ H(K'_i ⊕ Δ)` with the level's reserved COT `K'_i`, and once per tree
+//!   `c = Δ ⊕ ⊕_j v_j`. The receiver's noise position in the tree is given by its reserved
+//!   choice bits, `α_i = ¬b'_i` (uniform, so no choice has to be sent): it learns
+//!   `K_i^{b'_i} = K_i^{¬α_i}`, rebuilds every leaf but `α`, and sets
+//!   `w_α = c ⊕ ⊕_{j≠α} w_j = v_α ⊕ Δ`. So `w = v ⊕ e·Δ` with `e` one-hot per tree (regular
+//!   noise). Both sides lay the leaves out interleaved and compress with the code `G`
+//!   ([`lpn::Compressor`]): sender `y = G·v`, receiver `z = G·w` with `x = G·e` carried in
+//!   the lowest bit, and `z = y ⊕ x·Δ`. The first `SET.base_cots()` outputs are reserved for
+//!   the next iteration, the rest go to the buffer. One flight, sender → receiver, opened by
+//!   an 8-byte tag.
 //!
 //! ## Bytes (sender → receiver unless said)
 //! | step | bytes | COTs gained |
 //! |---|---|---|
-//! | bootstrap IKNP (receiver → sender) | 8 + 2048·⌈47,709/128⌉ = 763,912 | 47,709 |
-//! | setup iteration | 8 + 1,269·(32·9 + 16) = 385,784 | 649,728 − 606,659 reserved = 43,069 |
-//! | main iteration | 8 + 1,295·(32·13 + 16) = 559,448 | 10,001,981 |
-//! So the first 43,069 COTs of a direction cost 1.15 MB, and every further 10,001,981 cost
-//! 559,448 bytes (0.056 B, 0.45 bit, per COT).
+//! | bootstrap IKNP (receiver → sender) | 8 + 2048·⌈3,432/128⌉ = 55,304 | 3,432 (reserve) |
+//! | iteration | 8 + 264·(32·13 + 16) = 114,056 | 1,077,912 |
+//! So the first 1,077,912 COTs of a direction cost 169,360 bytes (0.157 B per COT) and every
+//! further 1,077,912 cost 114,056 bytes (0.106 B, 0.85 bit, per COT).
 //!
 //! ## Security (semi-honest)
 //! Receiver's view: per level it sees `c^{¬b'}` masked by `H(K' ⊕ ¬b'·Δ)`-style pads it cannot
-//! compute (tweakable correlation robustness of the fixed-key hash with unique tweaks, as in
-//! IKNP), and the sums it can open are those of a GGM tree punctured at `α`, whose leaf `v_α`
-//! stays pseudorandom (GGM with the ideal-permutation PRG); `c` is masked by `v_α`. So `Δ`
-//! and `v_α` stay hidden, and outputs `(x, z)` are those of the ideal functionality. Sender's
-//! view: it receives nothing in an iteration (the noise positions come from choice bits it
-//! never sees), so its view is its own randomness and the IKNP bootstrap's (secure as IKNP).
-//! Pseudorandomness of the receiver's bits `x = e ⊕ b·A` (and hence of what the sender can
-//! infer about them: nothing) is the regular-noise primal LPN assumption with Ferret's
-//! 128-bit parameter sets ([`lpn`]). The reserved outputs are only ever used as base COTs of
-//! the next iteration, never handed out, so no correlation is used twice.
+//! compute (tweakable correlation robustness of the fixed-key hash with unique tweaks and a
+//! 127-bit uniform `Δ`, as in IKNP), and the sums it can open are those of a GGM tree
+//! punctured at `α`, whose leaf `v_α` stays pseudorandom (GGM with the ideal-permutation PRG);
+//! `c` is masked by `v_α`. So `Δ` and `v_α` stay hidden, and outputs `(x, z)` are those of the
+//! ideal functionality. Sender's view: it receives nothing in an iteration (the noise
+//! positions come from choice bits it never sees), so its view is its own randomness and the
+//! IKNP bootstrap's (secure as IKNP). Pseudorandomness of the receiver's bits `x = G·e` is the
+//! dual LPN assumption for the expand-convolute code with regular noise of weight 264
+//! ([`lpn`]). The reserved outputs are only ever used as base COTs of the next iteration,
+//! never handed out, so no correlation is used twice.
 
 use rand::Rng;
 use rayon::prelude::*;
 
 use super::ggm::TreePrg;
-use super::lpn::{self, LpnParams, MAIN_SET, SETUP_SET};
+use super::lpn::{Compressor, LpnParams, HIGH_BITS, SET};
 use super::prg::{Crh, DOMAIN_GGM};
 use super::session::OtSession;
 use crate::error::{Error, Result};
 use crate::net::Channel;
 
-/// Tag opening every iteration's message: set id in the low byte, iteration number above.
+/// Tag opening every iteration's message: tree depth in the low byte, iteration number above.
 fn iteration_tag(iter: u64, p: &LpnParams) -> u64 {
     iter << 8 | (p.h as u64)
 }
@@ -67,22 +70,12 @@ fn tree_tweak(idx: u64) -> u128 {
     DOMAIN_GGM | idx as u128
 }
 
-/// State shared by both ends: which set runs next and how many correlations were used.
+/// State shared by both ends: how many iterations ran and how many correlations were used.
 #[derive(Debug, Default)]
 struct Progress {
     iter: u64,
     tree_cots: u64,
     handed_out: u64,
-}
-
-impl Progress {
-    fn next_set(&self) -> LpnParams {
-        if self.iter == 0 {
-            SETUP_SET
-        } else {
-            MAIN_SET
-        }
-    }
 }
 
 /// Bytes one refill of at least `need` more correlations costs, given `have` already buffered
@@ -91,14 +84,54 @@ pub fn refill_bytes(mut iter: u64, mut have: usize, need: usize) -> u64 {
     let mut bytes = 0;
     while have < need {
         if iter == 0 {
-            bytes += 8 + 2048 * SETUP_SET.base_cots().div_ceil(128) as u64;
+            bytes += 8 + 2048 * SET.base_cots().div_ceil(128) as u64;
         }
-        let p = if iter == 0 { SETUP_SET } else { MAIN_SET };
-        bytes += 8 + p.iteration_bytes();
-        have += p.n - MAIN_SET.base_cots();
+        bytes += 8 + SET.iteration_bytes();
+        have += SET.net_outputs();
         iter += 1;
     }
     bytes
+}
+
+/// Leaves laid out tree after tree (`t` runs of `2^h`) → interleaved (`leaf·t + tree`).
+fn interleave(p: &LpnParams, by_tree: &[u128], out: &mut [u128]) {
+    const LEAVES: usize = 64;
+    let (t, bin) = (p.t, p.bin());
+    out.par_chunks_mut(t * LEAVES).enumerate().for_each(|(c, rows)| {
+        let l0 = c * LEAVES;
+        for tree in 0..t {
+            let src = &by_tree[tree * bin + l0..tree * bin + l0 + rows.len() / t];
+            for (l, &x) in src.iter().enumerate() {
+                rows[l * t + tree] = x;
+            }
+        }
+    });
+}
+
+/// Copy the first `SET.base_cots()` entries of `fresh` into `reserve`, the rest after the
+/// unread part of `buf` (the vectors keep their capacity from one iteration to the next).
+fn split_reserve<T: Copy>(fresh: &[T], reserve: &mut Vec<T>, buf: &mut Vec<T>, pos: usize) {
+    let (r, rest) = fresh.split_at(SET.base_cots());
+    reserve.clear();
+    reserve.extend_from_slice(r);
+    buf.drain(..pos);
+    buf.extend_from_slice(rest);
+}
+
+/// Working vectors of one iteration, kept between iterations (fresh ones would cost a page
+/// fault per 4 KiB every time): leaves tree by tree, and the interleaved code input.
+#[derive(Default)]
+struct Scratch {
+    by_tree: Vec<u128>,
+    code: Vec<u128>,
+}
+
+impl Scratch {
+    fn sized(&mut self, p: &LpnParams) -> (&mut [u128], &mut Vec<u128>) {
+        self.by_tree.resize(p.code_len(), 0);
+        self.code.resize(p.code_len(), 0);
+        (&mut self.by_tree, &mut self.code)
+    }
 }
 
 /// The Δ-holding end of one direction.
@@ -110,6 +143,8 @@ pub struct CotSender {
     progress: Progress,
     prg: TreePrg,
     crh: Crh,
+    code: Compressor,
+    scratch: Scratch,
 }
 
 /// The choice-bit end of one direction.
@@ -122,12 +157,25 @@ pub struct CotReceiver {
     progress: Progress,
     prg: TreePrg,
     crh: Crh,
+    code: Compressor,
+    scratch: Scratch,
 }
 
 impl CotSender {
-    /// `delta` must be the IKNP sender's `Δ` of the session used for the bootstrap.
-    pub fn new(delta: u128) -> CotSender {
-        CotSender { delta, reserve: Vec::new(), buf: Vec::new(), pos: 0, progress: Progress::default(), prg: TreePrg::default(), crh: Crh::default() }
+    /// `iknp_delta` must be the IKNP sender's `Δ` of the session used for the bootstrap; the
+    /// generator's `Δ` is it with the lowest bit cleared.
+    pub fn new(iknp_delta: u128) -> CotSender {
+        CotSender {
+            delta: iknp_delta & HIGH_BITS,
+            reserve: Vec::new(),
+            buf: Vec::new(),
+            pos: 0,
+            progress: Progress::default(),
+            prg: TreePrg::default(),
+            crh: Crh::default(),
+            code: Compressor::new(&SET),
+            scratch: Scratch::default(),
+        }
     }
 
     pub fn delta(&self) -> u128 {
@@ -148,11 +196,11 @@ impl CotSender {
         while self.available() < m {
             ch.set_phase("silent OT iteration (sender)");
             if self.progress.iter == 0 {
-                let (rows, delta) = iknp.raw_cots_send(ch, SETUP_SET.base_cots())?;
-                if delta != self.delta {
+                let (rows, delta) = iknp.raw_cots_send(ch, SET.base_cots())?;
+                if delta & HIGH_BITS != self.delta {
                     return Err(Error::Ot("silent OT: bootstrap Δ differs from the generator's".into()));
                 }
-                self.reserve = rows;
+                self.reserve = rows.into_iter().map(|k| k & HIGH_BITS).collect();
             }
             self.iterate(ch)?;
         }
@@ -160,18 +208,16 @@ impl CotSender {
     }
 
     fn iterate(&mut self, ch: &mut dyn Channel) -> Result<()> {
-        let p = self.progress.next_set();
+        let p = SET;
         if self.reserve.len() != p.base_cots() {
             return Err(Error::Ot(format!("silent OT: {} reserved correlations, the iteration needs {}", self.reserve.len(), p.base_cots())));
         }
-        let bin = p.bin();
-        let mut v = vec![0u128; p.n];
+        let (by_tree, v) = self.scratch.sized(&p);
         let roots: Vec<u128> = (0..p.t).map(|_| rand::rng().random()).collect();
-        let (base, tree_cots) = self.reserve.split_at(p.k);
-        let (prg, crh, delta, first) = (&self.prg, &self.crh, self.delta, self.progress.tree_cots);
+        let (prg, crh, delta, first, tree_cots) = (&self.prg, &self.crh, self.delta, self.progress.tree_cots, &self.reserve);
         // Per tree: 2h masked level sums and the leaf-sum correction.
         let mut msg = vec![0u128; p.t * (2 * p.h + 1)];
-        v.par_chunks_mut(bin).zip(msg.par_chunks_mut(2 * p.h + 1)).enumerate().for_each(|(tree, (leaves, out))| {
+        by_tree.par_chunks_mut(p.bin()).zip(msg.par_chunks_mut(2 * p.h + 1)).enumerate().for_each(|(tree, (leaves, out))| {
             let sums = prg.expand_full(roots[tree], p.h, leaves);
             let cots = &tree_cots[tree * p.h..(tree + 1) * p.h];
             let mut pads: Vec<u128> = cots.iter().flat_map(|&k| [k, k ^ delta]).collect();
@@ -184,14 +230,13 @@ impl CotSender {
         });
         ch.send_u64(iteration_tag(self.progress.iter, &p))?;
         ch.send_bytes(&blocks_to_bytes(&msg))?;
-        lpn::encode(self.progress.iter, &p, base, None, &mut v, None);
-        self.progress.tree_cots += (p.t * p.h) as u64;
+        interleave(&p, by_tree, v);
+        self.code.compress(v)?;
+        v.par_iter_mut().for_each(|y| *y &= HIGH_BITS);
+        self.progress.tree_cots += p.base_cots() as u64;
         self.progress.iter += 1;
-        let reserve: Vec<u128> = v.drain(..MAIN_SET.base_cots()).collect();
-        self.reserve = reserve;
-        self.buf.drain(..self.pos);
+        split_reserve(v, &mut self.reserve, &mut self.buf, self.pos);
         self.pos = 0;
-        self.buf.append(&mut v);
         Ok(())
     }
 
@@ -219,6 +264,8 @@ impl CotReceiver {
             progress: Progress::default(),
             prg: TreePrg::default(),
             crh: Crh::default(),
+            code: Compressor::new(&SET),
+            scratch: Scratch::default(),
         }
     }
 
@@ -236,8 +283,8 @@ impl CotReceiver {
             ch.set_phase("silent OT iteration (receiver)");
             if self.progress.iter == 0 {
                 let mut rng = rand::rng();
-                let bits: Vec<bool> = (0..SETUP_SET.base_cots()).map(|_| rng.random()).collect();
-                self.reserve = iknp.raw_cots_recv(ch, &bits)?;
+                let bits: Vec<bool> = (0..SET.base_cots()).map(|_| rng.random()).collect();
+                self.reserve = iknp.raw_cots_recv(ch, &bits)?.into_iter().map(|m| m & HIGH_BITS).collect();
                 self.reserve_bits = bits;
             }
             self.iterate(ch)?;
@@ -246,7 +293,7 @@ impl CotReceiver {
     }
 
     fn iterate(&mut self, ch: &mut dyn Channel) -> Result<()> {
-        let p = self.progress.next_set();
+        let p = SET;
         if self.reserve.len() != p.base_cots() || self.reserve_bits.len() != p.base_cots() {
             return Err(Error::Ot(format!("silent OT: {} reserved correlations, the iteration needs {}", self.reserve.len(), p.base_cots())));
         }
@@ -259,36 +306,41 @@ impl CotReceiver {
         let mut raw = vec![0u8; p.t * per_tree * 16];
         ch.recv_bytes(&mut raw)?;
         let msg = bytes_to_blocks(&raw);
-        let bin = p.bin();
-        let mut w = vec![0u128; p.n];
-        let mut e = vec![false; p.n];
-        let (base, tree_cots) = self.reserve.split_at(p.k);
-        let (base_bits, tree_bits) = self.reserve_bits.split_at(p.k);
+        drop(raw);
+        let (by_tree, w) = self.scratch.sized(&p);
         let (prg, crh, first) = (&self.prg, &self.crh, self.progress.tree_cots);
-        w.par_chunks_mut(bin).zip(e.par_chunks_mut(bin)).enumerate().for_each(|(tree, (leaves, noise))| {
-            let cots = &tree_cots[tree * p.h..(tree + 1) * p.h];
-            let bits = &tree_bits[tree * p.h..(tree + 1) * p.h];
-            let mut pads = cots.to_vec();
-            crh.hash_in_place(&mut pads, |i| tree_tweak(first + (tree * p.h + i) as u64));
-            let m = &msg[tree * per_tree..(tree + 1) * per_tree];
-            // α_i = ¬b'_i; the receiver learns the sum on side b'_i = ¬α_i.
-            let off_path: Vec<u128> = (0..p.h).map(|i| m[2 * i + bits[i] as usize] ^ pads[i]).collect();
-            let alpha = bits.iter().fold(0usize, |a, &b| a << 1 | (!b) as usize);
-            prg.expand_punctured(alpha, p.h, &off_path, leaves);
-            leaves[alpha] = leaves.iter().fold(m[2 * p.h], |a, &x| a ^ x);
-            noise[alpha] = true;
-        });
-        lpn::encode(self.progress.iter, &p, base, Some(base_bits), &mut w, Some(&mut e));
-        self.progress.tree_cots += (p.t * p.h) as u64;
+        let (tree_cots, tree_bits) = (&self.reserve, &self.reserve_bits);
+        let alphas: Vec<usize> = by_tree
+            .par_chunks_mut(p.bin())
+            .enumerate()
+            .map(|(tree, leaves)| {
+                let cots = &tree_cots[tree * p.h..(tree + 1) * p.h];
+                let bits = &tree_bits[tree * p.h..(tree + 1) * p.h];
+                let mut pads = cots.to_vec();
+                crh.hash_in_place(&mut pads, |i| tree_tweak(first + (tree * p.h + i) as u64));
+                let m = &msg[tree * per_tree..(tree + 1) * per_tree];
+                // α_i = ¬b'_i; the receiver learns the sum on side b'_i = ¬α_i.
+                let off_path: Vec<u128> = (0..p.h).map(|i| m[2 * i + bits[i] as usize] ^ pads[i]).collect();
+                let alpha = bits.iter().fold(0usize, |a, &b| a << 1 | (!b) as usize);
+                prg.expand_punctured(alpha, p.h, &off_path, leaves);
+                leaves[alpha] = leaves.iter().fold(m[2 * p.h], |a, &x| a ^ x);
+                alpha
+            })
+            .collect();
+        interleave(&p, by_tree, w);
+        // The noise vector rides in the lowest bit (Δ's lowest bit is 0, so w's is free).
+        w.par_iter_mut().for_each(|x| *x &= HIGH_BITS);
+        for (tree, &alpha) in alphas.iter().enumerate() {
+            w[p.position(tree, alpha)] |= 1;
+        }
+        self.code.compress(w)?;
+        let bits: Vec<bool> = w.par_iter().map(|&z| z & 1 == 1).collect();
+        w.par_iter_mut().for_each(|z| *z &= HIGH_BITS);
+        self.progress.tree_cots += p.base_cots() as u64;
         self.progress.iter += 1;
-        let keep = MAIN_SET.base_cots();
-        self.reserve = w.drain(..keep).collect();
-        self.reserve_bits = e.drain(..keep).collect();
-        self.buf.drain(..self.pos);
-        self.buf_bits.drain(..self.pos);
+        split_reserve(w, &mut self.reserve, &mut self.buf, self.pos);
+        split_reserve(&bits, &mut self.reserve_bits, &mut self.buf_bits, self.pos);
         self.pos = 0;
-        self.buf.append(&mut w);
-        self.buf_bits.append(&mut e);
         Ok(())
     }
 
@@ -358,24 +410,25 @@ mod tests {
     }
 
     #[test]
-    fn setup_iteration_yields_correlated_ots_at_the_documented_cost() {
-        let m = SETUP_SET.n - MAIN_SET.base_cots();
+    fn one_iteration_yields_correlated_ots_at_the_documented_cost() {
+        let m = SET.net_outputs();
         let ((delta, k, f0), (b, mm, f1), bytes) = generate(m);
         assert_eq!((f0, f1), (0, 0));
+        assert_eq!(delta & 1, 0);
         for i in 0..m {
             assert_eq!(mm[i], k[i] ^ if b[i] { delta } else { 0 }, "COT {i}");
         }
         let ones = b.iter().filter(|&&x| x).count();
         assert!((ones as f64 / m as f64 - 0.5).abs() < 0.01, "choice bits biased: {ones}/{m}");
         assert_eq!(bytes, refill_bytes(0, 0, m));
-        assert_eq!(refill_bytes(0, 0, m), 763_912 + 385_784);
-        assert_eq!(refill_bytes(0, 0, m + 1), 763_912 + 385_784 + 559_448);
+        assert_eq!(refill_bytes(0, 0, m), 55_304 + 114_056);
+        assert_eq!(refill_bytes(0, 0, m + 1), 55_304 + 2 * 114_056);
     }
 
     #[test]
-    fn main_iteration_yields_correlated_ots() {
-        let m = SETUP_SET.n - MAIN_SET.base_cots() + 1;
-        let ((delta, k, _), (b, mm, _), bytes) = generate(m + 100_000);
+    fn later_iterations_run_on_the_reserve_and_stay_correlated() {
+        let m = 2 * SET.net_outputs() + 1;
+        let ((delta, k, _), (b, mm, _), bytes) = generate(m);
         assert_eq!(bytes, refill_bytes(0, 0, m));
         let bad = (0..k.len()).filter(|&i| mm[i] != k[i] ^ if b[i] { delta } else { 0 }).count();
         assert_eq!(bad, 0);

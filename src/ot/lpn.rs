@@ -1,52 +1,77 @@
-//! Regular-noise LPN parameters and the local linear code of the silent OT generator
-//! ([`super::ferret`]). IO-free.
+//! Dual-LPN compression of the silent OT generator ([`super::ferret`]): the parameter set and
+//! the local linear map. IO-free.
 //!
-//! The code is Ferret's primal construction (Yang–Weng–Lan–Zhang–Wang, CCS'20): a public
-//! `k × n` matrix `A` whose every column has [`D`] = 10 uniformly drawn non-zero rows, so each
-//! output is the XOR of ten positions of the length-`k` input. The positions come from a
-//! public AES-CTR stream keyed by the iteration number (both parties derive them locally).
-//! Positions are drawn as `⌊w·k / 2^32⌋` from 32-bit words, as the reference implementation
-//! does (its relative bias of at most `k/2^32` < 2^-12 per position is public and immaterial
-//! to the LPN assumption, which is stated for a random code of this shape).
+//! ## Construction
+//! One iteration produces a length-`N` vector with regular noise: `t` GGM trees of `2^h`
+//! leaves, `N = t·2^h`, one noisy position per tree. Tree `j`'s leaf `l` sits at position
+//! `l·t + j` (the trees are interleaved, the layout the expand-convolute code is used with in
+//! its authors' and CryProt's implementations). Both parties then apply the public linear map
+//! `G: F^N → F^{N/2}` of the expand-convolute code (Raghuraman–Rindal–Tanguy, "Expand-Convolute
+//! Codes for Pseudorandom Correlation Generators from LPN", CRYPTO'23, ePrint 2023/882) at
+//! rate 1/2: the sender to its leaves `v`, the receiver to `w = v ⊕ e·Δ` and to its noise
+//! vector `e`. Linearity gives `G·w = G·v ⊕ (G·e)·Δ`, i.e. `N/2` correlated OTs whose choice
+//! bits `x = G·e` are pseudorandom under the dual (syndrome-decoding) LPN assumption for this
+//! code with regular noise of weight `t`.
 //!
-//! Parameter sets (regular noise: the `n` outputs are cut into `t` bins of `2^h` and each
-//! bin holds exactly one noisy position): the two 128-bit rows of Ferret's regular-LPN
-//! parameter table, as used unchanged by the authors' code (emp-ot, `ferret/constants.h`):
-//! | set | n | k | t | bin | 128-bit per Ferret |
-//! |---|---|---|---|---|---|
-//! | [`SETUP_SET`] | 649,728 | 36,288 | 1,269 | 2^9 | yes |
-//! | [`MAIN_SET`] | 10,608,640 | 589,824 | 1,295 | 2^13 | yes |
+//! The code is the crate `cryprot-codes` (MIT, an IO-free encoder, used unchanged as a
+//! dependency): expander weight 7 with a regular expander, convolution (accumulator) width 24
+//! applied twice, the crate's fixed public seed. Writing the encoder here again would add
+//! nothing: it is a public, deterministic map both parties must compute identically.
+//!
+//! ## Parameters ([`SET`]: t = 264, h = 13)
+//! The noise weight follows the linear-test bound used for this code by its authors and by
+//! libOTe and CryProt: a code of relative minimum distance `δ` resists linear tests of bias
+//! `(1 − 2δ)^t`, and RRT23 estimate `δ ≥ 0.15` for the weight-7 / width-24 code at rate 1/2.
+//! `t ≥ 128 / −log2(0.7) = 248.7` gives bias ≤ 2^-128; we take `t = 264` (bias 2^-135.9), the
+//! next size for which one iteration also covers 2^20 outputs after its reserve.
+//! | | value |
+//! |---|---|
+//! | code length `N = t·2^13` | 2,162,688 |
+//! | outputs per iteration `N/2` | 1,081,344 |
+//! | reserved for the next iteration's trees (`t·h`) | 3,432 |
+//! | handed out per iteration | 1,077,912 |
+//! | bytes per iteration (sender → receiver) | 8 + 264·(32·13 + 16) = 114,056 (0.106 B per COT) |
 //! Silver codes are not used (they are broken).
+//!
+//! ## Choice bits in the low bit
+//! The generator's `Δ` has its lowest bit cleared, and so has every stored correlation. The
+//! receiver places `e` in the lowest bit of `w` before encoding, so one encoding of 16-byte
+//! blocks yields both `G·w` (upper 127 bits) and `x = G·e` (lowest bit); the code acts on each
+//! bit lane separately. `Δ` keeps 127 uniform bits (as in libOTe and CryProt).
 
-use aes::Aes128;
-use rayon::prelude::*;
+use cryprot_codes::{ExConvCode, ExConvCodeConfig};
+use cryprot_core::Block;
 
-use super::prg::{cipher_from_seed, prg_fill};
+use crate::error::{Error, Result};
 
-/// Non-zero entries per column of the LPN matrix.
-pub const D: usize = 10;
-/// 128-bit blocks of index stream per output (10 × 32-bit words fit in 3 blocks).
-const BLOCKS_PER_OUTPUT: usize = 3;
-/// Outputs encoded per rayon task.
-const TASK: usize = 1 << 14;
-
-/// One regular-LPN parameter set.
+/// One dual-LPN parameter set: `t` trees of depth `h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LpnParams {
-    /// Outputs of one iteration.
-    pub n: usize,
-    /// LPN dimension (base COTs the code reads).
-    pub k: usize,
-    /// Noise weight = number of bins = number of GGM trees.
+    /// Noise weight = number of GGM trees.
     pub t: usize,
-    /// log2 of the bin size (depth of each GGM tree).
+    /// Depth of each tree.
     pub h: usize,
 }
 
 impl LpnParams {
-    /// Base COTs one iteration consumes: `k` for the code plus `h` per tree.
+    /// Length of the noisy vector (all leaves of all trees).
+    pub const fn code_len(&self) -> usize {
+        self.t << self.h
+    }
+
+    /// Correlations one iteration yields (before its reserve is taken out).
+    pub const fn outputs(&self) -> usize {
+        self.code_len() / 2
+    }
+
+    /// Base COTs one iteration consumes: one per tree level.
     pub const fn base_cots(&self) -> usize {
-        self.k + self.t * self.h
+        self.t * self.h
+    }
+
+    /// Correlations one iteration adds to the buffer (its outputs less the next reserve).
+    pub const fn net_outputs(&self) -> usize {
+        self.outputs() - self.base_cots()
     }
 
     /// Bytes the COT sender sends per iteration: per tree two 16-byte level sums per level
@@ -58,60 +83,39 @@ impl LpnParams {
     pub const fn bin(&self) -> usize {
         1 << self.h
     }
-}
 
-/// Ferret's small set: bootstraps the main set from IKNP COTs.
-pub const SETUP_SET: LpnParams = LpnParams { n: 649_728, k: 36_288, t: 1_269, h: 9 };
-/// Ferret's main set: each iteration yields `n − MAIN_SET.base_cots()` = 10,001,981 COTs.
-pub const MAIN_SET: LpnParams = LpnParams { n: 10_608_640, k: 589_824, t: 1_295, h: 13 };
-
-/// Public key of the index stream of iteration `iter` (any fixed derivation both parties share).
-fn index_cipher(iter: u64, p: &LpnParams) -> Aes128 {
-    cipher_from_seed(0x6c70_6e2d_636f_6465_u128 << 64 ^ (iter as u128) << 32 ^ p.k as u128)
-}
-
-/// The [`D`] positions of output `j`, from its three stream blocks.
-#[inline]
-fn positions(blocks: &[u128], k: usize) -> [usize; D] {
-    let mut out = [0usize; D];
-    for (d, o) in out.iter_mut().enumerate() {
-        let w = (blocks[d / 4] >> (32 * (d % 4))) as u32;
-        *o = ((w as u64 * k as u64) >> 32) as usize;
+    /// Position of leaf `leaf` of tree `tree` in the noisy vector.
+    pub const fn position(&self, tree: usize, leaf: usize) -> usize {
+        leaf * self.t + tree
     }
-    out
 }
 
-/// `out[j] ^= ⊕_{l} base[pos(j, l)]` for every output, and, when `bits` is given (the
-/// receiver's choice bits), `bits_out[j] ^= ⊕_l bits[pos(j, l)]` alongside.
-pub fn encode(iter: u64, p: &LpnParams, base: &[u128], base_bits: Option<&[bool]>, out: &mut [u128], out_bits: Option<&mut [bool]>) {
-    let cipher = index_cipher(iter, p);
-    let k = p.k;
-    debug_assert_eq!(base.len(), k);
-    let run = |c: usize, chunk: &mut [u128], bits_chunk: Option<&mut [bool]>| {
-        let j0 = c * TASK;
-        let mut stream = vec![0u128; chunk.len() * BLOCKS_PER_OUTPUT];
-        prg_fill(&cipher, (j0 * BLOCKS_PER_OUTPUT) as u64, &mut stream);
-        match (bits_chunk, base_bits) {
-            (Some(bc), Some(bb)) => {
-                for (i, (x, b)) in chunk.iter_mut().zip(bc.iter_mut()).enumerate() {
-                    for pos in positions(&stream[i * BLOCKS_PER_OUTPUT..], k) {
-                        *x ^= base[pos];
-                        *b ^= bb[pos];
-                    }
-                }
-            }
-            _ => {
-                for (i, x) in chunk.iter_mut().enumerate() {
-                    for pos in positions(&stream[i * BLOCKS_PER_OUTPUT..], k) {
-                        *x ^= base[pos];
-                    }
-                }
-            }
+/// The one parameter set of the generator (see the module header).
+pub const SET: LpnParams = LpnParams { t: 264, h: 13 };
+
+/// Mask clearing the lowest bit of a block.
+pub const HIGH_BITS: u128 = !1;
+
+/// The expand-convolute code for a parameter set.
+pub struct Compressor {
+    code: ExConvCode,
+}
+
+impl Compressor {
+    pub fn new(p: &LpnParams) -> Compressor {
+        let conf = ExConvCodeConfig { code_size: p.code_len(), expander_weight: 7, accumulator_size: 24, acc_twice: true, regular_expander: true, ..Default::default() };
+        Compressor { code: ExConvCode::new_with_conf(p.outputs(), conf) }
+    }
+
+    /// Replace the length-`N` vector `v` by `G·v` (its length halves).
+    pub fn compress(&self, v: &mut Vec<u128>) -> Result<()> {
+        if v.len() != self.code.code_size() {
+            return Err(Error::Ot(format!("silent OT: {} leaves to compress, the code takes {}", v.len(), self.code.code_size())));
         }
-    };
-    match out_bits {
-        Some(ob) => out.par_chunks_mut(TASK).zip(ob.par_chunks_mut(TASK)).enumerate().for_each(|(c, (x, b))| run(c, x, Some(b))),
-        None => out.par_chunks_mut(TASK).enumerate().for_each(|(c, x)| run(c, x, None)),
+        let blocks: &mut [Block] = bytemuck::try_cast_slice_mut(v.as_mut_slice()).map_err(|e| Error::Ot(format!("silent OT: leaf buffer not block-aligned ({e})")))?;
+        self.code.dual_encode(blocks);
+        v.truncate(self.code.message_size());
+        Ok(())
     }
 }
 
@@ -120,28 +124,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parameter_sets_chain() {
-        // The setup set's output covers the main set's base COTs; bins tile the output.
-        assert!(SETUP_SET.n >= MAIN_SET.base_cots());
-        assert_eq!(SETUP_SET.t * SETUP_SET.bin(), SETUP_SET.n);
-        assert_eq!(MAIN_SET.t * MAIN_SET.bin(), MAIN_SET.n);
-        assert_eq!(MAIN_SET.n - MAIN_SET.base_cots(), 10_001_981);
+    fn the_set_meets_the_linear_test_bound_and_covers_a_million() {
+        let bias_log2 = SET.t as f64 * (1.0f64 - 2.0 * 0.15).log2();
+        assert!(bias_log2 <= -128.0, "bias 2^{bias_log2}");
+        assert!(SET.net_outputs() >= 1 << 20);
+        assert_eq!(SET.net_outputs(), 1_077_912);
+        assert_eq!(8 + SET.iteration_bytes(), 114_056);
     }
 
     #[test]
-    fn encoding_is_linear_and_reads_ten_positions() {
-        let p = LpnParams { n: 1000, k: 64, t: 1, h: 0 };
-        let base: Vec<u128> = (0..64).map(|i| 1u128 << i).collect();
-        let mut out = vec![0u128; 1000];
-        encode(5, &p, &base, None, &mut out, None);
-        // Each output is a XOR of 10 unit vectors: odd/even multiplicities cancel, never more than 10 bits.
-        assert!(out.iter().all(|x| x.count_ones() <= 10 && x.count_ones() % 2 == 0));
-        assert!(out.iter().filter(|x| x.count_ones() == 10).count() > 400);
-        let mut again = vec![0u128; 1000];
-        encode(5, &p, &base, None, &mut again, None);
-        assert_eq!(out, again);
-        let mut other = vec![0u128; 1000];
-        encode(6, &p, &base, None, &mut other, None);
-        assert_ne!(out, other);
+    fn compression_is_linear_bitwise_and_halves_the_length() {
+        let p = LpnParams { t: 8, h: 6 };
+        let c = Compressor::new(&p);
+        let a: Vec<u128> = (0..p.code_len() as u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
+        let b: Vec<u128> = (0..p.code_len() as u128).map(|i| (i * i) << 3 | i).collect();
+        let mut sum: Vec<u128> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
+        let (mut ga, mut gb) = (a.clone(), b.clone());
+        c.compress(&mut ga).unwrap();
+        c.compress(&mut gb).unwrap();
+        c.compress(&mut sum).unwrap();
+        assert_eq!(sum.len(), p.outputs());
+        assert!(sum.iter().zip(ga.iter().zip(&gb)).all(|(s, (x, y))| *s == x ^ y));
+        // One unit vector spreads over many outputs (the code mixes), and lanes stay apart.
+        let mut unit = vec![0u128; p.code_len()];
+        unit[p.code_len() - 1] = 1;
+        c.compress(&mut unit).unwrap();
+        assert!(unit.iter().all(|&x| x <= 1));
+        assert!(unit.iter().filter(|&&x| x == 1).count() > 8);
+        assert!(c.compress(&mut vec![0u128; 3]).is_err());
     }
 }

@@ -53,11 +53,12 @@
 //! ideal-permutation model).
 //!
 //! ## Silent backend ([`SilentOt`])
-//! [`ferret`] generates random correlated OTs with Ferret's regular-noise LPN construction
-//! (GGM-tree single-point COTs, [`ggm`]; local linear code, [`lpn`]), bootstrapped from the
-//! IKNP session above; [`silent`] derandomises them into the same trait (one correction bit
-//! per 1-of-2 OT, `l` per 1-of-N, plus the payload). About 0.45 bit per COT once the first
-//! main iteration has run; the cost tables are in those modules. Selected per run with
+//! [`ferret`] generates random correlated OTs from regular noise: Ferret's GGM-tree
+//! single-point COTs ([`ggm`]) compressed by dual LPN with the expand-convolute code
+//! ([`lpn`]), bootstrapped from the IKNP session above; [`silent`] derandomises them into the
+//! same trait (one correction bit per 1-of-2 OT, `l` per 1-of-N, plus the payload). About
+//! 0.85 bit of generation per COT in iterations of 1,077,912; the cost tables are in those
+//! modules. Selected per run with
 //! [`OtBackend`] (`--ot iknp|silent`).
 
 pub mod base;
@@ -86,7 +87,7 @@ pub enum OtBackend {
     /// Base OTs + IKNP extension (16 bytes per OT).
     #[default]
     Iknp,
-    /// Ferret-style silent correlated OT bootstrapped from IKNP (≈ 0.45 bit per OT in bulk).
+    /// Silent correlated OT (GGM single-point COTs, dual LPN) bootstrapped from IKNP (≈ 0.85 bit per OT in bulk).
     Silent,
 }
 

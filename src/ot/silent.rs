@@ -17,8 +17,8 @@
 //! | correlated | 8 + ⌈n/8⌉ | ⌈n·bits/8⌉ | 2 |
 //! | 1-of-N | 8 + ⌈n·l/8⌉ | ⌈n·N·bits/8⌉ | 2 |
 //! plus, when the direction's buffer runs short, the generator's refill
-//! ([`super::ferret::refill_bytes`]: 1.15 MB for the first 43,069 COTs of a direction,
-//! 559,448 bytes per further 10,001,981), which adds the refill's flights to that call. The
+//! ([`super::ferret::refill_bytes`]: 169,360 bytes for the first 1,077,912 COTs of a
+//! direction, 114,056 bytes per further 1,077,912), which adds the refill's flights to that call. The
 //! receiver sends the header and the corrections in one flight when no refill is due.
 //!
 //! ## Security (semi-honest)
