@@ -3,7 +3,7 @@
 
 use clap::Parser;
 #[allow(unused_imports)]
-use fastlmpi::{approx, Error, Result};
+use fastlmpi::{approx, engine, he, ot, proto, Error, Result};
 
 #[path = "../src/cli/fit_approx.rs"]
 #[allow(dead_code)]
@@ -173,4 +173,26 @@ fn write_checked_in_sets() {
         let args = parse(&format!("{name}{extra}{install} --out-dir {}", fit_output_dir().display()));
         fit_approx::run(&args).unwrap();
     }
+}
+
+/// The first number after `name` in the cost table's row for `name`.
+fn cost_row(table: &str, name: &str) -> Vec<f64> {
+    let line = table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no row {name} in\n{table}"));
+    line[name.len()..].split_whitespace().map(|w| w.parse::<f64>().unwrap()).collect()
+}
+
+#[test]
+fn cost_table_prices_each_candidate_set_by_the_protocol() {
+    let few = fit_approx::build_file(&parse("gelu --segments 5 --degree 3")).unwrap();
+    let many = fit_approx::build_file(&parse("gelu --segments 9 --degree 3")).unwrap();
+    let table = fit_approx::format_costs(&few, &[("nine segments".into(), many.quantized.clone())]).unwrap();
+    println!("{table}");
+    let (a, b) = (cost_row(&table, "this fit"), cost_row(&table, "nine segments"));
+    // [random OTs, bytes IKNP, bytes silent, rounds]: more knots cost more OTs; silent < IKNP.
+    assert_eq!(a.len(), 4);
+    assert!(b[0] > a[0], "{a:?} vs {b:?}");
+    assert!(a[2] < a[1] / 3.0 && b[2] < b[1] / 3.0, "{a:?} {b:?}");
+    // Only the segmented-protocol functions get the table.
+    let exp = fit_approx::build_file(&parse("exp")).unwrap();
+    assert!(fit_approx::format_costs(&exp, &[]).unwrap().is_empty());
 }

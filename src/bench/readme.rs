@@ -351,15 +351,25 @@ fn bench_section(out: &mut String, benches: &[(Value, &str)], names: &RecordName
     }
     for (rec, _) in benches {
         if let Some(rows) = rec.get("records").and_then(Value::as_array) {
-            let _ = writeln!(out, "\n| OT | batch | bytes per OT | µs per OT |\n|---|---|---|---|");
+            let _ = writeln!(out, "\n| OT | backend | batch | bytes per OT | µs per OT |\n|---|---|---|---|---|");
             for r in rows {
-                let _ = writeln!(out, "| {} | {} | {:.2} | {:.3} |", s(r, &["kind"]).unwrap_or("?"), u(r, &["batch"]).unwrap_or(0), f(r, &["bytes_per_ot"]).unwrap_or(0.0), f(r, &["us_per_ot"]).unwrap_or(0.0));
+                let _ = writeln!(out, "| {} | {} | {} | {:.2} | {:.3} |", s(r, &["kind"]).unwrap_or("?"), s(r, &["ot"]).unwrap_or("?"), u(r, &["batch"]).unwrap_or(0), f(r, &["bytes_per_ot"]).unwrap_or(0.0), f(r, &["us_per_ot"]).unwrap_or(0.0));
             }
         }
         if s(rec, &["benchmark"]) == Some("toolkit") {
-            let _ = writeln!(out, "\n| toolkit op | n | bytes per element | µs per element | rounds |\n|---|---|---|---|---|");
+            let _ = writeln!(out, "\n| toolkit op | parameters | backend | n | bytes per element | µs per element | rounds |\n|---|---|---|---|---|---|---|");
             for r in rec.get("rows").and_then(Value::as_array).cloned().unwrap_or_default() {
-                let _ = writeln!(out, "| {} | {} | {:.1} | {:.2} | {} |", s(&r, &["op"]).unwrap_or("?"), u(&r, &["n"]).unwrap_or(0), f(&r, &["bytes_per_element"]).unwrap_or(0.0), f(&r, &["us_per_element"]).unwrap_or(0.0), u(&r, &["rounds"]).unwrap_or(0));
+                let params = r.get("params").and_then(Value::as_object).map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "| {} | {params} | {} | {} | {:.1} | {:.2} | {} |",
+                    s(&r, &["op"]).unwrap_or("?"),
+                    s(&r, &["ot"]).unwrap_or("?"),
+                    u(&r, &["n"]).unwrap_or(0),
+                    f(&r, &["bytes_per_element"]).unwrap_or(0.0),
+                    f(&r, &["us_per_element"]).unwrap_or(0.0),
+                    u(&r, &["rounds"]).unwrap_or(0)
+                );
             }
         }
         if rec.get("preset").is_some() {

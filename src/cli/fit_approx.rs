@@ -10,7 +10,15 @@ use crate::approx::{
     bolt_gelu, bumblebee_gelu, compare_row, fastlmpi_gelu, fit, function_spec, measure, write_svg,
     ApproxFile, ComparisonRow, Continuity, FitConfig, FixedEvalSpec, Method, PlotCurve, SegmentKind,
 };
+use crate::approx::QuantizedPiecewise;
+use crate::engine::Profile;
+use crate::he::HeContext;
+use crate::ot::OtBackend;
+use crate::proto::nonlinear::gelu::{gelu_cost, GeluSpec};
 use crate::{Error, Result};
+
+/// Batch the cost table is computed for: one BERT-base FFN activation (128 tokens × 3072).
+const COST_BATCH: usize = 128 * 3072;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ContinuityArg {
@@ -272,6 +280,60 @@ pub fn format_table(file: &ApproxFile) -> String {
     out
 }
 
+/// Per-element cost of one candidate set in the engine's segmented-activation protocol.
+struct SetCost {
+    random_ots: f64,
+    iknp_bytes: f64,
+    silent_bytes: f64,
+    rounds: u64,
+}
+
+/// The cost of evaluating `q` with the `fastlmpi` profile's segmented-activation protocol
+/// (`proto::nonlinear::gelu`, also used for tanh) on [`COST_BATCH`] values, from the
+/// protocols' cost tables (the same tables the two-party tests check byte for byte).
+fn set_cost(q: &QuantizedPiecewise, ctx: &HeContext) -> Result<SetCost> {
+    let fixed = Profile::fastlmpi().fixed;
+    let spec = GeluSpec::from_quantized(q, ctx.field(), fixed.ring_bits, fixed.frac_bits + 7)?;
+    let cost = gelu_cost(COST_BATCH, ctx, &spec)?;
+    let per = |x: f64| x / COST_BATCH as f64;
+    Ok(SetCost {
+        random_ots: per(cost.random_ot_equivalents() as f64),
+        iknp_bytes: per(cost.bytes_on(OtBackend::Iknp)),
+        silent_bytes: per(cost.bytes_on(OtBackend::Silent)),
+        rounds: cost.rounds(),
+    })
+}
+
+/// The protocol-cost table of the fit and of each quantised comparison set (gelu and tanh,
+/// the functions the engine evaluates with the segmented protocol; empty for the others).
+pub fn format_costs(file: &ApproxFile, compared: &[(String, QuantizedPiecewise)]) -> Result<String> {
+    if !matches!(file.function.as_str(), "gelu" | "tanh") {
+        return Ok(String::new());
+    }
+    let ctx = HeContext::new(&Profile::fastlmpi().nonlinear_preset())?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nprotocol cost per element ({} values, segmented protocol of the fastlmpi profile, ℓ = {}):",
+        COST_BATCH,
+        Profile::fastlmpi().fixed.ring_bits
+    );
+    let _ = writeln!(out, "{:<24} {:>11} {:>12} {:>12} {:>7}", "approximation", "random OTs", "bytes IKNP", "bytes silent", "rounds");
+    let rows = std::iter::once(("this fit".to_string(), &file.quantized)).chain(compared.iter().map(|(n, q)| (n.clone(), q)));
+    for (name, q) in rows {
+        match set_cost(q, &ctx) {
+            Ok(c) => {
+                let _ = writeln!(out, "{name:<24} {:>11.1} {:>12.1} {:>12.1} {:>7}", c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{name:<24} not evaluable by the protocol: {e}");
+            }
+        }
+    }
+    let _ = writeln!(out, "(random OTs: 1-of-2 OT equivalents, a 1-of-N OT counting log2 N; bytes both directions incl. HE, batch headers left out)");
+    Ok(out)
+}
+
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
@@ -316,6 +378,9 @@ pub fn run(args: &FitApproxArgs) -> Result<()> {
         println!("{json}");
     } else {
         print!("{}", format_table(&file));
+        let compared: Vec<(String, QuantizedPiecewise)> =
+            file.comparison.iter().map(|r| r.name.clone()).zip(quantized_published.iter().cloned()).collect();
+        print!("{}", format_costs(&file, &compared)?);
         println!("wrote {} and {}", json_path.display(), svg_path.display());
         if args.install {
             println!("installed {}: rebuild to use it (the handshake then rejects binaries built with the old set)", installed.display());

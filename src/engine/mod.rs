@@ -122,8 +122,9 @@ impl Profile {
             // Coefficient packing over the ring for the linear layers and the attention
             // products: no conversions, no rotations (`results/linear-coeff-bench.json`).
             linear: LinearBackend::CoeffAll,
-            // Silent OT under the non-linear protocols: ≈ 4× fewer bytes than IKNP for the
-            // same time (docs/DESIGN.md, "OT backends").
+            // Silent OT under the non-linear protocols: ≈ 3–4× fewer bytes than IKNP, paid for
+            // in CPU (≈ 2 M correlations/s on 2 cores): on a loopback link IKNP is faster
+            // (results/recorded/run-*-ot-{iknp,silent}.json), on slow links silent wins.
             ot: OtBackend::Silent,
         }
     }

@@ -107,6 +107,18 @@ impl OtBackend {
         }
     }
 
+    /// Amortised bytes (both directions) of one OT built from `random_ots` 1-of-2 random OTs
+    /// (1 for chosen and correlated OT, `⌈log2 N⌉` for 1-of-N) that masks `payload_bits` bits
+    /// of messages, from the cost tables above and in [`silent`] (batch headers left out; the
+    /// silent figure includes the generator's bytes per correlation in bulk).
+    pub fn bytes_per_ot(self, random_ots: u32, payload_bits: u64) -> f64 {
+        let per_random_ot = match self {
+            OtBackend::Iknp => 16.0,
+            OtBackend::Silent => 0.125 + lpn::SET.iteration_bytes() as f64 / lpn::SET.net_outputs() as f64,
+        };
+        random_ots as f64 * per_random_ot + payload_bits as f64 / 8.0
+    }
+
     /// Run the chosen backend's setup; both parties call it at the same point.
     pub fn setup(self, ch: &mut dyn Channel, role: Role) -> Result<Box<dyn Ot>> {
         Ok(match self {

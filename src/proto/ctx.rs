@@ -16,7 +16,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::error::{Error, Result};
 use crate::net::{Channel, CommStats};
-use crate::ot::Ot;
+use crate::ot::{Ot, OtBackend};
 use crate::share::Role;
 
 /// Largest batch processed in one go; longer vectors are split (bounds the memory of the
@@ -292,6 +292,21 @@ impl Cost {
     pub fn ot_count(&self) -> usize {
         self.correlated.values().chain(self.chosen.values()).chain(self.one_of_n.values()).sum()
     }
+
+    /// The OTs as 1-of-2 random OTs (a 1-of-N OT counts `⌈log2 N⌉`): a backend-free measure.
+    pub fn random_ot_equivalents(&self) -> u64 {
+        let one_of_n: u64 = self.one_of_n.iter().map(|(&(k, _), &n)| log2_ceil(k) as u64 * n as u64).sum();
+        (self.correlated.values().chain(self.chosen.values()).sum::<usize>()) as u64 + one_of_n
+    }
+
+    /// Bytes (both directions) on an OT backend by its cost table: the toolkit's own bytes plus
+    /// every OT at [`OtBackend::bytes_per_ot`] (batch headers left out).
+    pub fn bytes_on(&self, backend: OtBackend) -> f64 {
+        let correlated: f64 = self.correlated.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, b as u64)).sum();
+        let chosen: f64 = self.chosen.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 2 * b as u64)).sum();
+        let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_ot(log2_ceil(k), (k as u64) * b as u64)).sum();
+        self.own_bytes as f64 + correlated + chosen + one_of_n
+    }
 }
 
 impl std::ops::Add for Cost {
@@ -309,5 +324,31 @@ impl std::ops::Add for Cost {
         self.own_bytes += o.own_bytes;
         self.steps.extend(o.steps);
         self
+    }
+}
+
+/// `⌈log2 k⌉` for k ≥ 1.
+fn log2_ceil(k: usize) -> u32 {
+    usize::BITS - k.saturating_sub(1).leading_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_on_a_backend_follow_the_per_ot_tables() {
+        // The OT benchmark's per-OT figures (results/recorded/ot-bench.json): IKNP correlated
+        // ℓ = 37 is 16 + 37/8 B, a 1-of-16 OT with 2-bit messages 4·16 + 16·2/8 = 68 B.
+        let c = Cost::cot(37, 1000) + Cost::one_of_n(16, 2, 10) + Cost::own(5);
+        assert_eq!(c.bytes_on(OtBackend::Iknp), 5.0 + 1000.0 * (16.0 + 37.0 / 8.0) + 10.0 * 68.0);
+        assert_eq!(c.random_ot_equivalents(), 1000 + 10 * 4);
+        // Silent: one correction bit and the generator's share per random OT, then the payload.
+        let gen = 0.125 + 114_048.0 / 1_077_912.0;
+        let want = 5.0 + 1000.0 * (gen + 37.0 / 8.0) + 10.0 * (4.0 * gen + 4.0);
+        assert!((c.bytes_on(OtBackend::Silent) - want).abs() < 1e-6);
+        assert_eq!(log2_ceil(1), 0);
+        assert_eq!(log2_ceil(16), 4);
+        assert_eq!(log2_ceil(17), 5);
     }
 }
