@@ -5,7 +5,7 @@
 //! cost formula. `tests/toolkit_silent.rs` runs this same file on the silent OT backend.
 
 use fastlmpi::net::{run_pair, Channel, CommStats};
-use fastlmpi::ot::ferret::refill_bytes;
+use fastlmpi::ot::ferret::{refill_bytes, refill_iterations};
 use fastlmpi::ot::{Ot, OtSession, SilentOt};
 use fastlmpi::proto::toolkit::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::toolkit::bits::{and, and_cost};
@@ -119,10 +119,9 @@ mod support {
                 let need = silent_cots(call);
                 let dir = &mut dirs[!call.sender as usize];
                 let refill = refill_bytes(dir.0, dir.1, need);
-                while dir.1 < need {
-                    dir.0 += 1;
-                    dir.1 += fastlmpi::ot::lpn::SET.net_outputs();
-                }
+                let k = refill_iterations(dir.0, dir.1, need);
+                dir.0 += k;
+                dir.1 += k as usize * fastlmpi::ot::lpn::SET.net_outputs();
                 dir.1 -= need;
                 refills += (refill > 0) as u64;
                 let (n, bits) = (call.count, call.bits as usize);

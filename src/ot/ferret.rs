@@ -35,7 +35,9 @@
 //! | bootstrap IKNP (receiver → sender) | 8 + 2048·⌈3,432/128⌉ = 55,304 | 3,432 (reserve) |
 //! | iteration | 8 + 264·(32·13 + 16) = 114,056 | 1,077,912 |
 //! So the first 1,077,912 COTs of a direction cost 169,360 bytes (0.157 B per COT) and every
-//! further 1,077,912 cost 114,056 bytes (0.106 B, 0.85 bit, per COT).
+//! further 1,077,912 cost 114,056 bytes (0.106 B, 0.85 bit, per COT). A refill runs the
+//! iterations its need asks for and, once the direction is busy, up to [`MAX_AHEAD`] = 4
+//! ([`refill_iterations`]), so a long inference pays the refill's flights a quarter as often.
 //!
 //! ## Security (semi-honest)
 //! Receiver's view: per level it sees `c^{¬b'}` masked by `H(K' ⊕ ¬b'·Δ)`-style pads it cannot
@@ -78,19 +80,27 @@ struct Progress {
     handed_out: u64,
 }
 
-/// Bytes one refill of at least `need` more correlations costs, given `have` already buffered
-/// and `iter` iterations already run (for cost tables and tests).
-pub fn refill_bytes(mut iter: u64, mut have: usize, need: usize) -> u64 {
-    let mut bytes = 0;
-    while have < need {
-        if iter == 0 {
-            bytes += 8 + 2048 * SET.base_cots().div_ceil(128) as u64;
-        }
-        bytes += 8 + SET.iteration_bytes();
-        have += SET.net_outputs();
-        iter += 1;
+/// Most iterations one refill runs ahead of its need (≈ 69 MiB of buffer per direction).
+pub const MAX_AHEAD: u64 = 4;
+
+/// Iterations one refill runs when `need` correlations are asked for, `have` are buffered and
+/// `iter` iterations already ran: enough to cover the need, and once a direction is busy up
+/// to [`MAX_AHEAD`] at a time (half the iterations so far), so a long run pays the refill's
+/// two extra flights less often. Both ends compute the same plan from the same counters.
+pub fn refill_iterations(iter: u64, have: usize, need: usize) -> u64 {
+    if have >= need {
+        return 0;
     }
-    bytes
+    let cover = (need - have).div_ceil(SET.net_outputs()) as u64;
+    cover.max((iter / 2).clamp(1, MAX_AHEAD))
+}
+
+/// Bytes of the refill [`refill_iterations`] plans (for cost tables and tests): the IKNP
+/// bootstrap on a direction's first refill, then one tree message per iteration.
+pub fn refill_bytes(iter: u64, have: usize, need: usize) -> u64 {
+    let k = refill_iterations(iter, have, need);
+    let bootstrap = if iter == 0 && k > 0 { 8 + 2048 * SET.base_cots().div_ceil(128) as u64 } else { 0 };
+    bootstrap + k * (8 + SET.iteration_bytes())
 }
 
 /// Leaves laid out tree after tree (`t` runs of `2^h`) → interleaved (`leaf·t + tree`).
@@ -191,9 +201,9 @@ impl CotSender {
         self.progress.iter
     }
 
-    /// Run iterations until at least `m` correlations are buffered.
+    /// Run the iterations [`refill_iterations`] plans, so at least `m` correlations are buffered.
     pub fn ensure(&mut self, ch: &mut dyn Channel, iknp: &mut OtSession, m: usize) -> Result<()> {
-        while self.available() < m {
+        for _ in 0..refill_iterations(self.progress.iter, self.available(), m) {
             ch.set_phase("silent OT iteration (sender)");
             if self.progress.iter == 0 {
                 let (rows, delta) = iknp.raw_cots_send(ch, SET.base_cots())?;
@@ -277,9 +287,9 @@ impl CotReceiver {
         self.progress.iter
     }
 
-    /// Run iterations until at least `m` correlations are buffered.
+    /// Run the iterations [`refill_iterations`] plans, so at least `m` correlations are buffered.
     pub fn ensure(&mut self, ch: &mut dyn Channel, iknp: &mut OtSession, m: usize) -> Result<()> {
-        while self.available() < m {
+        for _ in 0..refill_iterations(self.progress.iter, self.available(), m) {
             ch.set_phase("silent OT iteration (receiver)");
             if self.progress.iter == 0 {
                 let mut rng = rand::rng();
@@ -432,6 +442,54 @@ mod tests {
         assert_eq!(bytes, refill_bytes(0, 0, m));
         let bad = (0..k.len()).filter(|&i| mm[i] != k[i] ^ if b[i] { delta } else { 0 }).count();
         assert_eq!(bad, 0);
+    }
+
+    #[test]
+    fn refills_run_ahead_once_a_direction_is_busy() {
+        let n = SET.net_outputs();
+        assert_eq!(refill_iterations(0, 0, 1), 1);
+        assert_eq!(refill_iterations(0, 0, n + 1), 2);
+        assert_eq!(refill_iterations(3, 5, 6), 1);
+        assert_eq!(refill_iterations(4, 0, 1), 2);
+        assert_eq!(refill_iterations(8, 0, 1), MAX_AHEAD);
+        assert_eq!(refill_iterations(100, 0, 10 * n), 10);
+        assert_eq!(refill_iterations(100, 7, 7), 0);
+        assert_eq!(refill_bytes(4, 0, 1), 2 * 114_056);
+    }
+
+    #[test]
+    fn both_ends_follow_the_same_run_ahead_plan() {
+        // Five refills of one correlation, each after draining the buffer: 1, 1, 1, 1 and then
+        // 2 iterations (the fifth runs ahead); the last batch still correlates.
+        let out = run_pair(
+            |ch| {
+                let mut iknp = OtSession::setup(ch, Role::Server)?;
+                let mut s = CotSender::new(iknp.sender_delta());
+                let mut last = Vec::new();
+                for _ in 0..5 {
+                    s.ensure(ch, &mut iknp, 1)?;
+                    last = s.take(s.available())?.0.to_vec();
+                }
+                Ok((s.iterations(), s.delta(), last))
+            },
+            |ch| {
+                let mut iknp = OtSession::setup(ch, Role::Client)?;
+                let mut r = CotReceiver::new();
+                let mut last = (Vec::new(), Vec::new());
+                for _ in 0..5 {
+                    r.ensure(ch, &mut iknp, 1)?;
+                    let (b, m, _) = r.take(r.available())?;
+                    last = (b.to_vec(), m.to_vec());
+                }
+                Ok((r.iterations(), last))
+            },
+        )
+        .unwrap();
+        let (s_iter, delta, k) = out.server;
+        let (r_iter, (b, m)) = out.client;
+        assert_eq!((s_iter, r_iter), (6, 6));
+        assert_eq!(k.len(), 2 * SET.net_outputs());
+        assert!((0..k.len()).all(|i| m[i] == k[i] ^ if b[i] { delta } else { 0 }));
     }
 
     #[test]
