@@ -144,9 +144,9 @@ impl Scratch {
     }
 }
 
-/// The Δ-holding end of one direction.
-pub struct CotSender {
-    delta: u128,
+/// What both ends of a direction keep: the reserve for the next iteration's trees, the
+/// buffer with its read position, the shared counters and the fixed primitives.
+struct End {
     reserve: Vec<u128>,
     buf: Vec<u128>,
     pos: usize,
@@ -157,26 +157,9 @@ pub struct CotSender {
     scratch: Scratch,
 }
 
-/// The choice-bit end of one direction.
-pub struct CotReceiver {
-    reserve: Vec<u128>,
-    reserve_bits: Vec<bool>,
-    buf: Vec<u128>,
-    buf_bits: Vec<bool>,
-    pos: usize,
-    progress: Progress,
-    prg: TreePrg,
-    crh: Crh,
-    code: Compressor,
-    scratch: Scratch,
-}
-
-impl CotSender {
-    /// `iknp_delta` must be the IKNP sender's `Δ` of the session used for the bootstrap; the
-    /// generator's `Δ` is it with the lowest bit cleared.
-    pub fn new(iknp_delta: u128) -> CotSender {
-        CotSender {
-            delta: iknp_delta & HIGH_BITS,
+impl End {
+    fn new() -> End {
+        End {
             reserve: Vec::new(),
             buf: Vec::new(),
             pos: 0,
@@ -188,29 +171,85 @@ impl CotSender {
         }
     }
 
+    fn available(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Iterations this end must run before `m` correlations are buffered.
+    fn plan(&self, m: usize) -> u64 {
+        refill_iterations(self.progress.iter, self.available(), m)
+    }
+
+    /// Mark the next `m` buffered correlations handed out; returns their positions in the
+    /// buffer and the global index of the first.
+    fn hand_out(&mut self, m: usize) -> Result<(std::ops::Range<usize>, u64)> {
+        if self.available() < m {
+            return Err(Error::Ot(format!("silent OT: {m} correlations requested, {} buffered", self.available())));
+        }
+        let first = self.progress.handed_out;
+        self.progress.handed_out += m as u64;
+        self.pos += m;
+        Ok((self.pos - m..self.pos, first))
+    }
+
+    /// Check the reserve holds one iteration's tree COTs.
+    fn check_reserve(&self, p: &LpnParams, bits: Option<usize>) -> Result<()> {
+        if self.reserve.len() != p.base_cots() || bits.is_some_and(|b| b != p.base_cots()) {
+            return Err(Error::Ot(format!("silent OT: {} reserved correlations, the iteration needs {}", self.reserve.len(), p.base_cots())));
+        }
+        Ok(())
+    }
+
+    /// Count one finished iteration.
+    fn finish_iteration(&mut self, p: &LpnParams) {
+        self.progress.tree_cots += p.base_cots() as u64;
+        self.progress.iter += 1;
+    }
+}
+
+/// The Δ-holding end of one direction.
+pub struct CotSender {
+    delta: u128,
+    end: End,
+}
+
+/// The choice-bit end of one direction.
+pub struct CotReceiver {
+    reserve_bits: Vec<bool>,
+    buf_bits: Vec<bool>,
+    end: End,
+}
+
+impl CotSender {
+    /// `iknp_delta` must be the IKNP sender's `Δ` of the session used for the bootstrap; the
+    /// generator's `Δ` is it with the lowest bit cleared.
+    pub fn new(iknp_delta: u128) -> CotSender {
+        CotSender { delta: iknp_delta & HIGH_BITS, end: End::new() }
+    }
+
     pub fn delta(&self) -> u128 {
         self.delta
     }
 
     pub fn available(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end.available()
     }
 
     /// Iterations run so far.
     pub fn iterations(&self) -> u64 {
-        self.progress.iter
+        self.end.progress.iter
     }
 
     /// Run the iterations [`refill_iterations`] plans, so at least `m` correlations are buffered.
     pub fn ensure(&mut self, ch: &mut dyn Channel, iknp: &mut OtSession, m: usize) -> Result<()> {
-        for _ in 0..refill_iterations(self.progress.iter, self.available(), m) {
+        for _ in 0..self.end.plan(m) {
             ch.set_phase("silent OT iteration (sender)");
-            if self.progress.iter == 0 {
+            if self.end.progress.iter == 0 {
                 let (rows, delta) = iknp.raw_cots_send(ch, SET.base_cots())?;
                 if delta & HIGH_BITS != self.delta {
                     return Err(Error::Ot("silent OT: bootstrap Δ differs from the generator's".into()));
                 }
-                self.reserve = rows.into_iter().map(|k| k & HIGH_BITS).collect();
+                self.end.reserve = rows.into_iter().map(|k| k & HIGH_BITS).collect();
             }
             self.iterate(ch)?;
         }
@@ -219,12 +258,11 @@ impl CotSender {
 
     fn iterate(&mut self, ch: &mut dyn Channel) -> Result<()> {
         let p = SET;
-        if self.reserve.len() != p.base_cots() {
-            return Err(Error::Ot(format!("silent OT: {} reserved correlations, the iteration needs {}", self.reserve.len(), p.base_cots())));
-        }
-        let (by_tree, v) = self.scratch.sized(&p);
+        let (delta, end) = (self.delta, &mut self.end);
+        end.check_reserve(&p, None)?;
+        let (by_tree, v) = end.scratch.sized(&p);
         let roots: Vec<u128> = (0..p.t).map(|_| rand::rng().random()).collect();
-        let (prg, crh, delta, first, tree_cots) = (&self.prg, &self.crh, self.delta, self.progress.tree_cots, &self.reserve);
+        let (prg, crh, first, tree_cots) = (&end.prg, &end.crh, end.progress.tree_cots, &end.reserve);
         // Per tree: 2h masked level sums and the leaf-sum correction.
         let mut msg = vec![0u128; p.t * (2 * p.h + 1)];
         by_tree.par_chunks_mut(p.bin()).zip(msg.par_chunks_mut(2 * p.h + 1)).enumerate().for_each(|(tree, (leaves, out))| {
@@ -238,63 +276,46 @@ impl CotSender {
             }
             out[2 * p.h] = leaves.iter().fold(delta, |a, &x| a ^ x);
         });
-        ch.send_u64(iteration_tag(self.progress.iter, &p))?;
+        ch.send_u64(iteration_tag(end.progress.iter, &p))?;
         ch.send_bytes(&blocks_to_bytes(&msg))?;
         interleave(&p, by_tree, v);
-        self.code.compress(v)?;
+        end.code.compress(v)?;
         v.par_iter_mut().for_each(|y| *y &= HIGH_BITS);
-        self.progress.tree_cots += p.base_cots() as u64;
-        self.progress.iter += 1;
-        split_reserve(v, &mut self.reserve, &mut self.buf, self.pos);
-        self.pos = 0;
+        split_reserve(v, &mut end.reserve, &mut end.buf, end.pos);
+        end.pos = 0;
+        end.finish_iteration(&p);
         Ok(())
     }
 
     /// Hand out the next `m` correlations `K_i` (call [`Self::ensure`] first) and the global
     /// index of the first.
     pub fn take(&mut self, m: usize) -> Result<(&[u128], u64)> {
-        if self.available() < m {
-            return Err(Error::Ot(format!("silent OT: {m} correlations requested, {} buffered", self.available())));
-        }
-        let first = self.progress.handed_out;
-        self.progress.handed_out += m as u64;
-        self.pos += m;
-        Ok((&self.buf[self.pos - m..self.pos], first))
+        let (range, first) = self.end.hand_out(m)?;
+        Ok((&self.end.buf[range], first))
     }
 }
 
 impl CotReceiver {
     pub fn new() -> CotReceiver {
-        CotReceiver {
-            reserve: Vec::new(),
-            reserve_bits: Vec::new(),
-            buf: Vec::new(),
-            buf_bits: Vec::new(),
-            pos: 0,
-            progress: Progress::default(),
-            prg: TreePrg::default(),
-            crh: Crh::default(),
-            code: Compressor::new(&SET),
-            scratch: Scratch::default(),
-        }
+        CotReceiver { reserve_bits: Vec::new(), buf_bits: Vec::new(), end: End::new() }
     }
 
     pub fn available(&self) -> usize {
-        self.buf.len() - self.pos
+        self.end.available()
     }
 
     pub fn iterations(&self) -> u64 {
-        self.progress.iter
+        self.end.progress.iter
     }
 
     /// Run the iterations [`refill_iterations`] plans, so at least `m` correlations are buffered.
     pub fn ensure(&mut self, ch: &mut dyn Channel, iknp: &mut OtSession, m: usize) -> Result<()> {
-        for _ in 0..refill_iterations(self.progress.iter, self.available(), m) {
+        for _ in 0..self.end.plan(m) {
             ch.set_phase("silent OT iteration (receiver)");
-            if self.progress.iter == 0 {
+            if self.end.progress.iter == 0 {
                 let mut rng = rand::rng();
                 let bits: Vec<bool> = (0..SET.base_cots()).map(|_| rng.random()).collect();
-                self.reserve = iknp.raw_cots_recv(ch, &bits)?.into_iter().map(|m| m & HIGH_BITS).collect();
+                self.end.reserve = iknp.raw_cots_recv(ch, &bits)?.into_iter().map(|m| m & HIGH_BITS).collect();
                 self.reserve_bits = bits;
             }
             self.iterate(ch)?;
@@ -304,11 +325,10 @@ impl CotReceiver {
 
     fn iterate(&mut self, ch: &mut dyn Channel) -> Result<()> {
         let p = SET;
-        if self.reserve.len() != p.base_cots() || self.reserve_bits.len() != p.base_cots() {
-            return Err(Error::Ot(format!("silent OT: {} reserved correlations, the iteration needs {}", self.reserve.len(), p.base_cots())));
-        }
+        let end = &mut self.end;
+        end.check_reserve(&p, Some(self.reserve_bits.len()))?;
         let tag = ch.recv_u64()?;
-        let want = iteration_tag(self.progress.iter, &p);
+        let want = iteration_tag(end.progress.iter, &p);
         if tag != want {
             return Err(Error::protocol("silent OT iteration", format!("the peer opened iteration tag {tag:#x}, expected {want:#x} (the two ends are out of step)")));
         }
@@ -317,9 +337,9 @@ impl CotReceiver {
         ch.recv_bytes(&mut raw)?;
         let msg = bytes_to_blocks(&raw);
         drop(raw);
-        let (by_tree, w) = self.scratch.sized(&p);
-        let (prg, crh, first) = (&self.prg, &self.crh, self.progress.tree_cots);
-        let (tree_cots, tree_bits) = (&self.reserve, &self.reserve_bits);
+        let (by_tree, w) = end.scratch.sized(&p);
+        let (prg, crh, first) = (&end.prg, &end.crh, end.progress.tree_cots);
+        let (tree_cots, tree_bits) = (&end.reserve, &self.reserve_bits);
         let alphas: Vec<usize> = by_tree
             .par_chunks_mut(p.bin())
             .enumerate()
@@ -343,26 +363,20 @@ impl CotReceiver {
         for (tree, &alpha) in alphas.iter().enumerate() {
             w[p.position(tree, alpha)] |= 1;
         }
-        self.code.compress(w)?;
+        end.code.compress(w)?;
         let bits: Vec<bool> = w.par_iter().map(|&z| z & 1 == 1).collect();
         w.par_iter_mut().for_each(|z| *z &= HIGH_BITS);
-        self.progress.tree_cots += p.base_cots() as u64;
-        self.progress.iter += 1;
-        split_reserve(w, &mut self.reserve, &mut self.buf, self.pos);
-        split_reserve(&bits, &mut self.reserve_bits, &mut self.buf_bits, self.pos);
-        self.pos = 0;
+        split_reserve(w, &mut end.reserve, &mut end.buf, end.pos);
+        split_reserve(&bits, &mut self.reserve_bits, &mut self.buf_bits, end.pos);
+        end.pos = 0;
+        end.finish_iteration(&p);
         Ok(())
     }
 
     /// Hand out the next `m` correlations `(b_i, M_i)` and the global index of the first.
     pub fn take(&mut self, m: usize) -> Result<(&[bool], &[u128], u64)> {
-        if self.available() < m {
-            return Err(Error::Ot(format!("silent OT: {m} correlations requested, {} buffered", self.available())));
-        }
-        let first = self.progress.handed_out;
-        self.progress.handed_out += m as u64;
-        self.pos += m;
-        Ok((&self.buf_bits[self.pos - m..self.pos], &self.buf[self.pos - m..self.pos], first))
+        let (range, first) = self.end.hand_out(m)?;
+        Ok((&self.buf_bits[range.clone()], &self.end.buf[range], first))
     }
 }
 
