@@ -196,3 +196,20 @@ fn cost_table_prices_each_candidate_set_by_the_protocol() {
     let exp = fit_approx::build_file(&parse("exp")).unwrap();
     assert!(fit_approx::format_costs(&exp, &[]).unwrap().is_empty());
 }
+
+#[test]
+fn search_prices_every_candidate_and_marks_the_front() {
+    let table = fit_approx::search(&parse("gelu --search --no-knot-search")).unwrap();
+    println!("{table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() > 2 && w[0].parse::<usize>().is_ok() && w[1].parse::<usize>().is_ok())
+        .collect();
+    assert_eq!(rows.len(), 27);
+    assert!(rows.iter().any(|w| w.last() == Some(&"*")), "no candidate marked");
+    // The engine's shape (7 segments, degree 3, knots on 2^-4) is fitted and priced.
+    let engine = rows.iter().find(|w| w[..3] == ["7", "3", "2^-4"]).unwrap();
+    assert!(engine[3].parse::<f64>().is_ok() && engine[6].parse::<f64>().is_ok(), "{engine:?}");
+    assert!(fit_approx::search(&parse("exp --search")).is_err());
+}

@@ -69,6 +69,12 @@ pub struct FitApproxArgs {
     /// Print the JSON file to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Instead of one fit, fit every candidate of the search grid (segments 5/7/9, degree
+    /// 2/3/4, knots free or on a 2^-3 / 2^-4 grid; the other options as given) and print each
+    /// one's error and protocol cost, marking the candidates no other beats on both. Writes
+    /// nothing. gelu and tanh only (the functions the segmented protocol evaluates).
+    #[arg(long, conflicts_with_all = ["json", "install", "compare", "segments", "degree", "knot_frac"])]
+    pub search: bool,
     /// Add BOLT's, BumbleBee's and FASTLMPI's published approximations (gelu only).
     #[arg(long)]
     pub compare: bool,
@@ -334,6 +340,65 @@ pub fn format_costs(file: &ApproxFile, compared: &[(String, QuantizedPiecewise)]
     Ok(out)
 }
 
+/// The grid `--search` fits: segments, degrees and knot grids.
+const SEARCH_SEGMENTS: [usize; 3] = [5, 7, 9];
+const SEARCH_DEGREES: [usize; 3] = [2, 3, 4];
+const SEARCH_KNOT_GRIDS: [Option<u32>; 3] = [None, Some(3), Some(4)];
+
+/// One candidate of `--search`: its shape, its fixed-point error and its cost (or why not).
+struct Candidate {
+    segments: usize,
+    degree: usize,
+    knot_frac: Option<u32>,
+    outcome: std::result::Result<(f64, SetCost), String>,
+}
+
+/// Whether `a` is beaten by `b` on error and silent bytes (at least as good on both, better on one).
+fn dominated(a: (f64, &SetCost), b: (f64, &SetCost)) -> bool {
+    b.0 <= a.0 && b.1.silent_bytes <= a.1.silent_bytes && (b.0 < a.0 || b.1.silent_bytes < a.1.silent_bytes)
+}
+
+/// `fit-approx --search`: the error/cost table of every candidate of the grid.
+pub fn search(args: &FitApproxArgs) -> Result<String> {
+    if !matches!(args.func.as_str(), "gelu" | "tanh") {
+        return Err(Error::Input(format!("--search prices candidates by the segmented protocol, which evaluates gelu and tanh, not {}", args.func)));
+    }
+    let ctx = HeContext::new(&Profile::fastlmpi().nonlinear_preset())?;
+    let mut rows = Vec::new();
+    for segments in SEARCH_SEGMENTS {
+        for degree in SEARCH_DEGREES {
+            for knot_frac in SEARCH_KNOT_GRIDS {
+                let candidate = FitApproxArgs { segments: Some(segments), degree: Some(degree), knot_frac, acc_frac: None, search: false, ..args.clone() };
+                let outcome = build_file(&candidate)
+                    .and_then(|file| Ok((file.errors.fixed.max_abs, set_cost(&file.quantized, &ctx)?)))
+                    .map_err(|e| e.to_string());
+                rows.push(Candidate { segments, degree, knot_frac, outcome });
+            }
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{} candidates for {} (error: max |fixed − f| on the range; cost per element of {} values, segmented protocol of the fastlmpi profile)", rows.len(), args.func, COST_BATCH);
+    let _ = writeln!(out, "{:>4} {:>4} {:>6}  {:>10} {:>11} {:>11} {:>12} {:>7}  best", "seg", "deg", "knots", "max fixed", "random OTs", "bytes IKNP", "bytes silent", "rounds");
+    for row in &rows {
+        let knots = row.knot_frac.map_or("free".to_string(), |k| format!("2^-{k}"));
+        match &row.outcome {
+            Ok((err, c)) => {
+                let best = !rows.iter().any(|o| matches!(&o.outcome, Ok((e2, c2)) if dominated((*err, c), (*e2, c2))));
+                let _ = writeln!(
+                    out,
+                    "{:>4} {:>4} {:>6}  {:>10.3e} {:>11.1} {:>11.1} {:>12.1} {:>7}  {}",
+                    row.segments, row.degree, knots, err, c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds, if best { "*" } else { "" }
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "{:>4} {:>4} {:>6}  not usable: {e}", row.segments, row.degree, knots);
+            }
+        }
+    }
+    let _ = writeln!(out, "(* = no other candidate has both a smaller or equal error and fewer or equal bytes on silent OT)");
+    Ok(out)
+}
+
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
@@ -341,6 +406,10 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// Runs `fit-approx`: prints the table (or the JSON with --json) and writes FUNC.json and
 /// FUNC.svg into --out-dir.
 pub fn run(args: &FitApproxArgs) -> Result<()> {
+    if args.search {
+        print!("{}", search(args)?);
+        return Ok(());
+    }
     let file = build_file(args)?;
     let json = file.to_json()?;
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;

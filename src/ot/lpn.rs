@@ -19,11 +19,12 @@
 //! nothing: it is a public, deterministic map both parties must compute identically.
 //!
 //! ## Parameters ([`SET`]: t = 264, h = 13)
-//! The noise weight follows the linear-test bound used for this code by its authors and by
-//! libOTe and CryProt: a code of relative minimum distance `δ` resists linear tests of bias
-//! `(1 − 2δ)^t`, and RRT23 estimate `δ ≥ 0.15` for the weight-7 / width-24 code at rate 1/2.
-//! `t ≥ 128 / −log2(0.7) = 248.7` gives bias ≤ 2^-128; we take `t = 264` (bias 2^-135.9), the
-//! next size for which one iteration also covers 2^20 outputs after its reserve.
+//! The noise weight follows the linear-test bound of RRT23's security analysis as libOTe and
+//! CryProt apply it to this code: a code of relative minimum distance `δ` leaves linear tests a
+//! bias of at most `(1 − 2δ)^t`, and both implementations take `δ = 0.15` for the weight-7 /
+//! width-24 code at rate 1/2. `t ≥ 128 / −log2(0.7) = 248.7` gives bias ≤ 2^-128; we take
+//! `t = 264` (bias 2^-135.9), the next size for which one iteration also covers 2^20 outputs
+//! after its reserve.
 //! | | value |
 //! |---|---|
 //! | code length `N = t·2^13` | 2,162,688 |
