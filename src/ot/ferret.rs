@@ -265,8 +265,9 @@ impl CotSender {
         let (prg, crh, first, tree_cots) = (&end.prg, &end.crh, end.progress.tree_cots, &end.reserve);
         // Per tree: 2h masked level sums and the leaf-sum correction.
         let mut msg = vec![0u128; p.t * (2 * p.h + 1)];
-        by_tree.par_chunks_mut(p.bin()).zip(msg.par_chunks_mut(2 * p.h + 1)).enumerate().for_each(|(tree, (leaves, out))| {
-            let sums = prg.expand_full(roots[tree], p.h, leaves);
+        let pairs = by_tree.par_chunks_mut(p.bin()).zip(msg.par_chunks_mut(2 * p.h + 1)).enumerate();
+        pairs.for_each_init(|| vec![0u128; p.bin()], |scratch, (tree, (leaves, out))| {
+            let sums = prg.expand_full(roots[tree], p.h, leaves, scratch);
             let cots = &tree_cots[tree * p.h..(tree + 1) * p.h];
             let mut pads: Vec<u128> = cots.iter().flat_map(|&k| [k, k ^ delta]).collect();
             crh.hash_in_place(&mut pads, |j| tree_tweak(first + (tree * p.h + j / 2) as u64));
@@ -343,7 +344,7 @@ impl CotReceiver {
         let alphas: Vec<usize> = by_tree
             .par_chunks_mut(p.bin())
             .enumerate()
-            .map(|(tree, leaves)| {
+            .map_init(|| vec![0u128; p.bin()], |scratch, (tree, leaves)| {
                 let cots = &tree_cots[tree * p.h..(tree + 1) * p.h];
                 let bits = &tree_bits[tree * p.h..(tree + 1) * p.h];
                 let mut pads = cots.to_vec();
@@ -352,7 +353,7 @@ impl CotReceiver {
                 // α_i = ¬b'_i; the receiver learns the sum on side b'_i = ¬α_i.
                 let off_path: Vec<u128> = (0..p.h).map(|i| m[2 * i + bits[i] as usize] ^ pads[i]).collect();
                 let alpha = bits.iter().fold(0usize, |a, &b| a << 1 | (!b) as usize);
-                prg.expand_punctured(alpha, p.h, &off_path, leaves);
+                prg.expand_punctured(alpha, p.h, &off_path, leaves, scratch);
                 leaves[alpha] = leaves.iter().fold(m[2 * p.h], |a, &x| a ^ x);
                 alpha
             })

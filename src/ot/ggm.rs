@@ -28,45 +28,47 @@ impl Default for TreePrg {
 }
 
 impl TreePrg {
-    /// Expand `parents` into `children` (twice as long): child `2j + s` = `π_s(p_j) ⊕ p_j`.
-    fn expand(&self, parents: &[u128], children: &mut [u128]) {
-        let mut l = parents.to_vec();
-        let mut r = parents.to_vec();
-        aes_in_place(&self.left, &mut l);
-        aes_in_place(&self.right, &mut r);
-        for (j, &p) in parents.iter().enumerate() {
-            children[2 * j] = l[j] ^ p;
-            children[2 * j + 1] = r[j] ^ p;
+    /// One level down, in place: `nodes[..parents]` holds the parents; afterwards
+    /// `nodes[..2·parents]` holds the children, child `2j + s` = `π_s(p_j) ⊕ p_j`. `scratch`
+    /// (at least `2·parents` long, reused across levels and trees) takes the AES outputs.
+    fn expand_level(&self, nodes: &mut [u128], parents: usize, scratch: &mut [u128]) {
+        let (l, r) = scratch[..2 * parents].split_at_mut(parents);
+        l.copy_from_slice(&nodes[..parents]);
+        r.copy_from_slice(&nodes[..parents]);
+        aes_in_place(&self.left, l);
+        aes_in_place(&self.right, r);
+        // Backwards, so parent j is read before children 2j, 2j + 1 (≥ j) are written.
+        for j in (0..parents).rev() {
+            let p = nodes[j];
+            nodes[2 * j + 1] = r[j] ^ p;
+            nodes[2 * j] = l[j] ^ p;
         }
     }
 
     /// Sender: the `2^h` leaves of the tree rooted at `root` (written to `leaves`) and the
-    /// per-level sums `[K_i^0, K_i^1]` for levels `1..=h`.
-    pub fn expand_full(&self, root: u128, h: usize, leaves: &mut [u128]) -> Vec<[u128; 2]> {
+    /// per-level sums `[K_i^0, K_i^1]` for levels `1..=h`. `scratch` must hold `2^h` blocks.
+    pub fn expand_full(&self, root: u128, h: usize, leaves: &mut [u128], scratch: &mut [u128]) -> Vec<[u128; 2]> {
         debug_assert_eq!(leaves.len(), 1 << h);
         let mut sums = Vec::with_capacity(h);
-        let mut level = vec![root];
+        leaves[0] = root;
         for i in 1..=h {
-            let mut next = vec![0u128; 1 << i];
-            self.expand(&level, &mut next);
-            sums.push(level_sums(&next));
-            level = next;
+            self.expand_level(leaves, 1 << (i - 1), scratch);
+            sums.push(level_sums(&leaves[..1 << i]));
         }
-        leaves.copy_from_slice(&level);
         sums
     }
 
     /// Receiver: the leaves of the tree punctured at `alpha` (MSB-first path bits), given the
     /// level sums on the side off the path, `off_path[i-1] = K_i^{¬α_i}`. Leaf `alpha` is
-    /// set to 0.
-    pub fn expand_punctured(&self, alpha: usize, h: usize, off_path: &[u128], leaves: &mut [u128]) {
+    /// set to 0. `scratch` must hold `2^h` blocks.
+    pub fn expand_punctured(&self, alpha: usize, h: usize, off_path: &[u128], leaves: &mut [u128], scratch: &mut [u128]) {
         debug_assert_eq!(leaves.len(), 1 << h);
         debug_assert_eq!(off_path.len(), h);
-        let mut level = vec![0u128; 1];
+        leaves[0] = 0;
         for i in 1..=h {
-            let mut next = vec![0u128; 1 << i];
-            self.expand(&level, &mut next);
-            // Path node at this level and its sibling.
+            // The path's parent is unknown (0): its two children are overwritten below.
+            self.expand_level(leaves, 1 << (i - 1), scratch);
+            let next = &mut leaves[..1 << i];
             let path = alpha >> (h - i);
             let sibling = path ^ 1;
             next[path] = 0;
@@ -74,9 +76,7 @@ impl TreePrg {
             let side = sibling & 1;
             let known: u128 = next.iter().skip(side).step_by(2).fold(0, |a, &x| a ^ x);
             next[sibling] = off_path[i - 1] ^ known;
-            level = next;
         }
-        leaves.copy_from_slice(&level);
     }
 }
 
@@ -99,10 +99,11 @@ mod tests {
         for h in [1usize, 2, 5, 9] {
             for alpha in [0usize, 1, (1 << h) - 1, (1 << h) / 3] {
                 let mut full = vec![0u128; 1 << h];
-                let sums = prg.expand_full(0x1234_5678 + h as u128, h, &mut full);
+                let mut scratch = vec![0u128; 1 << h];
+                let sums = prg.expand_full(0x1234_5678 + h as u128, h, &mut full, &mut scratch);
                 let off: Vec<u128> = (1..=h).map(|i| sums[i - 1][1 - ((alpha >> (h - i)) & 1)]).collect();
                 let mut punct = vec![0u128; 1 << h];
-                prg.expand_punctured(alpha, h, &off, &mut punct);
+                prg.expand_punctured(alpha, h, &off, &mut punct, &mut scratch);
                 for j in 0..1 << h {
                     if j == alpha {
                         assert_eq!(punct[j], 0);
