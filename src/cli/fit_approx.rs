@@ -286,6 +286,11 @@ pub fn format_table(file: &ApproxFile) -> String {
     out
 }
 
+/// Whether the engine evaluates `func` with the segmented protocol, so its sets can be priced.
+fn priced_by_protocol(func: &str) -> bool {
+    matches!(func, "gelu" | "tanh")
+}
+
 /// Per-element cost of one candidate set in the engine's segmented-activation protocol.
 struct SetCost {
     random_ots: f64,
@@ -313,7 +318,7 @@ fn set_cost(q: &QuantizedPiecewise, ctx: &HeContext) -> Result<SetCost> {
 /// The protocol-cost table of the fit and of each quantised comparison set (gelu and tanh,
 /// the functions the engine evaluates with the segmented protocol; empty for the others).
 pub fn format_costs(file: &ApproxFile, compared: &[(String, QuantizedPiecewise)]) -> Result<String> {
-    if !matches!(file.function.as_str(), "gelu" | "tanh") {
+    if !priced_by_protocol(&file.function) {
         return Ok(String::new());
     }
     let ctx = HeContext::new(&Profile::fastlmpi().nonlinear_preset())?;
@@ -360,7 +365,7 @@ fn dominated(a: (f64, &SetCost), b: (f64, &SetCost)) -> bool {
 
 /// `fit-approx --search`: the error/cost table of every candidate of the grid.
 pub fn search(args: &FitApproxArgs) -> Result<String> {
-    if !matches!(args.func.as_str(), "gelu" | "tanh") {
+    if !priced_by_protocol(&args.func) {
         return Err(Error::Input(format!("--search prices candidates by the segmented protocol, which evaluates gelu and tanh, not {}", args.func)));
     }
     let ctx = HeContext::new(&Profile::fastlmpi().nonlinear_preset())?;

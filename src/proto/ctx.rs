@@ -16,6 +16,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::error::{Error, Result};
 use crate::net::{Channel, CommStats};
+use crate::ot::session::choice_bits;
 use crate::ot::{Ot, OtBackend};
 use crate::share::Role;
 
@@ -295,7 +296,7 @@ impl Cost {
 
     /// The OTs as 1-of-2 random OTs (a 1-of-N OT counts `⌈log2 N⌉`): a backend-free measure.
     pub fn random_ot_equivalents(&self) -> u64 {
-        let one_of_n: u64 = self.one_of_n.iter().map(|(&(k, _), &n)| log2_ceil(k) as u64 * n as u64).sum();
+        let one_of_n: u64 = self.one_of_n.iter().map(|(&(k, _), &n)| choice_bits(k) as u64 * n as u64).sum();
         (self.correlated.values().chain(self.chosen.values()).sum::<usize>()) as u64 + one_of_n
     }
 
@@ -304,7 +305,7 @@ impl Cost {
     pub fn bytes_on(&self, backend: OtBackend) -> f64 {
         let correlated: f64 = self.correlated.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, b as u64)).sum();
         let chosen: f64 = self.chosen.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 2 * b as u64)).sum();
-        let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_ot(log2_ceil(k), (k as u64) * b as u64)).sum();
+        let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_ot(choice_bits(k) as u32, (k as u64) * b as u64)).sum();
         self.own_bytes as f64 + correlated + chosen + one_of_n
     }
 }
@@ -327,11 +328,6 @@ impl std::ops::Add for Cost {
     }
 }
 
-/// `⌈log2 k⌉` for k ≥ 1.
-fn log2_ceil(k: usize) -> u32 {
-    usize::BITS - k.saturating_sub(1).leading_zeros()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,8 +343,7 @@ mod tests {
         let gen = 0.125 + 114_048.0 / 1_077_912.0;
         let want = 5.0 + 1000.0 * (gen + 37.0 / 8.0) + 10.0 * (4.0 * gen + 4.0);
         assert!((c.bytes_on(OtBackend::Silent) - want).abs() < 1e-6);
-        assert_eq!(log2_ceil(1), 0);
-        assert_eq!(log2_ceil(16), 4);
-        assert_eq!(log2_ceil(17), 5);
+        assert_eq!(choice_bits(16), 4);
+        assert_eq!(choice_bits(17), 5);
     }
 }
