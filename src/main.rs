@@ -1,6 +1,7 @@
 //! Thin binary: parse arguments, run the command, map errors to a message and exit code 1.
 
 fn main() {
+    fastlmpi::engine::report::tune_heap_for_inference();
     let code = match fastlmpi::cli::main_with_args(std::env::args_os()) {
         Ok(()) => 0,
         Err(e) => {

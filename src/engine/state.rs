@@ -180,7 +180,10 @@ impl Plans {
                     linear.insert((n, d_in, d_out), LinearPlan::new(ctx, shape, packing)?);
                 }
                 (true, Some(cc)) => {
-                    coeff.insert((n, d_in, d_out), CoeffPlan::new(cc, shape, MODEL_WEIGHT_BITS)?);
+                    // The token rows' hidden × hidden shape serves Q, K, V (one upload) and the
+                    // attention output; every other shape one call with one weight set.
+                    let uses: &[usize] = if (d_in, d_out) == (h, h) && n > 1 { &[3, 1] } else { &[1] };
+                    coeff.insert((n, d_in, d_out), CoeffPlan::for_uses(cc, shape, MODEL_WEIGHT_BITS, uses)?);
                 }
                 (true, None) => return Err(Error::Config("the coefficient backend needs its HE context".into())),
             }

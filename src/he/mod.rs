@@ -330,6 +330,34 @@ pub struct ClientKeys {
     pub ek: Option<EvaluationKey>,
     /// The secret key as an NTT polynomial at the top level (for seeded uploads).
     s_top: Poly,
+    /// The secret key as an NTT polynomial at the last (single-modulus) level, for compact results.
+    s_last: Poly,
+}
+
+impl ClientKeys {
+    /// Decryption of a compact result ([`wire::CompactCt`], at the last level) at its c0
+    /// positions only: m = ⌊t·[c0 + c1·s]_q / q⌉ mod t, the BFV decryption at one modulus, without
+    /// building or transforming the (mostly zero) c0.
+    pub fn decrypt_compact(&self, ctx: &HeContext, ct: &wire::CompactCt, positions: &[usize]) -> Result<Vec<u64>> {
+        if ct.c1.ctx() != self.s_last.ctx() || ct.c0.len() != positions.len() {
+            return Err(Error::He("compact result not at the last level or of the wrong length".into()));
+        }
+        let mut c1s = &ct.c1 * &self.s_last;
+        c1s.change_representation(Representation::PowerBasis);
+        let q = *self.s_last.ctx().moduli().first().ok_or_else(|| Error::He("no modulus at the last level".into()))?;
+        let modulus = Modulus::new(q)?;
+        let t = ctx.t() as u128;
+        let row = c1s.coefficients();
+        positions
+            .iter()
+            .zip(&ct.c0)
+            .map(|(&p, &c0)| {
+                let c1s_p = *row.get((0, p)).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))?;
+                let x = modulus.add(c0, c1s_p) as u128;
+                Ok(((t * x + (q as u128) / 2) / q as u128 % t) as u64)
+            })
+            .collect()
+    }
 }
 
 /// What the server holds: the client's public key and (optionally) its Galois keys.
@@ -354,9 +382,13 @@ impl ClientKeys {
             Some(b.build(rng)?)
         };
         let coeffs = fhe::proto::bfv::SecretKey::from(&sk).coeffs;
-        let mut s_top = Poly::try_convert_from(&coeffs[..], ctx.params().context_at_level(0)?, false, Representation::PowerBasis)?;
-        s_top.change_representation(Representation::Ntt);
-        Ok(ClientKeys { sk, pk, ek, s_top })
+        let s_at = |level: usize| -> Result<Poly> {
+            let mut s = Poly::try_convert_from(&coeffs[..], ctx.params().context_at_level(level)?, false, Representation::PowerBasis)?;
+            s.change_representation(Representation::Ntt);
+            Ok(s)
+        };
+        let (s_top, s_last) = (s_at(0)?, s_at(ctx.max_level())?);
+        Ok(ClientKeys { sk, pk, ek, s_top, s_last })
     }
 
     /// Secret-key encryption of `slots` at the top level, returned in seeded form: the
@@ -470,6 +502,33 @@ mod tests {
             assert!(ctx.params().moduli().iter().all(|&q| q > ctx.t()));
             assert!(ctx.log_q_at(0) <= 218.0);
         }
+    }
+
+    /// The one-modulus decryption of compact results agrees with the crate's full decryption
+    /// at every position, after the circuit-private return, for t = 2^40 and values at 0, t−1.
+    #[test]
+    fn compact_decryption_matches_the_crate_decryption() {
+        let ctx = HeContext::coefficient(&HePreset::coefficient(40)).unwrap();
+        let f = ctx.field();
+        let mut rng = rand::rng();
+        let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
+        let mut x: Vec<u64> = (0..ctx.degree()).map(|_| f.random(&mut rng)).collect();
+        x[0] = 0;
+        x[1] = ctx.t() - 1;
+        let ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
+        let level = ctx.max_level();
+        let (ret, share) = privacy::private_return(&ctx, &keys.pk, ct, ctx.fresh_noise(), &mut rng).unwrap();
+        let positions: Vec<usize> = (0..ctx.degree()).step_by(7).chain([1, ctx.degree() - 1]).collect();
+        let bytes = wire::encode_compact(&ctx, &ret, level, &positions).unwrap();
+        let parts = wire::decode_compact_parts(&ctx, level, positions.len(), &bytes).unwrap();
+        let mine = keys.decrypt_compact(&ctx, &parts, &positions).unwrap();
+        let full = ctx.decrypt(&keys.sk, &ret).unwrap();
+        for (i, &p) in positions.iter().enumerate() {
+            assert_eq!(mine[i], full[p], "position {p}");
+            assert_eq!(f.add(mine[i], share[p]), x[p], "position {p}");
+        }
+        // A result at another level, or with the wrong number of positions, is refused.
+        assert!(keys.decrypt_compact(&ctx, &parts, &positions[1..]).is_err());
     }
 
     #[test]

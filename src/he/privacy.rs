@@ -15,6 +15,11 @@
 //! 4. switches down to the lowest level at which decryption is still guaranteed
 //!    ([`return_level`]), and only then is the ciphertext serialised.
 //!
+//! Steps 1–2 run in the NTT domain; the flooding of step 3 is drawn in the power basis and
+//! added there, after which both parts drop their moduli without returning to the NTT domain
+//! in between (the same ciphertext as flooding in the NTT domain and switching level by
+//! level, with a third of the number-theoretic transforms).
+//!
 //! **Per-key budget.** The statistical parameter covers a key's whole life, not one
 //! ciphertext: every context counts the returns made under its client key
 //! ([`ReturnBudget`], one [`HeContext`] per client key in a session) and [`mask_and_flood`]
@@ -44,6 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fhe::bfv::{Ciphertext, PublicKey};
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
+use fhe_math::zq::Modulus;
 use fhe_traits::FheEncrypter;
 use ndarray::Array2;
 use rand::{CryptoRng, RngCore};
@@ -166,18 +172,17 @@ fn pow2_mod(e: u32, q: u64) -> u64 {
     r as u64
 }
 
-/// Uniform integers in [−2^f, 2^f) as an NTT polynomial at the ciphertext's level. Each
-/// sample is f + 1 uniform bits u (three 64-bit limbs, top limb masked) minus 2^f, reduced
-/// residue by residue.
-fn flooding_poly<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32, rng: &mut R) -> Result<Poly> {
+/// Uniform integers in [−2^f, 2^f) as a power-basis polynomial at `level`. Each sample is
+/// f + 1 uniform bits u (up to three 64-bit limbs, top limb masked) minus 2^f, reduced residue
+/// by residue (Horner over the limbs with a constant-time Barrett reduction of u128 values).
+fn flooding_coeffs<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32, rng: &mut R) -> Result<Poly> {
     let c = ctx.params().context_at_level(level)?;
-    let moduli = c.moduli();
+    let moduli: Vec<Modulus> = c.moduli().iter().map(|&q| Modulus::new(q)).collect::<std::result::Result<_, _>>()?;
     let n = ctx.degree();
     let bits = f + 1;
     let limbs = bits.div_ceil(64) as usize;
     let top_mask = if bits % 64 == 0 { u64::MAX } else { (1u64 << (bits % 64)) - 1 };
-    let limb_base: Vec<u64> = moduli.iter().map(|&q| pow2_mod(64, q)).collect();
-    let offset: Vec<u64> = moduli.iter().map(|&q| pow2_mod(f, q)).collect();
+    let offset: Vec<u64> = c.moduli().iter().map(|&q| pow2_mod(f, q)).collect();
     let mut a = Array2::<u64>::zeros((moduli.len(), n));
     let mut u = [0u64; 3];
     for j in 0..n {
@@ -187,30 +192,21 @@ fn flooding_poly<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32, 
                 *limb &= top_mask;
             }
         }
-        for (i, &q) in moduli.iter().enumerate() {
-            let q128 = q as u128;
-            // Horner over limbs, most significant first.
-            let mut r = 0u128;
+        for (i, q) in moduli.iter().enumerate() {
+            // r < q < 2^63, so r·2^64 + limb < 2^127 fits the reduction's input.
+            let mut r = 0u64;
             for k in (0..limbs).rev() {
-                r = (r * limb_base[i] as u128 + u[k] as u128 % q128) % q128;
+                r = q.reduce_u128(((r as u128) << 64) | u[k] as u128);
             }
-            a[[i, j]] = ((r + q128 - offset[i] as u128) % q128) as u64;
+            a[[i, j]] = q.sub(r, offset[i]);
         }
     }
-    let mut p = Poly::try_convert_from(a, c, false, Representation::PowerBasis)?;
-    p.change_representation(Representation::Ntt);
-    Ok(p)
+    Ok(Poly::try_convert_from(a, c, false, Representation::PowerBasis)?)
 }
 
-/// Steps 1–3 at the ciphertext's current level: mask, re-randomise, flood. Returns the
-/// server's share −R (slot values in Z_t).
-pub fn mask_and_flood<R: RngCore + CryptoRng>(
-    ctx: &HeContext,
-    pk: &PublicKey,
-    ct: &mut Ciphertext,
-    v: f64,
-    rng: &mut R,
-) -> Result<Vec<u64>> {
+/// Steps 1–2 at the ciphertext's current level: add the mask R and a fresh Enc_pk(0).
+/// Counts the return against the key's budget. Returns the server's share −R.
+fn mask_and_rerandomise<R: RngCore + CryptoRng>(ctx: &HeContext, pk: &PublicKey, ct: &mut Ciphertext, rng: &mut R) -> Result<Vec<u64>> {
     let level = ctx.params().level_of_context(ct[0].ctx())?;
     if ct.len() != 2 {
         return Err(Error::He("circuit-private return needs a 2-part ciphertext".into()));
@@ -222,13 +218,33 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     let zero = ctx.zero_plaintext(level)?;
     let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
     *ct += &enc_zero;
-    let flood = flooding_poly(ctx, level, flood_bits(ctx, v), rng)?;
-    ct[0] += &flood;
     Ok(mask.into_iter().map(|r| field.neg(r)).collect())
+}
+
+/// Steps 1–3 at the ciphertext's current level: mask, re-randomise, flood. Returns the
+/// server's share −R (slot values in Z_t).
+pub fn mask_and_flood<R: RngCore + CryptoRng>(
+    ctx: &HeContext,
+    pk: &PublicKey,
+    ct: &mut Ciphertext,
+    v: f64,
+    rng: &mut R,
+) -> Result<Vec<u64>> {
+    let share = mask_and_rerandomise(ctx, pk, ct, rng)?;
+    let level = ctx.params().level_of_context(ct[0].ctx())?;
+    let mut flood = flooding_coeffs(ctx, level, flood_bits(ctx, v), rng)?;
+    flood.change_representation(Representation::Ntt);
+    ct[0] += &flood;
+    Ok(share)
 }
 
 /// The circuit-private return: [`mask_and_flood`], then switch down to [`return_level`].
 /// Returns the ciphertext to send and the server's share (−R).
+///
+/// Same ciphertext as `mask_and_flood` followed by `Ciphertext::switch_to_level`, with fewer
+/// transforms: the flooding is added in the power basis (no forward NTT of it), and both
+/// parts leave the NTT domain once and drop all moduli there, instead of one inverse and one
+/// forward NTT per dropped modulus.
 pub fn private_return<R: RngCore + CryptoRng>(
     ctx: &HeContext,
     pk: &PublicKey,
@@ -238,9 +254,20 @@ pub fn private_return<R: RngCore + CryptoRng>(
 ) -> Result<(Ciphertext, Vec<u64>)> {
     let level = ctx.params().level_of_context(ct[0].ctx())?;
     let target = return_level(ctx, level, v)?;
-    let share = mask_and_flood(ctx, pk, &mut ct, v, rng)?;
-    ct.switch_to_level(target)?;
-    Ok((ct, share))
+    let share = mask_and_rerandomise(ctx, pk, &mut ct, rng)?;
+    let flood = flooding_coeffs(ctx, level, flood_bits(ctx, v), rng)?;
+    let target_ctx = ctx.params().context_at_level(target)?;
+    let mut parts = [ct[0].clone(), ct[1].clone()];
+    drop(ct);
+    for (i, part) in parts.iter_mut().enumerate() {
+        part.change_representation(Representation::PowerBasis);
+        if i == 0 {
+            *part += &flood;
+        }
+        part.switch_down_to(target_ctx)?;
+        part.change_representation(Representation::Ntt);
+    }
+    Ok((Ciphertext::new(parts.to_vec(), ctx.params())?, share))
 }
 
 #[cfg(test)]

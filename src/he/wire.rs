@@ -154,20 +154,33 @@ pub fn encode_compact(ctx: &HeContext, ct: &Ciphertext, level: usize, positions:
     Ok(out)
 }
 
-/// Decode a compact ciphertext: c0 is zero outside `positions`, so only those coefficients of
-/// the decryption are meaningful.
-pub fn decode_compact(ctx: &HeContext, level: usize, positions: &[usize], bytes: &[u8]) -> Result<Ciphertext> {
-    let want = compact_len(ctx, level, positions.len())?;
+/// A compact ciphertext as received: c1 (NTT form, single modulus) and c0 at the public
+/// positions only.
+pub struct CompactCt {
+    pub c1: Poly,
+    pub c0: Vec<u64>,
+}
+
+/// Decode and validate a compact ciphertext carrying `positions` coefficients of c0.
+pub fn decode_compact_parts(ctx: &HeContext, level: usize, positions: usize, bytes: &[u8]) -> Result<CompactCt> {
+    let want = compact_len(ctx, level, positions)?;
     if bytes.len() != want {
         return Err(Error::protocol("ciphertext", format!("compact ciphertext of {} bytes, expected {want}", bytes.len())));
     }
     let half = poly_len(ctx, level)?;
     let c1 = decode_poly(ctx, level, &bytes[..half])?;
     let q = moduli_at(ctx, level)?[0];
-    let vals = unpack_bits(&bytes[half..], positions.len(), bits_of(q));
-    if vals.iter().any(|&c| c >= q) {
+    let c0 = unpack_bits(&bytes[half..], positions, bits_of(q));
+    if c0.iter().any(|&c| c >= q) {
         return Err(Error::protocol("ciphertext", "coefficient outside [0, q)"));
     }
+    Ok(CompactCt { c1, c0 })
+}
+
+/// Decode a compact ciphertext: c0 is zero outside `positions`, so only those coefficients of
+/// the decryption are meaningful.
+pub fn decode_compact(ctx: &HeContext, level: usize, positions: &[usize], bytes: &[u8]) -> Result<Ciphertext> {
+    let CompactCt { c1, c0: vals } = decode_compact_parts(ctx, level, positions.len(), bytes)?;
     let mut coeffs = vec![0u64; ctx.degree()];
     for (&p, &v) in positions.iter().zip(&vals) {
         *coeffs.get_mut(p).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))? = v;
@@ -175,6 +188,12 @@ pub fn decode_compact(ctx: &HeContext, level: usize, positions: &[usize], bytes:
     let mut c0 = Poly::try_convert_from(coeffs, ctx.params().context_at_level(level)?, false, Representation::PowerBasis)?;
     c0.change_representation(Representation::Ntt);
     Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+}
+
+/// Receive `count` compact ciphertexts carrying `positions` coefficients of c0, as parts.
+pub fn recv_compact_parts(ch: &mut dyn Channel, ctx: &HeContext, count: usize, level: usize, positions: usize) -> Result<Vec<CompactCt>> {
+    let size = compact_len(ctx, level, positions)?;
+    recv_items(ch, count, size, |b| decode_compact_parts(ctx, level, positions, b))
 }
 
 /// Send compact ciphertexts (one flight), each carrying c0 at the same `positions`.

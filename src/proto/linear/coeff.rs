@@ -21,13 +21,18 @@
 //! of cell (0, 0)), so the wanted coefficients are exact. Output block (r, b) is
 //! Σ_a x̂_{r,a}·ŵ_{a,b}, one lazy dot product over the ⌈d_in/k_w⌉ input blocks.
 //!
-//! **Block rule.** [`CoeffPlan::new`] takes, over n_w ∈ {⌈n/r⌉}, k_w ≤ min(d_in, N/n_w) and
-//! m_w = min(d_out, ⌊N/(n_w·k_w)⌋) (then balanced to ⌈d/blocks⌉, so non-power-of-two lengths
-//! cost what they need), the blocks minimising (bytes on the wire) × (estimated single-core
-//! time), the time being uploads·4 ms + outputs·8 ms + products·0.06 ms + weight polys·0.45 ms
-//! (unit costs estimated from `rust-crates.md` §2 at N = 8192 with three moduli). For n = 128
-//! and 768×768 this gives n_w = 64, k_w = 16, m_w = 8 (96 uploads, 192 results); for n = 8 and
-//! 384×384, n_w = 8, k_w = m_w = 32 (12 and 12).
+//! **Block rule.** [`CoeffPlan::for_uses`] takes, over n_w ∈ {⌈n/r⌉}, k_w ≤ min(d_in, N/n_w)
+//! and m_w = min(d_out, ⌊N/(n_w·k_w)⌋) (then balanced to ⌈d/blocks⌉, so non-power-of-two
+//! lengths cost what they need), the blocks minimising (bytes on the wire) × (estimated
+//! single-core time) summed over the calls that use the shape in one layer (`uses`: weight
+//! sets per upload; the engine plans BERT's hidden × hidden shape for Q, K, V on one upload
+//! plus the attention output, `[3, 1]`, every other shape for `[1]`). The time is
+//! uploads·4 ms + results·6 ms + products·0.095 ms + weight polynomials·0.40 ms (encoded per
+//! call), unit costs measured on this project's 2-core machine at N = 8192 with three moduli
+//! (client encryption + server decoding; circuit-private return + compaction + the client's
+//! one-modulus decryption; one ct×pt term; one weight polynomial to NTT form). For n = 128
+//! this gives 768×768 → n_w = 128, k_w = m_w = 8 (96 uploads, 96 results per weight set), and
+//! 768×3072 → n_w = 64, k_w = 8, m_w = 16; for 7 tokens and 384×384, n_w = 7.
 //!
 //! **Message flow.** (setup, once: client → server public key; no Galois keys)
 //! 1. client → server: seeded secret-key encryptions of the x̂ blocks of X_c (one flight);
@@ -38,7 +43,8 @@
 //! 3. server → client: per result c1 in full and c0 only at the n_w·m_w wanted coefficients
 //!    ([`crate::he::wire::encode_compact`]). Each flight opens with a 16-byte (level, size)
 //!    header that the receiver checks before reading. The client's share is the decryption at those
-//!    coefficients, the server's Y_s − R. Two flights, one round trip, for any number of
+//!    coefficients ([`ClientKeys::decrypt_compact`]: one modulus, only the wanted positions), the
+//!    server's Y_s − R. Two flights, one round trip, for any number of
 //!    weight sets.
 //!
 //! **Valid input domain / error.** Exact mod 2^ℓ for any shares; the only condition is the
@@ -90,9 +96,9 @@ pub const MODEL_WEIGHT_BITS: u32 = 20;
 
 /// Unit costs of the block rule (ms, one core, N = 8192 with three moduli).
 const UPLOAD_MS: f64 = 4.0;
-const OUTPUT_MS: f64 = 8.0;
-const PRODUCT_MS: f64 = 0.06;
-const ENCODE_MS: f64 = 0.45;
+const OUTPUT_MS: f64 = 6.0;
+const PRODUCT_MS: f64 = 0.095;
+const ENCODE_MS: f64 = 0.40;
 /// Terms per lazy dot-product chunk (bounds transient memory when weights are encoded per call).
 const CHUNK_TERMS: usize = 32;
 
@@ -118,10 +124,18 @@ pub struct CoeffPlan {
 }
 
 impl CoeffPlan {
-    /// The plan with the blocks chosen by the rule of the module header.
+    /// The plan with the blocks chosen by the rule of the module header, for a shape used by
+    /// one call with one weight set.
     pub fn new(ctx: &HeContext, shape: LinearShape, weight_bits: u32) -> Result<CoeffPlan> {
+        Self::for_uses(ctx, shape, weight_bits, &[1])
+    }
+
+    /// The plan for a shape used by several calls per layer, `uses[i]` weight sets sharing the
+    /// upload of call i (BERT's hidden × hidden shape: Q, K and V on one upload, then the
+    /// attention output: `&[3, 1]`); the rule weighs the calls' bytes and time together.
+    pub fn for_uses(ctx: &HeContext, shape: LinearShape, weight_bits: u32, uses: &[usize]) -> Result<CoeffPlan> {
         check_shape(ctx, shape)?;
-        let blocks = best_blocks(ctx, shape)?;
+        let blocks = best_blocks(ctx, shape, uses)?;
         Self::with_blocks(ctx, shape, blocks, weight_bits)
     }
 
@@ -269,8 +283,12 @@ fn balanced(count: usize, cap: usize) -> usize {
     count.div_ceil(count.div_ceil(cap.max(1)))
 }
 
-/// The block rule of the module header: minimise bytes × estimated time.
-fn best_blocks(ctx: &HeContext, shape: LinearShape) -> Result<Blocks> {
+/// The block rule of the module header: minimise bytes × estimated time over the calls `uses`.
+fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Blocks> {
+    if uses.is_empty() || uses.contains(&0) {
+        return Err(Error::Config("a coefficient plan needs at least one call with one weight set".into()));
+    }
+    let (calls, sets) = (uses.len() as f64, uses.iter().sum::<usize>() as f64);
     let n_deg = ctx.degree();
     let up = wire::seeded_len(ctx)? as f64;
     let level = ctx.max_level();
@@ -285,7 +303,7 @@ fn best_blocks(ctx: &HeContext, shape: LinearShape) -> Result<Blocks> {
             }
             let m_w = balanced(shape.d_out, n_deg / (n_w * k_w));
             let (rb, kb, mb) = (shape.n.div_ceil(n_w), shape.d_in.div_ceil(k_w), shape.d_out.div_ceil(m_w));
-            let (uploads, outputs, polys) = ((rb * kb) as f64, (rb * mb) as f64, (kb * mb) as f64);
+            let (uploads, outputs, polys) = (calls * (rb * kb) as f64, sets * (rb * mb) as f64, sets * (kb * mb) as f64);
             let down = wire::compact_len(ctx, level, n_w * m_w)? as f64;
             let bytes = uploads * up + outputs * down;
             let ms = uploads * UPLOAD_MS + outputs * OUTPUT_MS + polys * (rb as f64 * PRODUCT_MS + ENCODE_MS);
@@ -498,19 +516,19 @@ pub fn server_send(ch: &mut dyn Channel, ctx: &HeContext, plan: &CoeffPlan, cts:
 pub fn client_recv(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan) -> Result<Vec<u64>> {
     ch.set_phase("linear: client receive");
     expect_header(ch, "linear result", plan.return_level, plan.download_bytes(ctx)?)?;
-    let cts = wire::recv_compact(ch, ctx, plan.outputs(), plan.return_level, &plan.positions())?;
+    let cts = wire::recv_compact_parts(ch, ctx, plan.outputs(), plan.return_level, plan.positions().len())?;
     decrypt_results(ctx, keys, plan, &cts)
 }
 
 /// The client's share (n × d_out) from one weight set's result ciphertexts.
-fn decrypt_results(ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan, cts: &[Ciphertext]) -> Result<Vec<u64>> {
+fn decrypt_results(ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan, cts: &[wire::CompactCt]) -> Result<Vec<u64>> {
     let positions = plan.positions();
-    let dec: Result<Vec<Vec<u64>>> = cts.par_iter().map(|ct| ctx.decrypt(&keys.sk, ct)).collect();
+    let dec: Result<Vec<Vec<u64>>> = cts.par_iter().map(|ct| keys.decrypt_compact(ctx, ct, &positions)).collect();
     let d_out = plan.shape.d_out;
     let mut y = vec![0u64; plan.shape.n * d_out];
     for (o, coeffs) in dec?.into_iter().enumerate() {
         for (p, row, col) in plan.output_cells(o) {
-            y[row * d_out + col] = coeffs[positions[p]];
+            y[row * d_out + col] = coeffs[p];
         }
     }
     Ok(y)
@@ -590,7 +608,7 @@ pub fn coeff_batch_client(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKe
     ch.flush()?;
     ch.set_phase("linear: client receive");
     expect_header(ch, "batched result", plan.return_level, xs.len() * plan.download_bytes(ctx)?)?;
-    let cts = wire::recv_compact(ch, ctx, xs.len() * plan.outputs(), plan.return_level, &plan.positions())?;
+    let cts = wire::recv_compact_parts(ch, ctx, xs.len() * plan.outputs(), plan.return_level, plan.positions().len())?;
     cts.chunks(plan.outputs()).map(|c| decrypt_results(ctx, keys, plan, c)).collect()
 }
 
