@@ -162,44 +162,47 @@ pub fn packed_len(n: usize, bits: u32) -> usize {
     (n * bits as usize).div_ceil(8)
 }
 
-/// Bit-pack values (only the low `bits` bits of each value are kept).
+/// Bit-pack values (only the low `bits` bits of each value are kept): value i occupies bits
+/// i·bits .. (i+1)·bits of the stream, least significant first, byte k holding stream bits
+/// 8k .. 8k+7. Words of 64 bits at a time through a 128-bit accumulator.
 pub fn pack_bits(v: &[u64], bits: u32) -> Vec<u8> {
-    let mut out = vec![0u8; packed_len(v.len(), bits)];
+    let len = packed_len(v.len(), bits);
+    let mut out = Vec::with_capacity(len + 8);
     let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    let mut pos = 0usize;
+    let (mut acc, mut held) = (0u128, 0u32);
     for &x in v {
-        let mut x = x & mask;
-        let mut left = bits as usize;
-        while left > 0 {
-            let byte = pos / 8;
-            let off = pos % 8;
-            let take = (8 - off).min(left);
-            out[byte] |= ((x & ((1u64 << take) - 1)) as u8) << off;
-            x >>= take;
-            pos += take;
-            left -= take;
+        acc |= ((x & mask) as u128) << held;
+        held += bits;
+        if held >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            held -= 64;
         }
     }
+    out.extend_from_slice(&(acc as u64).to_le_bytes());
+    out.truncate(len);
     out
 }
 
-/// Inverse of [`pack_bits`].
+/// Inverse of [`pack_bits`] (bytes beyond the end of `buf` read as zero).
 pub fn unpack_bits(buf: &[u8], n: usize, bits: u32) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
-    let mut pos = 0usize;
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let (mut acc, mut held, mut next) = (0u128, 0u32, 0usize);
     for _ in 0..n {
-        let mut x = 0u64;
-        let mut got = 0usize;
-        while got < bits as usize {
-            let byte = pos / 8;
-            let off = pos % 8;
-            let take = (8 - off).min(bits as usize - got);
-            let chunk = (buf.get(byte).copied().unwrap_or(0) >> off) as u64 & ((1u64 << take) - 1);
-            x |= chunk << got;
-            got += take;
-            pos += take;
+        if held < bits {
+            let mut word = [0u8; 8];
+            if let Some(rest) = buf.get(next..) {
+                let avail = rest.len().min(8);
+                word[..avail].copy_from_slice(&rest[..avail]);
+            }
+            next += 8;
+            acc |= (u64::from_le_bytes(word) as u128) << held;
+            held += 64;
         }
-        out.push(x);
+        out.push(acc as u64 & mask);
+        acc >>= bits;
+        held -= bits;
     }
     out
 }
@@ -325,6 +328,37 @@ pub type PartyChannel = Metered<shaping::Shaped<PartyTransport>>;
 
 #[cfg(test)]
 mod tests {
+    /// Bit i of value j is stream bit j·bits + i, LSB first: the format [`pack_bits`] keeps.
+    fn pack_bit_by_bit(v: &[u64], bits: u32) -> Vec<u8> {
+        let mut out = vec![0u8; packed_len(v.len(), bits)];
+        for (j, &x) in v.iter().enumerate() {
+            for i in 0..bits as usize {
+                let pos = j * bits as usize + i;
+                out[pos / 8] |= (((x >> i) & 1) as u8) << (pos % 8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn word_packing_keeps_the_bit_stream_format() {
+        use rand::RngCore;
+        let mut rng = rand::rng();
+        for bits in 0..=64u32 {
+            for n in [0usize, 1, 2, 7, 8, 9, 63, 64, 65, 200] {
+                let v: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+                let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let packed = pack_bits(&v, bits);
+                assert_eq!(packed, pack_bit_by_bit(&v, bits), "bits {bits}, n {n}");
+                let back = unpack_bits(&packed, n, bits);
+                assert_eq!(back, v.iter().map(|x| x & mask).collect::<Vec<_>>(), "bits {bits}, n {n}");
+                // A short buffer reads as zeros instead of panicking.
+                let short = unpack_bits(&packed[..packed.len() / 2], n, bits);
+                assert_eq!(short.len(), n);
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

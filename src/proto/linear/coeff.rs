@@ -81,6 +81,7 @@ use std::borrow::Cow;
 use fhe::bfv::Ciphertext;
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{dot_product, Poly, Representation};
+use ndarray::Array2;
 use rand::{CryptoRng, RngCore};
 use rayon::prelude::*;
 
@@ -224,17 +225,24 @@ impl CoeffPlan {
         c
     }
 
-    /// Centred coefficients of weight polynomial `widx` = (input block a, output block b).
-    fn weight_coeffs(&self, w: &[i64], widx: usize, degree: usize) -> Vec<i64> {
+    /// The non-zero coefficients (position, centred value) of weight polynomial `widx` =
+    /// (input block a, output block b): all within the first k_w·m_w positions.
+    fn weight_terms<'a>(&self, w: &'a [i64], widx: usize) -> impl Iterator<Item = (usize, i64)> + 'a {
         let Blocks { k_w, m_w, .. } = self.blocks;
         let LinearShape { d_in, d_out, .. } = self.shape;
         let (a, b) = (widx / self.out_blocks(), widx % self.out_blocks());
-        let mut c = vec![0i64; degree];
-        for j in 0..k_w.min(d_in - a * k_w) {
+        (0..k_w.min(d_in - a * k_w)).flat_map(move |j| {
             let row = (a * k_w + j) * d_out;
-            for o in 0..m_w.min(d_out - b * m_w) {
-                c[o * k_w + k_w - 1 - j] = w[row + b * m_w + o];
-            }
+            (0..m_w.min(d_out - b * m_w)).map(move |o| (o * k_w + k_w - 1 - j, w[row + b * m_w + o]))
+        })
+    }
+
+    /// Centred coefficients of weight polynomial `widx` (all N of them).
+    #[cfg(test)]
+    fn weight_coeffs(&self, w: &[i64], widx: usize, degree: usize) -> Vec<i64> {
+        let mut c = vec![0i64; degree];
+        for (pos, v) in self.weight_terms(w, widx) {
+            c[pos] = v;
         }
         c
     }
@@ -375,9 +383,20 @@ impl EncodedCoeff {
         self.w == w && self.bias.len() == bias.len() && self.bias.iter().zip(bias).all(|(&a, &b)| a == f.from_signed(b))
     }
 
+    /// Weight polynomial `widx` in NTT form at the top level. Its residues are written
+    /// directly, only at its k_w·m_w non-zero positions, before one forward transform per
+    /// modulus.
     fn encode(&self, ctx: &HeContext, widx: usize) -> Result<Poly> {
-        let coeffs = self.plan.weight_coeffs(&self.w, widx, ctx.degree());
-        let mut p = Poly::try_convert_from(&coeffs[..], ctx.params().context_at_level(0)?, false, Representation::PowerBasis)?;
+        let top = ctx.params().context_at_level(0)?;
+        let moduli = top.moduli();
+        let mut residues = Array2::<u64>::zeros((moduli.len(), ctx.degree()));
+        for (pos, v) in self.plan.weight_terms(&self.w, widx) {
+            for (row, &q) in moduli.iter().enumerate() {
+                // q < 2^63, so it is a positive i64.
+                residues[[row, pos]] = v.rem_euclid(q as i64) as u64;
+            }
+        }
+        let mut p = Poly::try_convert_from(residues, top, false, Representation::PowerBasis)?;
         p.change_representation(Representation::Ntt);
         Ok(p)
     }
