@@ -1,7 +1,7 @@
 //! Two-party tests of the HE layer: key setup, S2H/H2S, circuit privacy (flooding width and
 //! exactness), rotation direction, and rejection of malformed peer data.
 
-use fastlmpi::he::privacy::{flood_bits, mask_and_flood, private_return, return_level, KEY_BUDGET_BITS};
+use fastlmpi::he::privacy::{flood_bits, mask_and_flood, private_return, return_level, ReturnKey, KEY_BUDGET_BITS};
 use fastlmpi::he::{client_setup, convert, server_setup, wire, ClientKeys, HeContext, HePreset};
 use fastlmpi::net::run_pair;
 use fastlmpi::Error;
@@ -64,7 +64,7 @@ fn flooding_width_is_at_least_intended_and_decryption_stays_exact() {
 
     // After the full return: switched to the deepest safe level, noise scaled by q_L/Q.
     let ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
-    let (ret, share) = private_return(&ctx, &keys.pk, ct, v, &mut rng).unwrap();
+    let (ret, share) = private_return(&ctx, &ReturnKey::new(&ctx, &keys.pk).unwrap(), ct, v, &mut rng).unwrap();
     let lvl = return_level(&ctx, 0, v).unwrap();
     assert_eq!(lvl, ctx.max_level());
     assert_eq!(ctx.params().level_of_context(ret[0].ctx()).unwrap(), lvl);

@@ -80,7 +80,7 @@ pub fn h2s_server(
     }
     let level = ctx.params().level_of_context(cts[0][0].ctx())?;
     let out: Result<Vec<(Ciphertext, Vec<u64>)>> =
-        cts.into_par_iter().map(|ct| private_return(ctx, &keys.pk, ct, v, &mut rand::rng())).collect();
+        cts.into_par_iter().map(|ct| private_return(ctx, &keys.ret, ct, v, &mut rand::rng())).collect();
     let (ret, shares): (Vec<Ciphertext>, Vec<Vec<u64>>) = out?.into_iter().unzip();
     let ret_level = super::privacy::return_level(ctx, level, v)?;
     wire::send_full(ch, ctx, &ret, ret_level)?;

@@ -151,6 +151,10 @@ impl std::fmt::Debug for HeContext {
     }
 }
 
+/// Variance of the centred binomial error (and of the public-key encryption's u) of every
+/// context: set explicitly because `he::privacy` samples its re-randomisation with it.
+pub const ERROR_VARIANCE: usize = 10;
+
 impl HeContext {
     pub fn new(preset: &HePreset) -> Result<HeContext> {
         preset.check_security()?;
@@ -164,6 +168,7 @@ impl HeContext {
             .set_degree(preset.degree)
             .set_moduli(&moduli)
             .set_plaintext_modulus(t)
+            .set_variance(ERROR_VARIANCE)
             .build_arc()?;
         let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
             .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
@@ -180,7 +185,12 @@ impl HeContext {
         if moduli.iter().any(|&q| q <= t) {
             return Err(Error::Config(format!("preset {}: every ciphertext modulus must exceed t = 2^{}", preset.name, preset.t_bits)));
         }
-        let par = BfvParametersBuilder::new().set_degree(preset.degree).set_moduli(&moduli).set_plaintext_modulus(t).build_arc()?;
+        let par = BfvParametersBuilder::new()
+            .set_degree(preset.degree)
+            .set_moduli(&moduli)
+            .set_plaintext_modulus(t)
+            .set_variance(ERROR_VARIANCE)
+            .build_arc()?;
         Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: Vec::new(), ntt_t: None, returns: privacy::ReturnBudget::default() })
     }
 
@@ -360,9 +370,11 @@ impl ClientKeys {
     }
 }
 
-/// What the server holds: the client's public key and (optionally) its Galois keys.
+/// What the server holds: the client's public key (also in the form the circuit-private
+/// return uses) and (optionally) its Galois keys.
 pub struct ServerKeys {
     pub pk: PublicKey,
+    pub ret: privacy::ReturnKey,
     pub ek: Option<EvaluationKey>,
 }
 
@@ -446,7 +458,8 @@ pub fn server_setup(ch: &mut dyn Channel, ctx: &HeContext, rotations: &[usize]) 
             Some(decode_galois_keys(ctx, &ch.recv_frame_limited(ek_len)?, ek_len, rotations)?)
         }
     };
-    Ok(ServerKeys { pk, ek })
+    let ret = privacy::ReturnKey::new(ctx, &pk)?;
+    Ok(ServerKeys { pk, ret, ek })
 }
 
 /// Parse the client's public key (peer bytes), which must be exactly `expected_len` long.
@@ -517,7 +530,7 @@ mod tests {
         x[1] = ctx.t() - 1;
         let ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
         let level = ctx.max_level();
-        let (ret, share) = privacy::private_return(&ctx, &keys.pk, ct, ctx.fresh_noise(), &mut rng).unwrap();
+        let (ret, share) = privacy::private_return(&ctx, &privacy::ReturnKey::new(&ctx, &keys.pk).unwrap(), ct, ctx.fresh_noise(), &mut rng).unwrap();
         let positions: Vec<usize> = (0..ctx.degree()).step_by(7).chain([1, ctx.degree() - 1]).collect();
         let bytes = wire::encode_compact(&ctx, &ret, level, &positions).unwrap();
         let parts = wire::decode_compact_parts(&ctx, level, positions.len(), &bytes).unwrap();

@@ -44,8 +44,10 @@
 //! q_ℓ/(2t); we require a factor 4 of slack. The top-level condition is F < Q/(16t); planning
 //! fails with `Error::He` when it does not hold (parameters too small for the operation).
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use fhe::bfv::traits::TryConvertFrom as _;
 use fhe::bfv::{Ciphertext, PublicKey};
 use fhe_math::rq::traits::TryConvertFrom;
 use fhe_math::rq::{Poly, Representation};
@@ -54,7 +56,7 @@ use fhe_traits::FheEncrypter;
 use ndarray::Array2;
 use rand::{CryptoRng, RngCore};
 
-use super::HeContext;
+use super::{HeContext, ERROR_VARIANCE};
 use crate::error::{Error, Result};
 
 /// Statistical security parameter of the flooding, over all returns under one key.
@@ -204,9 +206,9 @@ fn flooding_coeffs<R: RngCore + CryptoRng>(ctx: &HeContext, level: usize, f: u32
     Ok(Poly::try_convert_from(a, c, false, Representation::PowerBasis)?)
 }
 
-/// Steps 1–2 at the ciphertext's current level: add the mask R and a fresh Enc_pk(0).
-/// Counts the return against the key's budget. Returns the server's share −R.
-fn mask_and_rerandomise<R: RngCore + CryptoRng>(ctx: &HeContext, pk: &PublicKey, ct: &mut Ciphertext, rng: &mut R) -> Result<Vec<u64>> {
+/// Step 1 at the ciphertext's current level: add the mask R. Counts the return against the
+/// key's budget. Returns the server's share −R.
+fn add_mask<R: RngCore + CryptoRng>(ctx: &HeContext, ct: &mut Ciphertext, rng: &mut R) -> Result<Vec<u64>> {
     let level = ctx.params().level_of_context(ct[0].ctx())?;
     if ct.len() != 2 {
         return Err(Error::He("circuit-private return needs a 2-part ciphertext".into()));
@@ -215,14 +217,12 @@ fn mask_and_rerandomise<R: RngCore + CryptoRng>(ctx: &HeContext, pk: &PublicKey,
     let field = ctx.field();
     let mask: Vec<u64> = (0..ctx.slots()).map(|_| field.random(rng)).collect();
     *ct += &ctx.plaintext(&mask, level)?;
-    let zero = ctx.zero_plaintext(level)?;
-    let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
-    *ct += &enc_zero;
     Ok(mask.into_iter().map(|r| field.neg(r)).collect())
 }
 
-/// Steps 1–3 at the ciphertext's current level: mask, re-randomise, flood. Returns the
-/// server's share −R (slot values in Z_t).
+/// Steps 1–3 at the ciphertext's current level: mask, re-randomise (the crate's public-key
+/// encryption of zero), flood. Returns the server's share −R (slot values in Z_t). The
+/// reference form of [`private_return`]'s first three steps.
 pub fn mask_and_flood<R: RngCore + CryptoRng>(
     ctx: &HeContext,
     pk: &PublicKey,
@@ -230,37 +230,75 @@ pub fn mask_and_flood<R: RngCore + CryptoRng>(
     v: f64,
     rng: &mut R,
 ) -> Result<Vec<u64>> {
-    let share = mask_and_rerandomise(ctx, pk, ct, rng)?;
+    let share = add_mask(ctx, ct, rng)?;
     let level = ctx.params().level_of_context(ct[0].ctx())?;
+    let zero = ctx.zero_plaintext(level)?;
+    let enc_zero: Ciphertext = pk.try_encrypt(&zero, rng)?;
+    *ct += &enc_zero;
     let mut flood = flooding_coeffs(ctx, level, flood_bits(ctx, v), rng)?;
     flood.change_representation(Representation::Ntt);
     ct[0] += &flood;
     Ok(share)
 }
 
-/// The circuit-private return: [`mask_and_flood`], then switch down to [`return_level`].
-/// Returns the ciphertext to send and the server's share (−R).
+/// The client's public key (pk0, pk1) = (−a·s + e, a) as the return uses it: its two
+/// polynomials in NTT form at the top level.
+pub struct ReturnKey {
+    parts: Ciphertext,
+}
+
+impl ReturnKey {
+    pub fn new(ctx: &HeContext, pk: &PublicKey) -> Result<ReturnKey> {
+        let proto = fhe::proto::bfv::PublicKey::from(pk);
+        let c = proto.c.ok_or_else(|| Error::He("public key without its ciphertext".into()))?;
+        let parts = Ciphertext::try_convert_from(&c, ctx.params())?;
+        if parts.len() != 2 || ctx.params().level_of_context(parts[0].ctx())? != 0 {
+            return Err(Error::He("public key is not a two-part top-level ciphertext".into()));
+        }
+        Ok(ReturnKey { parts })
+    }
+
+    fn at_level(&self, level: usize) -> Result<Cow<'_, Ciphertext>> {
+        if level == 0 {
+            return Ok(Cow::Borrowed(&self.parts));
+        }
+        let mut pk = self.parts.clone();
+        pk.switch_to_level(level)?;
+        Ok(Cow::Owned(pk))
+    }
+}
+
+/// The circuit-private return: mask, re-randomise, flood, then switch down to
+/// [`return_level`]. Returns the ciphertext to send and the server's share (−R).
 ///
-/// Same ciphertext as `mask_and_flood` followed by `Ciphertext::switch_to_level`, with fewer
-/// transforms: the flooding is added in the power basis (no forward NTT of it), and both
-/// parts leave the NTT domain once and drop all moduli there, instead of one inverse and one
-/// forward NTT per dropped modulus.
+/// Same distribution as [`mask_and_flood`] followed by `Ciphertext::switch_to_level`, with a
+/// third of the number-theoretic transforms: the encryption of zero is (u·pk0 + e0,
+/// u·pk1 + e1) with u, e0, e1 drawn as the crate draws them (centred binomial, variance
+/// [`ERROR_VARIANCE`]) but only u transformed (the errors and the flooding are added in the
+/// power basis), and both parts leave the NTT domain once and drop all moduli there instead of
+/// one inverse and one forward transform per dropped modulus.
 pub fn private_return<R: RngCore + CryptoRng>(
     ctx: &HeContext,
-    pk: &PublicKey,
+    key: &ReturnKey,
     mut ct: Ciphertext,
     v: f64,
     rng: &mut R,
 ) -> Result<(Ciphertext, Vec<u64>)> {
     let level = ctx.params().level_of_context(ct[0].ctx())?;
     let target = return_level(ctx, level, v)?;
-    let share = mask_and_rerandomise(ctx, pk, &mut ct, rng)?;
+    let share = add_mask(ctx, &mut ct, rng)?;
+    let here = ctx.params().context_at_level(level)?;
+    let pk = key.at_level(level)?;
+    let u = Poly::small(here, Representation::Ntt, ERROR_VARIANCE, rng)?;
+    let errors = [Poly::small(here, Representation::PowerBasis, ERROR_VARIANCE, rng)?, Poly::small(here, Representation::PowerBasis, ERROR_VARIANCE, rng)?];
     let flood = flooding_coeffs(ctx, level, flood_bits(ctx, v), rng)?;
     let target_ctx = ctx.params().context_at_level(target)?;
     let mut parts = [ct[0].clone(), ct[1].clone()];
     drop(ct);
     for (i, part) in parts.iter_mut().enumerate() {
+        *part += &(&u * &pk[i]);
         part.change_representation(Representation::PowerBasis);
+        *part += &errors[i];
         if i == 0 {
             *part += &flood;
         }
@@ -288,12 +326,34 @@ mod tests {
         let zero = ctx.zero_plaintext(0).unwrap();
         let fresh = || -> Ciphertext { sk.try_encrypt(&zero, &mut rand::rng()).unwrap() };
         for _ in 0..3 {
-            private_return(&ctx, &pk, fresh(), ctx.fresh_noise(), &mut rng).unwrap();
+            private_return(&ctx, &ReturnKey::new(&ctx, &pk).unwrap(), fresh(), ctx.fresh_noise(), &mut rng).unwrap();
         }
         assert_eq!(ctx.returns().used(), 3);
-        let err = private_return(&ctx, &pk, fresh(), ctx.fresh_noise(), &mut rng).unwrap_err().to_string();
+        let err = private_return(&ctx, &ReturnKey::new(&ctx, &pk).unwrap(), fresh(), ctx.fresh_noise(), &mut rng).unwrap_err().to_string();
         assert!(err.contains("re-key"), "{err}");
         assert_eq!(ctx.returns().used(), 3, "a refused return is not counted");
+    }
+
+    /// The return re-randomises c1 with the client's public key: the same ciphertext returned
+    /// twice gives unrelated c1 parts, and both still decrypt to the masked message.
+    #[test]
+    fn returns_of_one_ciphertext_have_fresh_c1_parts() {
+        let ctx = HeContext::coefficient(&HePreset::coefficient(40)).unwrap();
+        let mut rng = rand::rng();
+        let sk = fhe::bfv::SecretKey::random(ctx.params(), &mut rng);
+        let key = ReturnKey::new(&ctx, &PublicKey::new(&sk, &mut rng)).unwrap();
+        let f = ctx.field();
+        let x: Vec<u64> = (0..ctx.degree()).map(|_| f.random(&mut rng)).collect();
+        let ct: Ciphertext = sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
+        let (a, share_a) = private_return(&ctx, &key, ct.clone(), ctx.fresh_noise(), &mut rng).unwrap();
+        let (b, share_b) = private_return(&ctx, &key, ct.clone(), ctx.fresh_noise(), &mut rng).unwrap();
+        let mut plain = ct;
+        plain.switch_to_level(ctx.max_level()).unwrap();
+        assert_ne!(a[1], b[1]);
+        assert_ne!(a[1], plain[1]);
+        for (ret, share) in [(&a, &share_a), (&b, &share_b)] {
+            assert_eq!(f.reconstruct(&ctx.decrypt(&sk, ret).unwrap(), share), x);
+        }
     }
 
     #[test]

@@ -471,7 +471,7 @@ impl EncodedCoeff {
         let mb = plan.out_blocks();
         let outs: Result<Vec<(Ciphertext, Vec<u64>)>> = (0..plan.outputs())
             .into_par_iter()
-            .map(|o| private_return(ctx, &keys.pk, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng()))
+            .map(|o| private_return(ctx, &keys.ret, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng()))
             .collect();
         let d_out = plan.shape.d_out;
         let mut cts = Vec::with_capacity(plan.outputs());

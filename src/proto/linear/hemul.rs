@@ -215,7 +215,7 @@ where
                 .iter()
                 .map(|c| {
                     let ct = evaluate(ctx, block_ups, c)?;
-                    private_return(ctx, &keys.pk, ct, v, &mut rand::rng())
+                    private_return(ctx, &keys.ret, ct, v, &mut rand::rng())
                 })
                 .collect()
         })

@@ -633,7 +633,7 @@ impl EncodedLinear {
             .into_par_iter()
             .map(|o| {
                 let ct = self.eval_output(ctx, keys, uploads, o)?;
-                private_return(ctx, &keys.pk, ct, plan.noise_bound, &mut rand::rng())
+                private_return(ctx, &keys.ret, ct, plan.noise_bound, &mut rand::rng())
             })
             .collect();
         let outs = outs?;
