@@ -155,6 +155,17 @@ impl std::fmt::Debug for HeContext {
 /// context: set explicitly because `he::privacy` samples its re-randomisation with it.
 pub const ERROR_VARIANCE: usize = 10;
 
+/// The crate's parameters for ring degree `degree`, ciphertext moduli `moduli` and plaintext
+/// modulus `t`, with the error variance set explicitly.
+fn bfv_parameters(degree: usize, moduli: &[u64], t: u64) -> Result<Arc<BfvParameters>> {
+    Ok(BfvParametersBuilder::new()
+        .set_degree(degree)
+        .set_moduli(moduli)
+        .set_plaintext_modulus(t)
+        .set_variance(ERROR_VARIANCE)
+        .build_arc()?)
+}
+
 impl HeContext {
     pub fn new(preset: &HePreset) -> Result<HeContext> {
         preset.check_security()?;
@@ -164,12 +175,7 @@ impl HeContext {
         let below = moduli.iter().copied().min().unwrap_or(0).min(1u64 << preset.t_bits);
         let t = generate_prime(preset.t_bits as usize, two_n, below)
             .ok_or_else(|| Error::Config(format!("no {}-bit prime ≡ 1 mod {two_n} below the moduli", preset.t_bits)))?;
-        let par = BfvParametersBuilder::new()
-            .set_degree(preset.degree)
-            .set_moduli(&moduli)
-            .set_plaintext_modulus(t)
-            .set_variance(ERROR_VARIANCE)
-            .build_arc()?;
+        let par = bfv_parameters(preset.degree, &moduli, t)?;
         let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
             .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
         Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t: Some(ntt_t), returns: privacy::ReturnBudget::default() })
@@ -185,12 +191,7 @@ impl HeContext {
         if moduli.iter().any(|&q| q <= t) {
             return Err(Error::Config(format!("preset {}: every ciphertext modulus must exceed t = 2^{}", preset.name, preset.t_bits)));
         }
-        let par = BfvParametersBuilder::new()
-            .set_degree(preset.degree)
-            .set_moduli(&moduli)
-            .set_plaintext_modulus(t)
-            .set_variance(ERROR_VARIANCE)
-            .build_arc()?;
+        let par = bfv_parameters(preset.degree, &moduli, t)?;
         Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: Vec::new(), ntt_t: None, returns: privacy::ReturnBudget::default() })
     }
 
