@@ -180,7 +180,9 @@ fn main() -> Result<()> {
     }
     let resolved = resolve(&model_name, false)?;
     let public = PublicModel::load(&resolved.dir)?;
-    let profile = Profile::fastlmpi();
+    // Faithful truncations after the products, so every output can be checked against the
+    // carry-free simulation exactly.
+    let profile = Profile { linear_trunc: fastlmpi::proto::toolkit::trunc::TruncMode::Faithful, ..Profile::fastlmpi() };
     let layers = layers.unwrap_or(public.config.num_hidden_layers);
     let (max_len, max_pos) = (64, public.config.max_position_embeddings);
     let toks: Vec<Tokenized> = (0..count)
@@ -195,7 +197,7 @@ fn main() -> Result<()> {
     lens.dedup();
 
     let net = NetArgs { timeout: 600, net: "local".into() };
-    let server = LocalServer::spawn(&resolved.dir, &net, &EngineArgs { profile: profile.name().into(), layers: None, threads: None, ot: Some(profile.ot.name().into()) }, 256)?;
+    let server = LocalServer::spawn(&resolved.dir, &net, &EngineArgs { profile: profile.name().into(), layers: None, threads: None, ot: Some(profile.ot.name().into()), linear_trunc: Some(profile.linear_trunc.name().into()) }, 256)?;
     let server_pid = server.pid().context("server process already gone")?.to_string();
     let mut ch = server.connect(&net)?;
     client_handshake(&mut ch, &public, &profile)?;

@@ -138,7 +138,7 @@ fn eval_args(model_dir: &Path, data: &Path, output: PathBuf) -> EvalArgs {
         json: false,
         head: None,
         output: Some(output),
-        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None, ot: None },
+        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None, ot: None, linear_trunc: None },
         net: NetArgs { timeout: 120, net: "local".into() },
         weight_cache_mib: 0,
         seed: fastlmpi::data::sample::DEFAULT_SEED,

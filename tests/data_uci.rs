@@ -169,7 +169,7 @@ fn heldout_eval_args(name: &str) -> EvalArgs {
         json: false,
         head: None,
         output: None,
-        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None, ot: None },
+        engine: EngineArgs { profile: "fastlmpi".into(), layers: None, threads: None, ot: None, linear_trunc: None },
         net: NetArgs { timeout: 120, net: "local".into() },
         weight_cache_mib: 0,
         seed: fastlmpi::data::sample::DEFAULT_SEED,

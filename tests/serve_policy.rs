@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use fastlmpi::engine::{client_close, client_infer, client_open, serve_session, simulate, ClientOutcome, Profile, Reveal, ServePolicy, ServerModel, ServerSessionReport, SessionLimits};
 use fastlmpi::model::{tiny, Model, Tokenized};
 use fastlmpi::net::run_pair;
+use fastlmpi::proto::toolkit::trunc::TruncMode;
 
 fn tiny_with_head(tag: &str) -> Model {
     let dir: PathBuf = std::env::temp_dir().join(format!("fastlmpi-policy-{tag}-{}", std::process::id()));
@@ -20,8 +21,15 @@ fn tokens(model: &Model, text: &str) -> Tokenized {
 }
 
 /// One session of `toks.len()` inferences under `policy`; each side's result (errors as text).
+/// The `fastlmpi` profile with faithful truncations after the products, so that a run equals
+/// the carry-free simulation bit for bit (these tests are about what is opened; the
+/// approximate truncation is checked against its carries in `tests/engine.rs`).
+fn exact_profile() -> Profile {
+    Profile { linear_trunc: TruncMode::Faithful, ..Profile::fastlmpi() }
+}
+
 fn session(model: &Model, policy: ServePolicy, toks: &[Tokenized], layers: usize, ask: Reveal) -> (Result<ServerSessionReport, String>, Result<Vec<ClientOutcome>, String>) {
-    let profile = Profile::fastlmpi();
+    let profile = exact_profile();
     let sm = ServerModel::new(model, &profile).unwrap().with_policy(policy);
     let out = run_pair(
         |ch| Ok(serve_session(ch, &sm, &profile).map_err(|e| e.to_string())),
@@ -44,7 +52,7 @@ fn a_client_asking_for_the_embedding_gets_what_the_server_allows() {
     let model = tiny_with_head("reveal");
     let depth = model.config().num_hidden_layers;
     let tok = tokens(&model, "the cat sat");
-    let sim = simulate(&model, &tok, &Profile::fastlmpi()).unwrap();
+    let sim = simulate(&model, &tok, &exact_profile()).unwrap();
     let sim_logits = sim.logits.as_ref().unwrap().to_vec();
 
     // Default policy: logits only, whatever the client asks.

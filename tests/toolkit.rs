@@ -20,6 +20,7 @@ use fastlmpi::proto::toolkit::convert::{
 use fastlmpi::proto::ctx::{Cost, OtCall, OtKind, Party};
 use fastlmpi::proto::toolkit::mul::{mul, mul_cost, mul_trunc, mul_trunc_cost, square, square_cost};
 use fastlmpi::proto::toolkit::mux::{mux, mux_cost, mux_field, mux_field_cost};
+use fastlmpi::proto::toolkit::trunc::trace;
 use fastlmpi::proto::toolkit::trunc::{trunc, trunc_cost, TruncMode};
 use fastlmpi::share::{Field, Ring, Role};
 use fastlmpi::Result;
@@ -375,6 +376,41 @@ fn truncation_faithful_and_approx() {
             assert_cost(&s, &c, &trunc_cost(vals.len(), ring, s_bits, mode));
         }
     }
+}
+
+/// The approximate mode's error is exactly the carry of the low bits it drops: with both
+/// parties' low bits traced, every output is ⌊x/2^s⌋ − c with c = [l_S + l_C ≥ 2^s], and both
+/// values of c occur. Untraced calls record nothing.
+#[test]
+fn approximate_truncation_drops_exactly_the_traced_carry() {
+    let ring = Ring::new(40).unwrap();
+    let mut r = rng(777);
+    let lim = 1i64 << 38;
+    let mut vals = signed_values(ring, 38, &[-lim, lim - 1, 4095, 4096, -4096, 0], 2000, &mut r);
+    vals.retain(|v| (-lim..lim).contains(v));
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    let (s, c) = run(|p| {
+        let mine = if p.is_server() { &x0 } else { &x1 };
+        trace::start();
+        let out = trunc(p, ring, mine, 12, TruncMode::Approx)?;
+        let low = trace::finish();
+        trunc(p, ring, mine, 12, TruncMode::Approx)?;
+        Ok((out, low, trace::finish()))
+    });
+    assert!(s.out.2.is_empty() && c.out.2.is_empty(), "a call after finish() was recorded");
+    let carries = trace::carries(&s.out.1, &c.out.1).unwrap();
+    assert_eq!(carries.len(), 1, "one traced call per party");
+    let got = ring.reconstruct(&s.out.0, &c.out.0);
+    for (i, &v) in vals.iter().enumerate() {
+        assert_eq!(ring.to_signed(got[i]), (v >> 12) - i64::from(carries[0][i]), "x={v}");
+    }
+    let ones = carries[0].iter().filter(|&&b| b == 1).count();
+    assert!(ones > 0 && ones < vals.len(), "{ones} carries of {}", vals.len());
+    // Records of different calls do not pair up.
+    let mut short = c.out.1.clone();
+    short[0].low.pop();
+    assert!(trace::carries(&s.out.1, &short).is_err());
 }
 
 const P50: u64 = 1125899906842597; // largest prime below 2^50

@@ -137,7 +137,9 @@ pub fn run_budgets(args: &BenchArgs, budgets: &[usize]) -> Result<()> {
         return Err(Error::Input(format!("length {n} outside 1..={} for {}", public.config.max_seq_len(), resolved.name)));
     }
     let tok = tokens_for(&public, n)?;
-    let engine = EngineArgs { profile: "fastlmpi".into(), layers: Some(layers), threads: None, ot: args.ot.clone() };
+    // Faithful truncations: the outputs are then a function of the input alone, so every
+    // budget's outputs can be compared exactly (an approximate run drops random carries).
+    let engine = EngineArgs { profile: "fastlmpi".into(), layers: Some(layers), threads: None, ot: args.ot.clone(), linear_trunc: Some("faithful".into()) };
     let profile = engine.profile()?;
     let net = NetArgs { timeout: args.timeout, net: args.net.clone() };
     let mut record = BudgetRecord {
@@ -148,7 +150,7 @@ pub fn run_budgets(args: &BenchArgs, budgets: &[usize]) -> Result<()> {
         profile: profile.name().into(),
         ot: profile.ot.name().into(),
         note: format!(
-            "{layers} of {depth} layers run: the cache a full-depth server needs for the same hit rate is {depth}/{layers} × the cache held here; times and memory are this machine's"
+            "{layers} of {depth} layers run: the cache a full-depth server needs for the same hit rate is {depth}/{layers} × the cache held here; times and memory are this machine's; faithful truncations after the products, so that outputs compare exactly"
         ),
         points: Vec::new(),
         same_bytes_and_outputs: true,

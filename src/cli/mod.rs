@@ -113,15 +113,22 @@ pub struct EngineArgs {
     /// both parties must agree, checked in the handshake).
     #[arg(long)]
     pub ot: Option<String>,
+    /// Truncation after the encoder's linear layers and attention products: approx (⌊·⌋ or one
+    /// less, the fastlmpi default) or faithful (exact, the bolt default); both parties must agree.
+    #[arg(long)]
+    pub linear_trunc: Option<String>,
 }
 
 impl EngineArgs {
     pub fn profile(&self) -> Result<crate::engine::Profile> {
-        let profile = crate::engine::Profile::parse(&self.profile)?;
-        match &self.ot {
-            Some(ot) => Ok(profile.with_ot(crate::ot::OtBackend::parse(ot)?)),
-            None => Ok(profile),
+        let mut profile = crate::engine::Profile::parse(&self.profile)?;
+        if let Some(ot) = &self.ot {
+            profile = profile.with_ot(crate::ot::OtBackend::parse(ot)?);
         }
+        if let Some(mode) = &self.linear_trunc {
+            profile.linear_trunc = crate::proto::toolkit::trunc::TruncMode::parse(mode)?;
+        }
+        Ok(profile)
     }
 
     /// Size the global thread pool once, before any parallel work.
@@ -167,6 +174,10 @@ pub struct ServeArgs {
     /// OT backend: iknp or silent (default: the profile's; the client must use the same).
     #[arg(long)]
     pub ot: Option<String>,
+    /// Truncation after the encoder's products: approx or faithful (default: the profile's; the
+    /// client must use the same).
+    #[arg(long)]
+    pub linear_trunc: Option<String>,
     /// Worker threads for the local computation (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,

@@ -277,6 +277,7 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
         "model": input.resolved.name,
         "profile": input.profile.name(),
         "ot": input.profile.ot.name(),
+        "linear_trunc": input.profile.linear_trunc.name(),
         "tokens": input.tokens.num_attended(),
         "seq_len": input.tokens.len(),
         "layers": input.layers,
@@ -401,6 +402,7 @@ impl LocalServer {
             .args(["--model", &model_dir.to_string_lossy(), "--no-fetch"])
             .args(["--timeout", &net.timeout.to_string(), "--net", &net.net])
             .args(["--profile", profile, "--ot", engine.profile()?.ot.name(), "--weight-cache-mib", &weight_cache_mib.to_string()])
+            .args(["--linear-trunc", engine.profile()?.linear_trunc.name()])
             .args(threads.map(|t| vec!["--threads".to_string(), t.to_string()]).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

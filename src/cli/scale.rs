@@ -112,7 +112,7 @@ pub fn run_scale(args: &BenchArgs) -> Result<()> {
     if let Some(n) = lengths.iter().find(|&&n| n > cfg.max_seq_len()) {
         return Err(Error::Input(format!("length {n} exceeds {}'s limit of {} tokens", resolved.name, cfg.max_seq_len())));
     }
-    let engine = EngineArgs { profile: "fastlmpi".into(), layers: Some(layers), threads: None, ot: args.ot.clone() };
+    let engine = EngineArgs { profile: "fastlmpi".into(), layers: Some(layers), threads: None, ot: args.ot.clone(), linear_trunc: None };
     let profile = engine.profile()?;
     let net = NetArgs { timeout: args.timeout, net: args.net.clone() };
     let mut record = ScaleRecord {

@@ -120,7 +120,7 @@ impl Shared {
 }
 
 pub fn serve(args: &ServeArgs) -> Result<()> {
-    let engine = super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads, ot: args.ot.clone() };
+    let engine = super::EngineArgs { profile: args.profile.clone(), layers: None, threads: args.threads, ot: args.ot.clone(), linear_trunc: args.linear_trunc.clone() };
     engine.apply_threads()?;
     let profile = engine.profile()?;
     let policy = args.policy.policy()?;

@@ -63,15 +63,16 @@ pub fn embedding_shares(s: &Sess, x: Option<&Array2<i64>>, len: usize) -> Result
     }
 }
 
-/// `⌊(x·W + b) / 2^weight_frac⌋` on shares (`n × d_in` → `n × d_out`).
-pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
+/// `⌊(x·W + b) / 2^weight_frac⌋` on shares (`n × d_in` → `n × d_out`), or one less where `mode`
+/// is `Approx`.
+pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>, mode: TruncMode) -> Result<Vec<u64>> {
     if x.len() != n * d_in {
         return Err(Error::Shape { tensor: "linear input".into(), expected: vec![n, d_in], got: vec![x.len()] });
     }
     match s.profile.linear {
-        LinearBackend::Field(_) => linear_field(s, x, n, d_in, d_out, w),
+        LinearBackend::Field(_) => linear_field(s, x, n, d_in, d_out, w, mode),
         LinearBackend::Coeff(_) | LinearBackend::CoeffAll => {
-            let mut ys = linear_coeff(s, x, n, d_in, d_out, w.map(|w| vec![w]), 1)?;
+            let mut ys = linear_coeff(s, x, n, d_in, d_out, w.map(|w| vec![w]), 1, mode)?;
             ys.pop().ok_or_else(|| Error::Config("linear layer: no output".into()))
         }
     }
@@ -79,7 +80,7 @@ pub fn linear(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: O
 
 /// Several layers on the same input (Q, K, V): `ws` holds one weight set per output on the
 /// server, `None` on the client. The coefficient backend uploads the input once for all.
-pub fn linear_sets(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+pub fn linear_sets(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize, mode: TruncMode) -> Result<Vec<Vec<u64>>> {
     if x.len() != n * d_in {
         return Err(Error::Shape { tensor: "linear input".into(), expected: vec![n, d_in], got: vec![x.len()] });
     }
@@ -87,13 +88,14 @@ pub fn linear_sets(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize,
         return Err(Error::Config(format!("linear layers: {sets} weight sets expected")));
     }
     match s.profile.linear {
-        LinearBackend::Field(_) => (0..sets).map(|i| linear_field(s, x, n, d_in, d_out, ws.as_ref().map(|ws| ws[i]))).collect(),
-        LinearBackend::Coeff(_) | LinearBackend::CoeffAll => linear_coeff(s, x, n, d_in, d_out, ws, sets),
+        LinearBackend::Field(_) => (0..sets).map(|i| linear_field(s, x, n, d_in, d_out, ws.as_ref().map(|ws| ws[i]), mode)).collect(),
+        LinearBackend::Coeff(_) | LinearBackend::CoeffAll => linear_coeff(s, x, n, d_in, d_out, ws, sets, mode),
     }
 }
 
-/// Coefficient packing on the ring shares, then one faithful truncation for all sets.
-fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize) -> Result<Vec<Vec<u64>>> {
+/// Coefficient packing on the ring shares, then one truncation for all sets.
+#[allow(clippy::too_many_arguments)]
+fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws: Option<Vec<&QLinear>>, sets: usize, mode: TruncMode) -> Result<Vec<Vec<u64>>> {
     let ring = s.specs.ring;
     let side = s.coeff.ok_or_else(|| Error::Config("linear layer: the session has no coefficient HE context".into()))?;
     let ctx = &side.ctx;
@@ -111,11 +113,11 @@ fn linear_coeff(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, ws
         (SideKeys::Client(keys), None) => coeff_client(&mut *s.p.ch, ctx, keys, &plan, sets, x, &mut *s.rng)?,
         _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
     };
-    let all = trunc(&mut s.p, ring, &ys.concat(), s.profile.fixed.weight_frac_bits, TruncMode::Faithful)?;
+    let all = trunc(&mut s.p, ring, &ys.concat(), s.profile.fixed.weight_frac_bits, mode)?;
     Ok(all.chunks(n * d_out).map(<[u64]>::to_vec).collect())
 }
 
-fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>) -> Result<Vec<u64>> {
+fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w: Option<&QLinear>, mode: TruncMode) -> Result<Vec<u64>> {
     let ring = s.specs.ring;
     let ctx = &s.lin.ctx;
     let field = ctx.field();
@@ -132,7 +134,7 @@ fn linear_field(s: &mut Sess, x: &[u64], n: usize, d_in: usize, d_out: usize, w:
         _ => return Err(Error::Config("linear layer: weights must be given by the server only".into())),
     };
     let bound = s.profile.fixed.ring_bits - 1;
-    field_to_ring_trunc(&mut s.p, field, ring, &yf, bound, s.profile.fixed.weight_frac_bits, TruncMode::Faithful)
+    field_to_ring_trunc(&mut s.p, field, ring, &yf, bound, s.profile.fixed.weight_frac_bits, mode)
 }
 
 /// Share × share products per head (field shares in and out), one exchange for all heads.
@@ -161,7 +163,7 @@ fn head_products(s: &mut Sess, plan: &SharedMatmulPlan, a: Vec<Vec<u64>>, b: Vec
     let bf: Vec<Vec<u64>> = bf.chunks(nb).map(<[u64]>::to_vec).collect();
     let prod = shared_products(s, plan, &af, &bf)?;
     let bound = s.profile.fixed.ring_bits - 1;
-    field_to_ring_trunc(&mut s.p, field, ring, &prod.concat(), bound, s.specs.frac, TruncMode::Faithful)
+    field_to_ring_trunc(&mut s.p, field, ring, &prod.concat(), bound, s.specs.frac, s.profile.linear_trunc)
 }
 
 /// `a·b` mod 2^ℓ for row-major `a` (n × k) and `b` (k × m): a party's product of its own shares.
@@ -209,7 +211,7 @@ fn head_products_coeff(s: &mut Sess, (n, k, m): (usize, usize, usize), a: Vec<Ve
             }
         }
     }
-    trunc(&mut s.p, ring, &sum, s.specs.frac, TruncMode::Faithful)
+    trunc(&mut s.p, ring, &sum, s.specs.frac, s.profile.linear_trunc)
 }
 
 /// Per-head products on the profile's backend.
@@ -231,7 +233,7 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
 
     s.begin("qkv");
     let qkv_w = w.map(|w| vec![&w.quantized.query, &w.quantized.key, &w.quantized.value]);
-    let mut qkv = linear_sets(s, x, n, hidden, hidden, qkv_w, 3)?.into_iter();
+    let mut qkv = linear_sets(s, x, n, hidden, hidden, qkv_w, 3, s.profile.linear_trunc)?.into_iter();
     let (Some(q), Some(k), Some(v)) = (qkv.next(), qkv.next(), qkv.next()) else {
         return Err(Error::Config("qkv: three outputs expected".into()));
     };
@@ -244,7 +246,7 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     let raw = attention_products(s, &plan, (n, d, n), q_heads, kt_heads)?;
     let c = ring.from_signed(s.specs.score_scale);
     let scaled: Vec<u64> = raw.iter().map(|&r| ring.mul(r, c)).collect();
-    let mut scores = trunc(&mut s.p, ring, &scaled, frac, TruncMode::Faithful)?;
+    let mut scores = trunc(&mut s.p, ring, &scaled, frac, s.profile.linear_trunc)?;
     if let Some(bias) = w.and_then(|w| w.relative_bias) {
         add_relative_bias(ring, &mut scores, bias, n)?;
     }
@@ -269,7 +271,7 @@ pub fn attention(s: &mut Sess, x: &[u64], mask: &[u32], cfg: &BertConfig, w: Opt
     s.end();
 
     s.begin("attn-out");
-    let out = linear(s, &context, n, hidden, hidden, w.map(|w| &w.quantized.attn_out))?;
+    let out = linear(s, &context, n, hidden, hidden, w.map(|w| &w.quantized.attn_out), s.profile.linear_trunc)?;
     s.end();
     let _ = frac;
     Ok(out)
@@ -317,14 +319,14 @@ fn ln_params(ln: &LayerNorm, d: usize) -> Result<LnParams<'_>> {
 pub fn ffn(s: &mut Sess, x: &[u64], n: usize, cfg: &BertConfig, w: Option<&LayerWeights>) -> Result<Vec<u64>> {
     let (hidden, inter) = (cfg.hidden_size, cfg.intermediate_size);
     s.begin("ffn-in");
-    let up = linear(s, x, n, hidden, inter, w.map(|w| &w.quantized.ffn_in))?;
+    let up = linear(s, x, n, hidden, inter, w.map(|w| &w.quantized.ffn_in), s.profile.linear_trunc)?;
     s.end();
     s.begin("gelu");
     let he = s.nl.party();
     let act = s.specs.gelu.eval(&mut s.p, &he, &up)?;
     s.end();
     s.begin("ffn-out");
-    let down = linear(s, &act, n, inter, hidden, w.map(|w| &w.quantized.ffn_out))?;
+    let down = linear(s, &act, n, inter, hidden, w.map(|w| &w.quantized.ffn_out), s.profile.linear_trunc)?;
     s.end();
     Ok(down)
 }
@@ -347,7 +349,7 @@ pub fn pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize, pooling: PoolingMod
         PoolingMode::Mean { normalize } => (mean_pool(s, h, mask, d)?, normalize),
         PoolingMode::Cls { normalize } => (h[..d].to_vec(), normalize),
         PoolingMode::Pooler => {
-            let dense = linear(s, &h[..d], 1, d, d, w.and_then(|w| w.pooler))?;
+            let dense = linear(s, &h[..d], 1, d, d, w.and_then(|w| w.pooler), TruncMode::Faithful)?;
             let he = s.nl.party();
             let out = s.specs.tanh.eval(&mut s.p, &he, &dense)?;
             s.end();
@@ -380,7 +382,7 @@ fn mean_pool(s: &mut Sess, h: &[u64], mask: &[u32], d: usize) -> Result<Vec<u64>
 /// The classifier on the pooled vector.
 pub fn head(s: &mut Sess, pooled: &[u64], d: usize, labels: usize, w: Option<&HeadWeights>) -> Result<Vec<u64>> {
     s.begin("classifier");
-    let out = linear(s, pooled, 1, d, labels, w.and_then(|w| w.classifier))?;
+    let out = linear(s, pooled, 1, d, labels, w.and_then(|w| w.classifier), TruncMode::Faithful)?;
     s.end();
     Ok(out)
 }

@@ -20,9 +20,14 @@
 //! ```
 //! then pooling (mean with a public 1/count, optional L2 normalisation; or CLS; or the BERT
 //! pooler), the classifier when the checkpoint has one, and the opening of the result to the
-//! client only. Every truncation is a faithful floor, so the private output equals the
-//! fixed-point simulation [`simulate`] (`model::fixed` with the profile's reference functions)
-//! bit for bit.
+//! client only. Every truncation inside the non-linear protocols is a faithful floor. The
+//! truncations after the encoder's linear layers and attention products follow
+//! [`Profile::linear_trunc`]: faithful (`bolt`), or approximate (`fastlmpi`: ⌊·⌋ − c with the
+//! dropped carry c ∈ {0, 1}, one short COT per value instead of a 12-bit comparison). So the
+//! private output equals the fixed-point simulation (`model::fixed` with the profile's
+//! reference functions) bit for bit: [`simulate`] when every truncation is faithful,
+//! [`simulate_with_carries`] given the carries the run dropped otherwise (a test traces both
+//! parties to get them); each dropped carry lowers one product output by 2^−f.
 //!
 //! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
 //! of real tokens), the number of layers run, the profile. The client learns what the server's
@@ -48,13 +53,14 @@ use crate::he::HePreset;
 use crate::model::FixedConfig;
 use crate::ot::OtBackend;
 use crate::proto::linear::Packing;
+use crate::proto::toolkit::trunc::TruncMode;
 
 pub use session::{
     client_close, client_infer, client_open, serve_session, ClientOutcome, EngineSession, InferenceRequest, ServerModel,
     ServerSessionReport, SessionRequest,
 };
 pub use policy::{Opened, Reveal, ServePolicy, SessionLimits, Verdict};
-pub use sim::{simulate, ProfileNonLinear};
+pub use sim::{simulate, simulate_with_carries, ProfileNonLinear};
 
 /// Which protocol family runs the non-linear operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +112,15 @@ pub struct Profile {
     /// The OT construction under the non-linear protocols (`--ot`).
     #[serde(default)]
     pub ot: OtBackend,
+    /// The truncation after each linear layer and attention product of an encoder layer
+    /// (`Approx`: ⌊·⌋ or one less, a single short COT per element; the simulation models it by
+    /// the carries, see `engine::simulate_with_carries`).
+    #[serde(default = "faithful")]
+    pub linear_trunc: TruncMode,
+}
+
+fn faithful() -> TruncMode {
+    TruncMode::Faithful
 }
 
 /// The GeLU segments the FASTLMPI profile evaluates (installed by `fastlmpi fit-approx gelu
@@ -126,6 +141,9 @@ impl Profile {
             // in CPU (≈ 2 M correlations/s on 2 cores): on a loopback link IKNP is faster
             // (results/recorded/run-*-ot-{iknp,silent}.json), on slow links silent wins.
             ot: OtBackend::Silent,
+            // The products' own truncations drop the carry of the low 12 bits (error −1 or 0
+            // at 2^−12): a faithful one costs a 12-bit millionaire per element on top.
+            linear_trunc: TruncMode::Approx,
         }
     }
 
@@ -137,6 +155,7 @@ impl Profile {
             linear: LinearBackend::Field(Packing::Bsgs),
             // BOLT's code runs IKNP (SCI's emp-ot copy), not silent OT.
             ot: OtBackend::Iknp,
+            linear_trunc: TruncMode::Faithful,
         }
     }
 
@@ -193,6 +212,7 @@ impl Profile {
             ("fixed".to_string(), format!("{}/{}/{}", f.frac_bits, f.weight_frac_bits, f.ring_bits)),
             ("linear".to_string(), format!("{:?}", self.linear)),
             ("ot".to_string(), self.ot.name().to_string()),
+            ("linear_trunc".to_string(), format!("{:?}", self.linear_trunc)),
             ("gelu_set".to_string(), format!("{:016x}", fnv1a(GELU_SET.as_bytes()))),
             ("tanh_set".to_string(), format!("{:016x}", fnv1a(TANH_SET.as_bytes()))),
         ])

@@ -1,11 +1,17 @@
 //! The fixed-point simulation of a profile: `model::fixed` with the protocols' own cleartext
 //! reference functions, so that it computes exactly what the private run computes.
+//!
+//! Where the profile truncates the encoder's products approximately (`Profile::linear_trunc`),
+//! a private output is ⌊·⌋ − c per truncated value with c ∈ {0, 1} (the carry the protocol
+//! drops): [`simulate`] gives the run with every c = 0, and [`simulate_with_carries`] the run
+//! with the carries a traced private run actually dropped (`proto::toolkit::trunc::trace`),
+//! which that run must equal bit for bit.
 
 use super::state::Specs;
 use super::Profile;
 use crate::error::{Error, Result};
 use crate::he::HeContext;
-use crate::model::{FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
+use crate::model::{CarryTape, FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
 use crate::proto::nonlinear::l2norm::reference_l2_normalize;
 use crate::proto::nonlinear::layernorm::reference_layernorm;
 use crate::proto::nonlinear::softmax::reference_softmax;
@@ -64,4 +70,10 @@ impl FixedNonLinear for ProfileNonLinear {
 pub fn simulate(model: &Model, tok: &Tokenized, profile: &Profile) -> Result<ModelOutput> {
     let nl = ProfileNonLinear::new(profile, model)?;
     FixedModel::new(model, profile.fixed)?.forward_with(tok, &nl)
+}
+
+/// [`simulate`] with a private run's dropped carries (one tape layer per simulated layer).
+pub fn simulate_with_carries(model: &Model, tok: &Tokenized, profile: &Profile, carries: CarryTape) -> Result<ModelOutput> {
+    let nl = ProfileNonLinear::new(profile, model)?;
+    FixedModel::new(model, profile.fixed)?.with_carries(carries)?.forward_with(tok, &nl)
 }

@@ -16,6 +16,7 @@
 //!   so a malformed frame gives `Error::Protocol`, never a panic.
 
 pub mod convert;
+pub mod narrow;
 pub mod privacy;
 pub mod wire;
 
@@ -143,6 +144,8 @@ pub struct HeContext {
     /// Ciphertexts returned under this context's client key so far, and the most allowed
     /// (see [`privacy`]: the flooding width covers [`privacy::KEY_RETURN_BUDGET`] of them).
     returns: privacy::ReturnBudget,
+    /// The prime results are sent at (coefficient contexts only, see [`narrow`]).
+    narrow: Option<narrow::NarrowModulus>,
 }
 
 impl std::fmt::Debug for HeContext {
@@ -178,7 +181,7 @@ impl HeContext {
         let par = bfv_parameters(preset.degree, &moduli, t)?;
         let ntt_t = NttOperator::new(&Modulus::new(t)?, preset.degree)
             .ok_or_else(|| Error::Config("plaintext modulus does not support SIMD".into()))?;
-        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t: Some(ntt_t), returns: privacy::ReturnBudget::default() })
+        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: batch_slot_map(preset.degree), ntt_t: Some(ntt_t), returns: privacy::ReturnBudget::default(), narrow: None })
     }
 
     /// A coefficient-encoding context with t = 2^`preset.t_bits` (the shares' ring Z_2^ℓ): a
@@ -192,7 +195,22 @@ impl HeContext {
             return Err(Error::Config(format!("preset {}: every ciphertext modulus must exceed t = 2^{}", preset.name, preset.t_bits)));
         }
         let par = bfv_parameters(preset.degree, &moduli, t)?;
-        Ok(HeContext { preset: preset.clone(), par, field: Field::new(t)?, slot_map: Vec::new(), ntt_t: None, returns: privacy::ReturnBudget::default() })
+        let last = *par.context_at_level(par.max_level())?.moduli().first().ok_or_else(|| Error::Config("no ciphertext modulus".into()))?;
+        let narrow = narrow::NarrowModulus::new(last, preset.t_bits, preset.degree)?;
+        Ok(HeContext {
+            preset: preset.clone(),
+            par,
+            field: Field::new(t)?,
+            slot_map: Vec::new(),
+            ntt_t: None,
+            returns: privacy::ReturnBudget::default(),
+            narrow: Some(narrow),
+        })
+    }
+
+    /// The narrow modulus results of a coefficient context are sent at.
+    pub fn narrow(&self) -> Result<&narrow::NarrowModulus> {
+        self.narrow.as_ref().ok_or_else(|| Error::He("compact results need a coefficient-encoding context".into()))
     }
 
     /// Whether plaintexts are coefficient vectors (t = 2^ℓ) rather than SIMD slots.
@@ -341,21 +359,23 @@ pub struct ClientKeys {
     pub ek: Option<EvaluationKey>,
     /// The secret key as an NTT polynomial at the top level (for seeded uploads).
     s_top: Poly,
-    /// The secret key as an NTT polynomial at the last (single-modulus) level, for compact results.
-    s_last: Poly,
+    /// The secret key as an NTT polynomial at the narrow modulus, for compact results
+    /// (coefficient contexts only).
+    s_narrow: Option<Poly>,
 }
 
 impl ClientKeys {
-    /// Decryption of a compact result ([`wire::CompactCt`], at the last level) at its c0
-    /// positions only: m = ⌊t·[c0 + c1·s]_q / q⌉ mod t, the BFV decryption at one modulus, without
-    /// building or transforming the (mostly zero) c0.
+    /// Decryption of a compact result ([`wire::CompactCt`], at the narrow modulus q' of
+    /// [`narrow`]) at its c0 positions only: m = ⌊t·[c0 + c1·s]_{q'} / q'⌉ mod t, the BFV
+    /// decryption at one modulus, without building or transforming the (mostly zero) c0.
     pub fn decrypt_compact(&self, ctx: &HeContext, ct: &wire::CompactCt, positions: &[usize]) -> Result<Vec<u64>> {
-        if ct.c1.ctx() != self.s_last.ctx() || ct.c0.len() != positions.len() {
-            return Err(Error::He("compact result not at the last level or of the wrong length".into()));
+        let s = self.s_narrow.as_ref().ok_or_else(|| Error::He("compact results need a coefficient-encoding context".into()))?;
+        if ct.c1.ctx() != s.ctx() || ct.c0.len() != positions.len() {
+            return Err(Error::He("compact result not at the narrow modulus or of the wrong length".into()));
         }
-        let mut c1s = &ct.c1 * &self.s_last;
+        let mut c1s = &ct.c1 * s;
         c1s.change_representation(Representation::PowerBasis);
-        let q = *self.s_last.ctx().moduli().first().ok_or_else(|| Error::He("no modulus at the last level".into()))?;
+        let q = ctx.narrow()?.q();
         let modulus = Modulus::new(q)?;
         let t = ctx.t() as u128;
         let row = c1s.coefficients();
@@ -400,8 +420,16 @@ impl ClientKeys {
             s.change_representation(Representation::Ntt);
             Ok(s)
         };
-        let (s_top, s_last) = (s_at(0)?, s_at(ctx.max_level())?);
-        Ok(ClientKeys { sk, pk, ek, s_top, s_last })
+        let s_top = s_at(0)?;
+        let s_narrow = match &ctx.narrow {
+            Some(nm) => {
+                let mut s = Poly::try_convert_from(&coeffs[..], nm.context(), false, Representation::PowerBasis)?;
+                s.change_representation(Representation::Ntt);
+                Some(s)
+            }
+            None => None,
+        };
+        Ok(ClientKeys { sk, pk, ek, s_top, s_narrow })
     }
 
     /// Secret-key encryption of `slots` at the top level, returned in seeded form: the
@@ -518,31 +546,39 @@ mod tests {
         }
     }
 
-    /// The one-modulus decryption of compact results agrees with the crate's full decryption
-    /// at every position, after the circuit-private return, for t = 2^40 and values at 0, t−1.
+    /// The one-modulus decryption of compact results (switched to the narrow modulus) agrees
+    /// with the crate's full decryption of the returned ciphertext at every position, for
+    /// t = 2^40, values at 0 and t−1, and the largest flooding a single-modulus return allows.
     #[test]
     fn compact_decryption_matches_the_crate_decryption() {
         let ctx = HeContext::coefficient(&HePreset::coefficient(40)).unwrap();
         let f = ctx.field();
         let mut rng = rand::rng();
         let keys = ClientKeys::generate(&ctx, &[], &mut rng).unwrap();
-        let mut x: Vec<u64> = (0..ctx.degree()).map(|_| f.random(&mut rng)).collect();
-        x[0] = 0;
-        x[1] = ctx.t() - 1;
-        let ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
-        let level = ctx.max_level();
-        let (ret, share) = privacy::private_return(&ctx, &privacy::ReturnKey::new(&ctx, &keys.pk).unwrap(), ct, ctx.fresh_noise(), &mut rng).unwrap();
-        let positions: Vec<usize> = (0..ctx.degree()).step_by(7).chain([1, ctx.degree() - 1]).collect();
-        let bytes = wire::encode_compact(&ctx, &ret, level, &positions).unwrap();
-        let parts = wire::decode_compact_parts(&ctx, level, positions.len(), &bytes).unwrap();
-        let mine = keys.decrypt_compact(&ctx, &parts, &positions).unwrap();
-        let full = ctx.decrypt(&keys.sk, &ret).unwrap();
-        for (i, &p) in positions.iter().enumerate() {
-            assert_eq!(mine[i], full[p], "position {p}");
-            assert_eq!(f.add(mine[i], share[p]), x[p], "position {p}");
+        let key = privacy::ReturnKey::new(&ctx, &keys.pk).unwrap();
+        let positions: Vec<usize> = (0..ctx.degree()).collect();
+        let widest = (1..200).map(|b| (b as f64).exp2()).take_while(|&v| privacy::return_level(&ctx, 0, v).ok() == Some(ctx.max_level())).last().unwrap();
+        assert!(privacy::flood_bits(&ctx, widest) >= 137, "every coefficient plan floods at most 2^137");
+        for v in [ctx.fresh_noise(), widest] {
+            let mut x: Vec<u64> = (0..ctx.degree()).map(|_| f.random(&mut rng)).collect();
+            x[0] = 0;
+            x[1] = ctx.t() - 1;
+            let ct: Ciphertext = keys.sk.try_encrypt(&ctx.plaintext(&x, 0).unwrap(), &mut rng).unwrap();
+            let (parts, share) = privacy::private_return_parts(&ctx, &key, ct, v, &mut rng).unwrap();
+            let bytes = wire::encode_compact(&ctx, &wire::compact_result(&ctx, &parts, &positions).unwrap()).unwrap();
+            assert_eq!(bytes.len(), wire::compact_len(&ctx, positions.len()).unwrap());
+            let received = wire::decode_compact_parts(&ctx, positions.len(), &bytes).unwrap();
+            let mine = keys.decrypt_compact(&ctx, &received, &positions).unwrap();
+            let mut ntt = parts.to_vec();
+            ntt.iter_mut().for_each(|p| p.change_representation(Representation::Ntt));
+            let full = ctx.decrypt(&keys.sk, &Ciphertext::new(ntt, ctx.params()).unwrap()).unwrap();
+            assert_eq!(mine, full);
+            assert_eq!(f.reconstruct(&mine, &share), x);
+            // The wrong number of positions is refused.
+            assert!(keys.decrypt_compact(&ctx, &received, &positions[1..]).is_err());
         }
-        // A result at another level, or with the wrong number of positions, is refused.
-        assert!(keys.decrypt_compact(&ctx, &parts, &positions[1..]).is_err());
+        // 53 bits per coefficient instead of the return modulus's 62.
+        assert_eq!(wire::compact_len(&ctx, 1024).unwrap(), (8192 + 1024) * 53 / 8);
     }
 
     #[test]

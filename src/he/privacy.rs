@@ -280,10 +280,26 @@ impl ReturnKey {
 pub fn private_return<R: RngCore + CryptoRng>(
     ctx: &HeContext,
     key: &ReturnKey,
-    mut ct: Ciphertext,
+    ct: Ciphertext,
     v: f64,
     rng: &mut R,
 ) -> Result<(Ciphertext, Vec<u64>)> {
+    let (mut parts, share) = private_return_parts(ctx, key, ct, v, rng)?;
+    for part in parts.iter_mut() {
+        part.change_representation(Representation::Ntt);
+    }
+    Ok((Ciphertext::new(parts.to_vec(), ctx.params())?, share))
+}
+
+/// [`private_return`] with the two parts left in the power basis at [`return_level`] (what the
+/// compact transport of `wire` switches to the narrow modulus coefficient by coefficient).
+pub fn private_return_parts<R: RngCore + CryptoRng>(
+    ctx: &HeContext,
+    key: &ReturnKey,
+    mut ct: Ciphertext,
+    v: f64,
+    rng: &mut R,
+) -> Result<([Poly; 2], Vec<u64>)> {
     let level = ctx.params().level_of_context(ct[0].ctx())?;
     let target = return_level(ctx, level, v)?;
     let share = add_mask(ctx, &mut ct, rng)?;
@@ -303,9 +319,8 @@ pub fn private_return<R: RngCore + CryptoRng>(
             *part += &flood;
         }
         part.switch_down_to(target_ctx)?;
-        part.change_representation(Representation::Ntt);
     }
-    Ok((Ciphertext::new(parts.to_vec(), ctx.params())?, share))
+    Ok((parts, share))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! Format (no headers: the receiver always knows the shape it expects from the public plan):
 //! * seeded upload (client → server, top level): 32-byte seed ‖ c0;
 //! * full ciphertext (server → client, at the return level): c0 ‖ c1;
-//! * compact ciphertext (server → client, coefficient encoding): c1 ‖ c0 at the public list of
-//!   coefficients the client reads, each bit-packed like a residue (single-modulus levels only);
+//! * compact result (server → client, coefficient encoding): c1 ‖ c0 at the public list of
+//!   coefficients the client reads, switched to the narrow modulus q' of [`super::narrow`] and
+//!   bit-packed to ⌈log2 q'⌉ bits;
 //!
 //! where each polynomial is sent in coefficient form, residue by residue, each residue
 //! bit-packed to ⌈log2 q_i⌉ bits. A batch of ciphertexts is one message of
@@ -126,86 +127,81 @@ pub fn decode_full(ctx: &HeContext, level: usize, bytes: &[u8]) -> Result<Cipher
     Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
 }
 
-/// Bytes of one compact ciphertext at `level` carrying `positions` coefficients of c0.
-pub fn compact_len(ctx: &HeContext, level: usize, positions: usize) -> Result<usize> {
-    let moduli = moduli_at(ctx, level)?;
-    if moduli.len() != 1 {
-        return Err(Error::He("compact ciphertexts need a single-modulus level".into()));
-    }
-    Ok(poly_len(ctx, level)? + packed_len(positions, bits_of(moduli[0])))
+/// Bytes of one compact result carrying `positions` coefficients of c0 (both parts at the
+/// narrow modulus of [`super::narrow`]).
+pub fn compact_len(ctx: &HeContext, positions: usize) -> Result<usize> {
+    let bits = ctx.narrow()?.bits();
+    Ok(packed_len(ctx.degree(), bits) + packed_len(positions, bits))
 }
 
-/// Encode c1 in full and c0 only at `positions` (the coefficients the receiver decrypts).
-pub fn encode_compact(ctx: &HeContext, ct: &Ciphertext, level: usize, positions: &[usize]) -> Result<Vec<u8>> {
-    if ct.len() != 2 || ctx.params().level_of_context(ct[0].ctx())? != level {
-        return Err(Error::He(format!("expected a 2-part ciphertext at level {level}")));
+/// A returned result ready for the wire: c1 in full and c0 at the positions the client reads,
+/// both switched to the narrow modulus q'.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactResult {
+    c1: Vec<u64>,
+    c0: Vec<u64>,
+}
+
+/// Switch a returned ciphertext (its two parts in the power basis at the single return
+/// modulus, as `privacy::private_return_parts` leaves them) to q', keeping c0 at `positions`.
+pub fn compact_result(ctx: &HeContext, parts: &[Poly; 2], positions: &[usize]) -> Result<CompactResult> {
+    let nm = ctx.narrow()?;
+    if parts.iter().any(|p| *p.representation() != Representation::PowerBasis || p.ctx().moduli() != [nm.return_modulus()]) {
+        return Err(Error::He("compact results start from power-basis parts at the return modulus".into()));
     }
-    let q = moduli_at(ctx, level)?[0];
-    let mut out = Vec::with_capacity(compact_len(ctx, level, positions.len())?);
-    encode_poly(&ct[1], &mut out);
-    let mut c0 = ct[0].clone();
-    c0.change_representation(Representation::PowerBasis);
-    let row = c0.coefficients();
-    let mut picked = Vec::with_capacity(positions.len());
-    for &p in positions {
-        picked.push(*row.get((0, p)).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))?);
+    let c1 = parts[1].coefficients().row(0).iter().map(|&c| nm.switch(c)).collect();
+    let row = parts[0].coefficients();
+    let c0 = positions
+        .iter()
+        .map(|&p| row.get((0, p)).map(|&c| nm.switch(c)).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree"))))
+        .collect::<Result<_>>()?;
+    Ok(CompactResult { c1, c0 })
+}
+
+/// c1 ‖ c0, each bit-packed at the narrow modulus's width.
+pub fn encode_compact(ctx: &HeContext, r: &CompactResult) -> Result<Vec<u8>> {
+    let bits = ctx.narrow()?.bits();
+    if r.c1.len() != ctx.degree() {
+        return Err(Error::He("compact result of the wrong degree".into()));
     }
-    out.extend_from_slice(&pack_bits(&picked, bits_of(q)));
+    let mut out = pack_bits(&r.c1, bits);
+    out.extend_from_slice(&pack_bits(&r.c0, bits));
     Ok(out)
 }
 
-/// A compact ciphertext as received: c1 (NTT form, single modulus) and c0 at the public
+/// A compact result as received: c1 (NTT form at the narrow modulus) and c0 at the public
 /// positions only.
 pub struct CompactCt {
     pub c1: Poly,
     pub c0: Vec<u64>,
 }
 
-/// Decode and validate a compact ciphertext carrying `positions` coefficients of c0.
-pub fn decode_compact_parts(ctx: &HeContext, level: usize, positions: usize, bytes: &[u8]) -> Result<CompactCt> {
-    let want = compact_len(ctx, level, positions)?;
+/// Decode and validate a compact result carrying `positions` coefficients of c0.
+pub fn decode_compact_parts(ctx: &HeContext, positions: usize, bytes: &[u8]) -> Result<CompactCt> {
+    let want = compact_len(ctx, positions)?;
     if bytes.len() != want {
         return Err(Error::protocol("ciphertext", format!("compact ciphertext of {} bytes, expected {want}", bytes.len())));
     }
-    let half = poly_len(ctx, level)?;
-    let c1 = decode_poly(ctx, level, &bytes[..half])?;
-    let q = moduli_at(ctx, level)?[0];
-    let c0 = unpack_bits(&bytes[half..], positions, bits_of(q));
-    if c0.iter().any(|&c| c >= q) {
+    let nm = ctx.narrow()?;
+    let half = packed_len(ctx.degree(), nm.bits());
+    let c1 = unpack_bits(&bytes[..half], ctx.degree(), nm.bits());
+    let c0 = unpack_bits(&bytes[half..], positions, nm.bits());
+    if c1.iter().chain(&c0).any(|&c| c >= nm.q()) {
         return Err(Error::protocol("ciphertext", "coefficient outside [0, q)"));
     }
-    Ok(CompactCt { c1, c0 })
+    Ok(CompactCt { c1: nm.ntt_poly(c1)?, c0 })
 }
 
-/// Decode a compact ciphertext: c0 is zero outside `positions`, so only those coefficients of
-/// the decryption are meaningful.
-pub fn decode_compact(ctx: &HeContext, level: usize, positions: &[usize], bytes: &[u8]) -> Result<Ciphertext> {
-    let CompactCt { c1, c0: vals } = decode_compact_parts(ctx, level, positions.len(), bytes)?;
-    let mut coeffs = vec![0u64; ctx.degree()];
-    for (&p, &v) in positions.iter().zip(&vals) {
-        *coeffs.get_mut(p).ok_or_else(|| Error::He(format!("coefficient {p} outside the ring degree")))? = v;
-    }
-    let mut c0 = Poly::try_convert_from(coeffs, ctx.params().context_at_level(level)?, false, Representation::PowerBasis)?;
-    c0.change_representation(Representation::Ntt);
-    Ok(Ciphertext::new(vec![c0, c1], ctx.params())?)
+/// Receive `count` compact results carrying `positions` coefficients of c0, as parts.
+pub fn recv_compact_parts(ch: &mut dyn Channel, ctx: &HeContext, count: usize, positions: usize) -> Result<Vec<CompactCt>> {
+    let size = compact_len(ctx, positions)?;
+    recv_items(ch, count, size, |b| decode_compact_parts(ctx, positions, b))
 }
 
-/// Receive `count` compact ciphertexts carrying `positions` coefficients of c0, as parts.
-pub fn recv_compact_parts(ch: &mut dyn Channel, ctx: &HeContext, count: usize, level: usize, positions: usize) -> Result<Vec<CompactCt>> {
-    let size = compact_len(ctx, level, positions)?;
-    recv_items(ch, count, size, |b| decode_compact_parts(ctx, level, positions, b))
-}
-
-/// Send compact ciphertexts (one flight), each carrying c0 at the same `positions`.
-pub fn send_compact(ch: &mut dyn Channel, ctx: &HeContext, cts: &[Ciphertext], level: usize, positions: &[usize]) -> Result<()> {
-    let blobs: Result<Vec<Vec<u8>>> = cts.par_iter().map(|c| encode_compact(ctx, c, level, positions)).collect();
+/// Send compact results (one flight).
+pub fn send_compact(ch: &mut dyn Channel, ctx: &HeContext, results: &[CompactResult]) -> Result<()> {
+    let blobs: Result<Vec<Vec<u8>>> = results.par_iter().map(|r| encode_compact(ctx, r)).collect();
     send_blobs(ch, blobs?)
-}
-
-/// Receive `count` compact ciphertexts carrying c0 at `positions`.
-pub fn recv_compact(ch: &mut dyn Channel, ctx: &HeContext, count: usize, level: usize, positions: &[usize]) -> Result<Vec<Ciphertext>> {
-    let size = compact_len(ctx, level, positions.len())?;
-    recv_items(ch, count, size, |b| decode_compact(ctx, level, positions, b))
 }
 
 fn send_blobs(ch: &mut dyn Channel, blobs: Vec<Vec<u8>>) -> Result<()> {

@@ -220,6 +220,58 @@ pub struct FixedModel<'m> {
     pub relative_bias: Option<Array2<i64>>,
     /// `round(2^frac_bits / √head_dim)`.
     pub score_scale: i64,
+    /// Carries of a private run's approximate truncations, subtracted where it dropped them.
+    carries: Option<CarryTape>,
+}
+
+/// Where an encoder layer truncates a product, in the private engine's order (one truncation
+/// call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, P·V of all heads, the attention
+/// output, the FFN's input and output projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CarrySite {
+    Qkv,
+    Scores,
+    ScoreScale,
+    Context,
+    AttnOut,
+    FfnIn,
+    FfnOut,
+}
+
+impl CarrySite {
+    pub const COUNT: usize = 7;
+}
+
+/// The carries c ∈ {0, 1} a private run dropped in its approximate truncations
+/// (`⌊x/2^s⌋ − c`, see `proto::toolkit::trunc`), [`CarrySite::COUNT`] calls per encoder layer in
+/// [`CarrySite`] order, each row-major over all heads. A [`FixedModel`] given the tape
+/// subtracts them where it floors, so it computes exactly what that run computed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CarryTape {
+    calls: Vec<Vec<u8>>,
+}
+
+impl CarryTape {
+    pub fn new(calls: Vec<Vec<u8>>) -> Result<CarryTape> {
+        if calls.len() % CarrySite::COUNT != 0 || calls.iter().flatten().any(|&c| c > 1) {
+            return Err(Error::Config(format!("a carry tape holds {} calls of 0/1 per layer", CarrySite::COUNT)));
+        }
+        Ok(CarryTape { calls })
+    }
+    pub fn layers(&self) -> usize {
+        self.calls.len() / CarrySite::COUNT
+    }
+    /// How many carries are 1 (each lowered one output by 2^−frac).
+    pub fn ones(&self) -> usize {
+        self.calls.iter().flatten().filter(|&&c| c == 1).count()
+    }
+    fn site(&self, layer: usize, site: CarrySite, len: usize) -> Result<&[u8]> {
+        let call = self.calls.get(layer * CarrySite::COUNT + site as usize).ok_or_else(|| Error::Config(format!("no carries for layer {layer}")))?;
+        if call.len() != len {
+            return Err(Error::Config(format!("layer {layer}, {site:?}: {} carries for {len} outputs", call.len())));
+        }
+        Ok(call)
+    }
 }
 
 /// Fixed-point forward pass with exact non-linear functions.
@@ -306,7 +358,29 @@ impl<'m> FixedModel<'m> {
             classifier: q.classifier,
             relative_bias: model.server.relative_attention_bias.as_ref().map(|t| t.mapv(|v| fp.encode(v as f64))),
             score_scale: fp.encode(1.0 / head_dim.sqrt()),
+            carries: None,
         })
+    }
+
+    /// The same model, subtracting `tape`'s carries where a private run truncated
+    /// approximately (one layer of the tape per encoder layer).
+    pub fn with_carries(mut self, tape: CarryTape) -> Result<FixedModel<'m>> {
+        if tape.layers() != self.layers.len() {
+            return Err(Error::Config(format!("a carry tape of {} layers for {} encoder layers", tape.layers(), self.layers.len())));
+        }
+        self.carries = Some(tape);
+        Ok(self)
+    }
+
+    /// Subtract the carries of `site` in `layer`, elements `offset..offset + a.len()` of its
+    /// `total`, from `a` (row-major).
+    fn drop_carries(&self, layer: usize, site: CarrySite, total: usize, offset: usize, a: &mut Array2<i64>) -> Result<()> {
+        let Some(tape) = &self.carries else { return Ok(()) };
+        let part = tape.site(layer, site, total)?.get(offset..offset + a.len()).ok_or_else(|| Error::Config(format!("layer {layer}, {site:?}: carries out of range")))?;
+        for (v, &c) in a.iter_mut().zip(part) {
+            *v -= i64::from(c);
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &FixedConfig {
@@ -396,15 +470,16 @@ impl<'m> FixedModel<'m> {
             .layers
             .get(index)
             .ok_or_else(|| Error::Config(format!("layer index {index} out of range")))?;
-        let attn = self.self_attention(layer, x, mask, bias, nl)?;
+        let attn = self.self_attention(index, layer, x, mask, bias, nl)?;
         let h1 = self.add_norm(x, &attn, &weights.attn_norm, nl)?;
-        let f = self.ffn(layer, &h1, nl)?;
+        let f = self.ffn(index, layer, &h1, nl)?;
         self.add_norm(&h1, &f, &weights.out_norm, nl)
     }
 
-    /// Multi-head attention including the output projection.
+    /// Multi-head attention including the output projection (encoder layer `index`).
     pub fn self_attention(
         &self,
+        index: usize,
         layer: &QuantizedLayer,
         x: &Array2<i64>,
         mask: &[u32],
@@ -413,10 +488,16 @@ impl<'m> FixedModel<'m> {
     ) -> Result<Array2<i64>> {
         let cfg = &self.cfg;
         let mcfg = &self.model.public.config;
-        let q = layer.query.apply(x, cfg, "query projection")?;
-        let k = layer.key.apply(x, cfg, "key projection")?;
-        let v = layer.value.apply(x, cfg, "value projection")?;
+        let mut q = layer.query.apply(x, cfg, "query projection")?;
+        let mut k = layer.key.apply(x, cfg, "key projection")?;
+        let mut v = layer.value.apply(x, cfg, "value projection")?;
+        let nq = q.len();
+        self.drop_carries(index, CarrySite::Qkv, 3 * nq, 0, &mut q)?;
+        self.drop_carries(index, CarrySite::Qkv, 3 * nq, nq, &mut k)?;
+        self.drop_carries(index, CarrySite::Qkv, 3 * nq, 2 * nq, &mut v)?;
         let d = mcfg.head_dim();
+        let n = x.nrows();
+        let all = mcfg.num_attention_heads * n;
         let heads: Vec<Array2<i64>> = (0..mcfg.num_attention_heads)
             .into_par_iter()
             .map(|head| {
@@ -427,31 +508,42 @@ impl<'m> FixedModel<'m> {
                     }
                     None => None,
                 };
-                let scores = self.attention_scores(q.slice(cols), k.slice(cols), head_bias)?;
+                let scores = self.attention_scores(index, head, q.slice(cols), k.slice(cols), head_bias)?;
                 let probs = self.softmax_rows(&scores, mask, nl)?;
-                self.act_matmul(probs.view(), v.slice(cols), "attention × values")
+                let mut ctx = self.act_matmul(probs.view(), v.slice(cols), "attention × values")?;
+                self.drop_carries(index, CarrySite::Context, all * d, head * n * d, &mut ctx)?;
+                Ok(ctx)
             })
             .collect::<Result<_>>()?;
         let mut context = Array2::<i64>::zeros(x.raw_dim());
         for (head, ctx) in heads.iter().enumerate() {
             context.slice_mut(s![.., head * d..(head + 1) * d]).assign(ctx);
         }
-        layer.attn_out.apply(&context, cfg, "attention output projection")
+        let mut out = layer.attn_out.apply(&context, cfg, "attention output projection")?;
+        self.drop_carries(index, CarrySite::AttnOut, out.len(), 0, &mut out)?;
+        Ok(out)
     }
 
-    /// `(Q·Kᵀ) · (1/√d) (+ bias)` at `frac_bits`: two product-and-truncate steps.
+    /// `(Q·Kᵀ) · (1/√d) (+ bias)` at `frac_bits`: two product-and-truncate steps (head `head`
+    /// of encoder layer `index`).
     pub fn attention_scores(
         &self,
+        index: usize,
+        head: usize,
         q: ArrayView2<i64>,
         k: ArrayView2<i64>,
         bias: Option<&Array2<i64>>,
     ) -> Result<Array2<i64>> {
         let kt = k.t().as_standard_layout().into_owned();
-        let raw = self.act_matmul(q, kt.view(), "query × key")?;
+        let mut raw = self.act_matmul(q, kt.view(), "query × key")?;
+        let heads = self.model.public.config.num_attention_heads;
+        let (n, m) = raw.dim();
+        self.drop_carries(index, CarrySite::Scores, heads * n * m, head * n * m, &mut raw)?;
         let mut scaled = Array2::<i64>::zeros(raw.raw_dim());
         for (dst, &r) in scaled.iter_mut().zip(raw.iter()) {
             *dst = floor_shift(self.cfg.check(r * self.score_scale, "score scaling")?, self.cfg.frac_bits);
         }
+        self.drop_carries(index, CarrySite::ScoreScale, heads * n * m, head * n * m, &mut scaled)?;
         if let Some(b) = bias {
             if b.dim() != scaled.dim() {
                 return Err(Error::Shape {
@@ -493,11 +585,14 @@ impl<'m> FixedModel<'m> {
         self.map_rows(&sum, |row| nl.layer_norm(row, ln, self.cfg.activation()))
     }
 
-    /// `GeLU(x · W1 + b1) · W2 + b2`.
-    pub fn ffn(&self, layer: &QuantizedLayer, x: &Array2<i64>, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
-        let up = layer.ffn_in.apply(x, &self.cfg, "FFN up-projection")?;
+    /// `GeLU(x · W1 + b1) · W2 + b2` (encoder layer `index`).
+    pub fn ffn(&self, index: usize, layer: &QuantizedLayer, x: &Array2<i64>, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
+        let mut up = layer.ffn_in.apply(x, &self.cfg, "FFN up-projection")?;
+        self.drop_carries(index, CarrySite::FfnIn, up.len(), 0, &mut up)?;
         let act = self.map_rows(&up, |row| nl.gelu(row, self.cfg.activation()))?;
-        layer.ffn_out.apply(&act, &self.cfg, "FFN down-projection")
+        let mut down = layer.ffn_out.apply(&act, &self.cfg, "FFN down-projection")?;
+        self.drop_carries(index, CarrySite::FfnOut, down.len(), 0, &mut down)?;
+        Ok(down)
     }
 
     /// Sentence vector. Mean pooling multiplies the masked row sum by the public constant

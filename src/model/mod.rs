@@ -24,7 +24,7 @@ mod weights;
 
 pub use config::{Arch, BertConfig, PoolingMode, RELATIVE_ATTENTION_MAX_DISTANCE};
 pub use fixed::{
-    forward_fixed, forward_fixed_with, ExactNonLinear, FixedConfig, FixedModel, FixedNonLinear, QLinear, QuantizedLayer,
+    forward_fixed, forward_fixed_with, CarrySite, CarryTape, ExactNonLinear, FixedConfig, FixedModel, FixedNonLinear, QLinear, QuantizedLayer,
     QuantizedWeights,
 };
 pub use forward::{

@@ -33,8 +33,10 @@
 //! compaction + the client's one-modulus decryption; one ct×pt term; one weight polynomial
 //! to NTT form). The costs measured before the cheaper return and weight encoding (6 ms per
 //! result, 0.40 ms per polynomial) pick the same blocks for every BERT-base and MiniLM shape. For n = 128
-//! this gives 768×768 → n_w = 128, k_w = m_w = 8 (96 uploads, 96 results per weight set), and
-//! 768×3072 → n_w = 64, k_w = 8, m_w = 16; for 7 tokens and 384×384, n_w = 7.
+//! this gives 768×768 → n_w = 128, k_w = m_w = 8 (96 uploads, 96 results per weight set),
+//! 768×3072 → n_w = 128, k_w = m_w = 8 and 3072×768 → n_w = 128, k_w = 32, m_w = 2 (with the
+//! 53-bit results; at 62 bits the FFN shapes took n_w = 64, within 1 % of the same cost); for
+//! 7 tokens and 384×384, n_w = 7.
 //!
 //! **Message flow.** (setup, once: client → server public key; no Galois keys)
 //! 1. client → server: seeded secret-key encryptions of the x̂ blocks of X_c (one flight);
@@ -42,8 +44,9 @@
 //!    *centred* weight polynomials in NTT form; each result goes through the circuit-private
 //!    return of `he::privacy` (uniform mask on all N coefficients, fresh Enc_pk(0), flooding,
 //!    switch down to one modulus);
-//! 3. server → client: per result c1 in full and c0 only at the n_w·m_w wanted coefficients
-//!    ([`crate::he::wire::encode_compact`]). Each flight opens with a 16-byte (level, size)
+//! 3. server → client: per result c1 in full and c0 only at the n_w·m_w wanted coefficients,
+//!    both switched from the 62-bit return modulus to the 53-bit prime of [`crate::he::narrow`]
+//!    ([`crate::he::wire::compact_result`]). Each flight opens with a 16-byte (level, size)
 //!    header that the receiver checks before reading. The client's share is the decryption at those
 //!    coefficients ([`ClientKeys::decrypt_compact`]: one modulus, only the wanted positions), the
 //!    server's Y_s − R. Two flights, one round trip, for any number of
@@ -63,11 +66,13 @@
 //! the last modulus needs log2 Q > f + 4 + ℓ, hence [`crate::he::HePreset::coefficient`]:
 //! N = 8192, Q = 62 + 60 + 60 = 182 bits (≤ 218, the 128-bit bound; N = 4096 allows only 109
 //! bits and cannot flood), which covers f ≤ 137, i.e. every BERT-base and BERT-large shape up
-//! to 512 tokens (`tests/linear_coeff.rs` plans them all); results return at the 62-bit
-//! modulus.
+//! to 512 tokens (`tests/linear_coeff.rs` plans them all); results are switched down to the
+//! 62-bit modulus and then, for the wire, to a 53-bit prime q' (`he::narrow`: the decryption
+//! needs only q'/(2t) ≥ 2^12 above the scaled flooding and the switch's rounding).
 //!
 //! **Bytes.** Upload: N·182/8 + 32 = 186,400 bytes per x̂ block; download per result block:
-//! N·62/8 + ⌈n_w·m_w·62/8⌉ (c1 plus the wanted c0 coefficients), 71,424 bytes for n_w·m_w = 1024.
+//! N·53/8 + ⌈n_w·m_w·53/8⌉ (c1 plus the wanted c0 coefficients at q'), 61,056 bytes for
+//! n_w·m_w = 1024 (71,424 at the 62-bit modulus).
 //! Per element of X: 186,400/(n_w·k_w); per element of Y: 71,424/(n_w·m_w).
 //!
 //! **Security (semi-honest).** The server sees only seeded RLWE encryptions under the client's
@@ -75,7 +80,7 @@
 //! X_c·W + R with R uniform over Z_2^ℓ on every coefficient, re-randomised by a fresh public-key
 //! encryption of zero (hiding c1 = Σ a·ŵ) and with ≥ 2^40·N × the worst-case data-dependent
 //! noise added to c0, then switched down; it is within statistical distance 2^−40 of a
-//! simulation from uniform R alone. Dropping coefficients of c0 only removes information. The
+//! simulation from uniform R alone. Dropping coefficients of c0 and the switch to q' are public functions of that ciphertext. The
 //! server's share Y_s − R is independent of X_c.
 
 use std::borrow::Cow;
@@ -89,7 +94,7 @@ use rayon::prelude::*;
 
 use super::simd::LinearShape;
 use crate::error::{Error, Result};
-use crate::he::privacy::{ct_pt_sum_bound, private_return, return_level};
+use crate::he::privacy::{ct_pt_sum_bound, private_return_parts, return_level};
 use crate::he::{wire, ClientKeys, HeContext, ServerKeys};
 use crate::net::Channel;
 use crate::share::Field;
@@ -199,7 +204,7 @@ impl CoeffPlan {
     }
     /// Bytes of the results for one weight set.
     pub fn download_bytes(&self, ctx: &HeContext) -> Result<usize> {
-        Ok(self.outputs() * wire::compact_len(ctx, self.return_level, self.positions().len())?)
+        Ok(self.outputs() * wire::compact_len(ctx, self.positions().len())?)
     }
     pub fn describe(&self) -> String {
         let Blocks { n_w, k_w, m_w } = self.blocks;
@@ -301,7 +306,6 @@ fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Bl
     let (calls, sets) = (uses.len() as f64, uses.iter().sum::<usize>() as f64);
     let n_deg = ctx.degree();
     let up = wire::seeded_len(ctx)? as f64;
-    let level = ctx.max_level();
     let mut row_choices: Vec<usize> = (1..=shape.n).map(|r| shape.n.div_ceil(r)).filter(|&w| w <= n_deg).collect();
     row_choices.dedup();
     let mut best: Option<(f64, Blocks)> = None;
@@ -314,7 +318,7 @@ fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Bl
             let m_w = balanced(shape.d_out, n_deg / (n_w * k_w));
             let (rb, kb, mb) = (shape.n.div_ceil(n_w), shape.d_in.div_ceil(k_w), shape.d_out.div_ceil(m_w));
             let (uploads, outputs, polys) = (calls * (rb * kb) as f64, sets * (rb * mb) as f64, sets * (kb * mb) as f64);
-            let down = wire::compact_len(ctx, level, n_w * m_w)? as f64;
+            let down = wire::compact_len(ctx, n_w * m_w)? as f64;
             let bytes = uploads * up + outputs * down;
             let ms = uploads * UPLOAD_MS + outputs * OUTPUT_MS + polys * (rb as f64 * PRODUCT_MS + ENCODE_MS);
             let cost = bytes * ms;
@@ -456,7 +460,7 @@ impl EncodedCoeff {
 
     /// Server evaluation: the result ciphertexts (masked, flooded, switched down) and the
     /// server's output share (X_s·W + b − R, or b − R without a share of X).
-    pub fn evaluate(&self, ctx: &HeContext, keys: &ServerKeys, uploads: &[Ciphertext], x_s: Option<&[u64]>) -> Result<(Vec<Ciphertext>, Vec<u64>)> {
+    pub fn evaluate(&self, ctx: &HeContext, keys: &ServerKeys, uploads: &[Ciphertext], x_s: Option<&[u64]>) -> Result<(Vec<wire::CompactResult>, Vec<u64>)> {
         let plan = &self.plan;
         plan.check_len("uploads", uploads.len(), plan.uploads())?;
         let field = ctx.field();
@@ -471,9 +475,12 @@ impl EncodedCoeff {
         let columns: Vec<Vec<Ciphertext>> = (0..plan.out_blocks()).into_par_iter().map(|b| self.raw_column(ctx, uploads, b)).collect::<Result<_>>()?;
         // Result block o = r·out_blocks + b.
         let mb = plan.out_blocks();
-        let outs: Result<Vec<(Ciphertext, Vec<u64>)>> = (0..plan.outputs())
+        let outs: Result<Vec<(wire::CompactResult, Vec<u64>)>> = (0..plan.outputs())
             .into_par_iter()
-            .map(|o| private_return(ctx, &keys.ret, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng()))
+            .map(|o| {
+                let (parts, minus_r) = private_return_parts(ctx, &keys.ret, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng())?;
+                Ok((wire::compact_result(ctx, &parts, &positions)?, minus_r))
+            })
             .collect();
         let d_out = plan.shape.d_out;
         let mut cts = Vec::with_capacity(plan.outputs());
@@ -527,17 +534,17 @@ pub fn server_recv(ch: &mut dyn Channel, ctx: &HeContext, plan: &CoeffPlan) -> R
 }
 
 /// Server: send one weight set's results (compact form).
-pub fn server_send(ch: &mut dyn Channel, ctx: &HeContext, plan: &CoeffPlan, cts: &[Ciphertext]) -> Result<()> {
+pub fn server_send(ch: &mut dyn Channel, ctx: &HeContext, plan: &CoeffPlan, cts: &[wire::CompactResult]) -> Result<()> {
     ch.set_phase("linear: server return");
     send_header(ch, plan.return_level, plan.download_bytes(ctx)?)?;
-    wire::send_compact(ch, ctx, cts, plan.return_level, &plan.positions())
+    wire::send_compact(ch, ctx, cts)
 }
 
 /// Client: receive one weight set's results and decrypt them into its share (n × d_out).
 pub fn client_recv(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKeys, plan: &CoeffPlan) -> Result<Vec<u64>> {
     ch.set_phase("linear: client receive");
     expect_header(ch, "linear result", plan.return_level, plan.download_bytes(ctx)?)?;
-    let cts = wire::recv_compact_parts(ch, ctx, plan.outputs(), plan.return_level, plan.positions().len())?;
+    let cts = wire::recv_compact_parts(ch, ctx, plan.outputs(), plan.positions().len())?;
     decrypt_results(ctx, keys, plan, &cts)
 }
 
@@ -607,7 +614,7 @@ pub fn coeff_batch_server(ch: &mut dyn Channel, ctx: &HeContext, keys: &ServerKe
     }
     ch.set_phase("linear: server return");
     send_header(ch, plan.return_level, groups.len() * plan.download_bytes(ctx)?)?;
-    wire::send_compact(ch, ctx, &cts, plan.return_level, &plan.positions())?;
+    wire::send_compact(ch, ctx, &cts)?;
     ch.flush()?;
     Ok(shares)
 }
@@ -629,7 +636,7 @@ pub fn coeff_batch_client(ch: &mut dyn Channel, ctx: &HeContext, keys: &ClientKe
     ch.flush()?;
     ch.set_phase("linear: client receive");
     expect_header(ch, "batched result", plan.return_level, xs.len() * plan.download_bytes(ctx)?)?;
-    let cts = wire::recv_compact_parts(ch, ctx, xs.len() * plan.outputs(), plan.return_level, plan.positions().len())?;
+    let cts = wire::recv_compact_parts(ch, ctx, xs.len() * plan.outputs(), plan.positions().len())?;
     cts.chunks(plan.outputs()).map(|c| decrypt_results(ctx, keys, plan, c)).collect()
 }
 

@@ -34,6 +34,12 @@
 //! **Security (semi-honest).** Composition of the millionaire, B2A and correlated-OT products,
 //! each of which hands out fresh uniform shares; no value is ever opened. Local shifts of
 //! shares reveal nothing.
+//!
+//! **Error model of `Approx`, for simulations.** The error is exactly the dropped carry:
+//! `out = ⌊x/2^s⌋ − c` with `c = [l_S + l_C ≥ 2^s]`, `l_P` the low `s` bits of party P's share of
+//! `y` (the server's including the bias). [`trace`] lets a test that runs both parties collect
+//! each party's `l_P` per call and rebuild every `c` ([`trace::carries`]), so a fixed-point
+//! simulation fed those carries must equal the private output bit for bit.
 
 use super::cmp::{millionaire_cost, millionaire_gt};
 use crate::proto::ctx::{Cost, Party, Step};
@@ -47,6 +53,23 @@ pub enum TruncMode {
     Faithful,
     /// `⌊x / 2^s⌋` or one less ("±1 LSB"); much cheaper (one short COT per element).
     Approx,
+}
+
+impl TruncMode {
+    /// `approx` or `faithful` (command-line spelling).
+    pub fn parse(name: &str) -> Result<TruncMode> {
+        match name {
+            "approx" => Ok(TruncMode::Approx),
+            "faithful" => Ok(TruncMode::Faithful),
+            other => Err(Error::Input(format!("unknown truncation `{other}` (expected approx or faithful)"))),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TruncMode::Approx => "approx",
+            TruncMode::Faithful => "faithful",
+        }
+    }
 }
 
 fn check(ring: Ring, s: u32) -> Result<()> {
@@ -83,6 +106,7 @@ pub fn trunc(p: &mut Party, ring: Ring, x: &[u64], s: u32, mode: TruncMode) -> R
             (carry, w)
         }
         TruncMode::Approx => {
+            trace::record(s, || y.iter().map(|&v| v & low_mask).collect());
             let short = Ring::new(s)?;
             let prod = and_arith(p, short, &msbs)?;
             let w: Vec<u64> = (0..n).map(|i| or_from_product(p, short, msbs[i], prod[i])).collect();
@@ -99,6 +123,62 @@ pub fn trunc(p: &mut Party, ring: Ring, x: &[u64], s: u32, mode: TruncMode) -> R
             ring.sub(v, offset)
         })
         .collect())
+}
+
+/// Test instrumentation of [`TruncMode::Approx`]: while a thread has called [`trace::start`],
+/// every approximate truncation it runs keeps this party's low bits `l_P` (its own share's
+/// bits, never sent anywhere); [`trace::finish`] hands them back. Off by default: the check is
+/// one thread-local read per call.
+pub mod trace {
+    use std::cell::RefCell;
+
+    use crate::error::{Error, Result};
+
+    /// One approximate truncation as one party saw it: the shift and its low bits per element.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct LowBits {
+        pub shift: u32,
+        pub low: Vec<u64>,
+    }
+
+    thread_local! {
+        static CALLS: RefCell<Option<Vec<LowBits>>> = const { RefCell::new(None) };
+    }
+
+    /// Start keeping this thread's approximate truncations (dropping any earlier record).
+    pub fn start() {
+        CALLS.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stop keeping them; the calls since [`start`], in order.
+    pub fn finish() -> Vec<LowBits> {
+        CALLS.with(|c| c.borrow_mut().take()).unwrap_or_default()
+    }
+
+    pub(super) fn record(shift: u32, low: impl FnOnce() -> Vec<u64>) {
+        CALLS.with(|c| {
+            if let Some(calls) = c.borrow_mut().as_mut() {
+                calls.push(LowBits { shift, low: low() });
+            }
+        });
+    }
+
+    /// The carries `c = [l_S + l_C ≥ 2^s]` of each call, from both parties' records.
+    pub fn carries(server: &[LowBits], client: &[LowBits]) -> Result<Vec<Vec<u8>>> {
+        if server.len() != client.len() {
+            return Err(Error::Config(format!("{} truncations traced by the server, {} by the client", server.len(), client.len())));
+        }
+        server
+            .iter()
+            .zip(client)
+            .map(|(s, c)| {
+                if s.shift != c.shift || s.low.len() != c.low.len() {
+                    return Err(Error::Config("the parties traced different truncations".into()));
+                }
+                Ok(s.low.iter().zip(&c.low).map(|(&a, &b)| u8::from((a + b) >> s.shift != 0)).collect())
+            })
+            .collect()
+    }
 }
 
 /// Shares over `ring` of the product `b_S · b_C` of the two parties' local bits (one COT each,
