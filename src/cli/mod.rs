@@ -128,6 +128,11 @@ impl EngineArgs {
         if let Some(mode) = &self.linear_trunc {
             profile.linear_trunc = crate::proto::toolkit::trunc::TruncMode::parse(mode)?;
         }
+        if profile.linear_trunc == crate::proto::toolkit::trunc::TruncMode::Approx && !profile.linear.coeff_attention() {
+            // The carry model (and its tests) covers the ring truncations of the coefficient
+            // backend; the field backends truncate inside their field→ring conversion.
+            return Err(Error::Input(format!("--linear-trunc approx needs the coefficient-packed products of the fastlmpi profile, not {}", profile.name())));
+        }
         Ok(profile)
     }
 

@@ -16,6 +16,9 @@
 //!   f64 on the decoded values and re-quantises with rounding; protocol-exact approximations plug in
 //!   through [`forward_fixed_with`] / [`FixedModel::forward_with`].
 //! * The embedding block is the client's plaintext computation; its f32 output is quantised.
+//! * A private run that truncates the products approximately computes ⌊·⌋ − c at each of them,
+//!   with c ∈ {0, 1} the carry it dropped: given those carries ([`CarryTape`],
+//!   [`FixedModel::with_carries`]) the floors above subtract them and the simulation is that run.
 //!
 //! Every intermediate value is checked against the ring: a product or sum whose magnitude reaches
 //! `2^(ring_bits-1)` would wrap in the protocol and is reported as `Error::Config` instead.
