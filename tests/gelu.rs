@@ -18,6 +18,8 @@ use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
 use fastlmpi::net::{run_pair, CommStats};
 use fastlmpi::proto::ctx::{Cost, Party};
 use fastlmpi::proto::nonlinear::gelu::{gelu, gelu_cost, reference_gelu, FloatPiece, FloatPiecewise, GeluSpec};
+use fastlmpi::proto::toolkit::trunc::{trace, TruncMode};
+use fastlmpi::ot::OtBackend;
 use fastlmpi::proto::linear::hemul::HeParty;
 use fastlmpi::share::{Field, Ring, Role};
 use rand::Rng;
@@ -229,6 +231,67 @@ fn check_bit_for_bit(path: &str) -> GeluSpec {
         run.server_stats.total_bytes() as f64 / n as f64
     );
     spec
+}
+
+/// With `out_trunc = Approx` the accumulator's truncation may drop its carry: the private output
+/// is the reference minus exactly the carries both parties' low bits give (`trunc::trace`), and
+/// the run costs what `gelu_cost` documents, less than the faithful run.
+#[test]
+fn approximate_final_truncation_drops_exactly_the_traced_carry() {
+    let ctx = HeContext::new(&preset()).unwrap();
+    let spec = GeluSpec { out_trunc: TruncMode::Approx, ..spec_for(&ctx) };
+    let one = 1i64 << FRAC;
+    let mut rng = rand::rng();
+    let mut x = edge_inputs(&spec);
+    x.extend((0..300).map(|_| rng.random_range(-8 * one..=8 * one)));
+    let n = x.len();
+    let ring = Ring::new(spec.ring_bits).unwrap();
+    let enc: Vec<u64> = x.iter().map(|&v| ring.from_signed(v)).collect();
+    let (xs, xc) = ring.share_vec(&enc, &mut rng);
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, &ctx, &[])?;
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            let mut p = Party::new(Role::Server, ch, &mut ot);
+            trace::start();
+            let y = gelu(&mut p, &HeParty::server(&ctx, &keys), &xs, &spec);
+            let low = trace::finish();
+            Ok((y?, low, Cost::observed(p.ot_log(), p.stats())))
+        },
+        |ch| {
+            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            let mut p = Party::new(Role::Client, ch, &mut ot);
+            trace::start();
+            let y = gelu(&mut p, &HeParty::client(&ctx, &keys), &xc, &spec);
+            let low = trace::finish();
+            Ok((y?, low))
+        },
+    )
+    .unwrap();
+    let calls = trace::carries(&out.server.1, &out.client.1).unwrap();
+    assert_eq!(calls.len(), 1, "GeLU's only approximate truncation is its last");
+    let carries = &calls[0];
+    assert_eq!(carries.len(), n);
+    let y: Vec<i64> = ring.reconstruct(&out.server.0, &out.client.0).iter().map(|&v| ring.to_signed(v)).collect();
+    let expect = reference_gelu(&x, &spec);
+    for i in 0..n {
+        assert_eq!(y[i], expect[i] - i64::from(carries[i]), "x = {} ({})", x[i], x[i] as f64 / one as f64);
+    }
+    let ones = carries.iter().filter(|&&c| c == 1).count();
+    assert!(ones > 0 && ones < n, "{ones} of {n} carries set: the test would not see a dropped or a kept carry");
+
+    let documented = gelu_cost(n, &ctx, &spec).unwrap();
+    let observed = &out.server.2;
+    assert_eq!(observed.correlated, documented.correlated, "correlated OTs");
+    assert_eq!(observed.chosen, documented.chosen, "chosen OTs");
+    assert_eq!(observed.one_of_n, documented.one_of_n, "1-of-N OTs");
+    let faithful = gelu_cost(n, &ctx, &GeluSpec { out_trunc: TruncMode::Faithful, ..spec.clone() }).unwrap();
+    for backend in [OtBackend::Iknp, OtBackend::Silent] {
+        let (a, f) = (documented.bytes_on(backend) / n as f64, faithful.bytes_on(backend) / n as f64);
+        println!("gelu, {backend:?} OT: {a:.0} B/element with the approximate final truncation, {f:.0} B faithful; {ones} of {n} carries dropped");
+        assert!(a < f, "{backend:?}: approximate {a} B/element, faithful {f}");
+    }
 }
 
 #[test]

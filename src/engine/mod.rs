@@ -20,9 +20,9 @@
 //! ```
 //! then pooling (mean with a public 1/count, optional L2 normalisation; or CLS; or the BERT
 //! pooler), the classifier when the checkpoint has one, and the opening of the result to the
-//! client only. Every truncation inside the non-linear protocols is a faithful floor. The
-//! truncations after the encoder's linear layers and attention products follow
-//! [`Profile::linear_trunc`]: faithful (`bolt`), or approximate (`fastlmpi`: ⌊·⌋ − c with the
+//! client only. Every truncation inside the non-linear protocols is a faithful floor except
+//! GeLU's final one. That one and the truncations after the encoder's linear layers and
+//! attention products follow [`Profile::linear_trunc`]: faithful (`bolt`), or approximate (`fastlmpi`: ⌊·⌋ − c with the
 //! dropped carry c ∈ {0, 1}, one short COT per value instead of a 12-bit comparison). So the
 //! private output equals the fixed-point simulation (`model::fixed` with the profile's
 //! reference functions) bit for bit: [`simulate`] when every truncation is faithful,
@@ -112,9 +112,9 @@ pub struct Profile {
     /// The OT construction under the non-linear protocols (`--ot`).
     #[serde(default)]
     pub ot: OtBackend,
-    /// The truncation after each linear layer and attention product of an encoder layer
-    /// (`Approx`: ⌊·⌋ or one less, a single short COT per element; the simulation models it by
-    /// the carries, see `engine::simulate_with_carries`).
+    /// The truncation after each linear layer and attention product of an encoder layer, and
+    /// of the segmented GeLU's accumulator (`Approx`: ⌊·⌋ or one less, a single short COT per
+    /// element; the simulation models it by the carries, see `engine::simulate_with_carries`).
     #[serde(default = "faithful")]
     pub linear_trunc: TruncMode,
 }

@@ -25,6 +25,7 @@ use crate::proto::linear::{LinearPlan, LinearShape};
 use crate::proto::nonlinear::gelu::{gelu, reference_gelu, GeluSpec};
 use crate::proto::nonlinear::layernorm::LayerNormSpec;
 use crate::proto::nonlinear::softmax::SoftmaxSpec;
+use crate::proto::toolkit::trunc::TruncMode;
 use crate::share::{Field, Ring, Role};
 
 /// A party's keys for one HE context.
@@ -86,16 +87,19 @@ impl Specs {
                 LayerNormSpec { gamma_frac: frac - 2, ..ln },
             ),
             ProfileKind::Fastlmpi => {
-                let segmented = |set: ApproxFile, name: &str| -> Result<Activation> {
+                let segmented = |set: ApproxFile, name: &str, out_trunc: TruncMode| -> Result<Activation> {
                     if set.spec.in_frac != frac {
                         return Err(Error::Config(format!("the {name} set is fitted for {} fraction bits, not {frac}", set.spec.in_frac)));
                     }
-                    Ok(Activation::Segmented(GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?))
+                    let spec = GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?;
+                    Ok(Activation::Segmented(GeluSpec { out_trunc, ..spec }))
                 };
                 (
                     SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
-                    segmented(profile.gelu_set()?, "GeLU")?,
-                    segmented(profile.tanh_set()?, "tanh")?,
+                    // The encoder's GeLU truncates its accumulator like the products around it
+                    // (a carry site of the simulation); the pooler's tanh stays faithful.
+                    segmented(profile.gelu_set()?, "GeLU", profile.linear_trunc)?,
+                    segmented(profile.tanh_set()?, "tanh", TruncMode::Faithful)?,
                     // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
                     LayerNormSpec { he_product: true, ..ln },
                 )

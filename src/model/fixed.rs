@@ -227,9 +227,10 @@ pub struct FixedModel<'m> {
     carries: Option<CarryTape>,
 }
 
-/// Where an encoder layer truncates a product, in the private engine's order (one truncation
-/// call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, P·V of all heads, the attention
-/// output, the FFN's input and output projections.
+/// Where an encoder layer truncates approximately, in the private engine's order (one
+/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, P·V of all heads, the
+/// attention output, the FFN's input projection, GeLU's accumulator (the segmented GeLU's
+/// final truncation, `proto::nonlinear::gelu`), the FFN's output projection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CarrySite {
     Qkv,
@@ -238,11 +239,12 @@ pub enum CarrySite {
     Context,
     AttnOut,
     FfnIn,
+    Gelu,
     FfnOut,
 }
 
 impl CarrySite {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 }
 
 /// The carries c ∈ {0, 1} a private run dropped in its approximate truncations
@@ -592,7 +594,8 @@ impl<'m> FixedModel<'m> {
     pub fn ffn(&self, index: usize, layer: &QuantizedLayer, x: &Array2<i64>, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
         let mut up = layer.ffn_in.apply(x, &self.cfg, "FFN up-projection")?;
         self.drop_carries(index, CarrySite::FfnIn, up.len(), 0, &mut up)?;
-        let act = self.map_rows(&up, |row| nl.gelu(row, self.cfg.activation()))?;
+        let mut act = self.map_rows(&up, |row| nl.gelu(row, self.cfg.activation()))?;
+        self.drop_carries(index, CarrySite::Gelu, act.len(), 0, &mut act)?;
         let mut down = layer.ffn_out.apply(&act, &self.cfg, "FFN down-projection")?;
         self.drop_carries(index, CarrySite::FfnOut, down.len(), 0, &mut down)?;
         Ok(down)

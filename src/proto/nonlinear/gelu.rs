@@ -33,7 +33,8 @@
 //!  3. ring_to_field(x_p)                                                       [OT]
 //!  4. hepoly: client uploads Enc(x_c^j), j ≤ d; server returns Enc(V_i)        [HE, 2 flights]
 //!  5. mux_field(b_i, V_i) in Z_t for the P poly pieces (one batch); Σ_i in Z_t  [OT]
-//!  6. field_to_ring(Σ) into Z_{2^64} (bound 2^acc_bits); trunc by S − frac (faithful); mod 2^ℓ [OT]
+//!  6. field_to_ring(Σ) into Z_{2^64} (bound 2^acc_bits); trunc by S − frac            [OT]
+//!     (`out_trunc`: faithful, or approximate: one COT per element); mod 2^ℓ
 //!  7. + mux(b_id, x) for the identity piece, + c·B2A(b_c) for non-zero constants [OT]
 //! ```
 //! Selecting in Z_t before the conversion (step 5) replaces P conversions and P 64-bit
@@ -44,7 +45,11 @@
 //! The comparison of step 1 is exact there: `|x − K| < 2^(k−1)`, so
 //! `−2^(k−s−1) ≤ ⌊x/2^s⌋ − K/2^s < 2^(k−s−1)` (see `cmp`, coarse thresholds).
 //!
-//! **Error.** Versus [`reference_gelu`]: exact (bit for bit) on the whole domain: the
+//! **Error.** Versus [`reference_gelu`]: exact (bit for bit) on the whole domain with a
+//! faithful `out_trunc`; with an approximate one the output is `reference − c`, c ∈ {0, 1}
+//! the carry of the low `S − frac` bits of the two shares of Σ that step 6 dropped (one ulp
+//! at most, on every piece alike since Σ = 0 off the polynomial pieces; `trunc::trace`
+//! recovers each c, so a simulation given them is exact again). Otherwise the
 //! comparisons, conversions and truncations are exact, and for the selected piece
 //! `|V| < 2^acc_bits < t/4` (checked at quantisation on every segment's input range; other
 //! pieces' accumulators may wrap mod t and are multiplied by 0). Versus the exact erf-GeLU:
@@ -57,7 +62,8 @@
 //! `M(s) + C_cot(k−s) + M_m(k−s−1)` (m comparisons sharing leaf OTs, see `cmp`)
 //! + `[h>0]·(M(h) + 2C_cot(ℓ))` + `C_ot(bits t)` + HE `(d·seeded + P·full)/N`
 //! + `P·2C_ot(bits t)` + `M(w) + C_cot(64)` (w = wrap-comparison width, 1–3 bits)
-//! + `M(S−frac) + 2C_cot(64)` + `I·2C_cot(ℓ)` + `C·C_cot(ℓ)`.
+//! + `M(S−frac) + 2C_cot(64)` (approximate `out_trunc`: `C_cot(S−frac)`) + `I·2C_cot(ℓ)`
+//! + `C·C_cot(ℓ)`.
 //! Rounds: the sum of the steps' flights (two HE flights plus the OT batches and AND levels).
 //!
 //! **Parameters and measured cost.** HE preset `HePreset::simd(8192, 52)`: N = 8192,
@@ -74,7 +80,8 @@
 //! (`src/approx/sets/gelu.json`) has its knots on a 2^-4 grid, so step 1 compares 13 bits
 //! after an 8-bit carry (≈ 0.87 kB instead of ≈ 1.48 kB per element with IKNP), and the pieces
 //! are selected in Z_t (5 × 58 B + one conversion instead of 5 × 140 B); the faithful
-//! truncation by S − frac = 32 bits (≈ 1 kB) is now the largest OT item.
+//! truncation by S − frac = 32 bits (≈ 1 kB) was then the largest OT item, which the
+//! approximate `out_trunc` of the `fastlmpi` profile replaces by one 32-bit COT.
 //!
 //! **Security (semi-honest).** A sequential composition of protocols that each output fresh
 //! uniform shares (comparison, truncation, conversions, multiplexers, B2A: see their modules)
@@ -139,6 +146,11 @@ pub struct GeluSpec {
     /// Knots at `frac`, strictly increasing.
     pub knots: Vec<i64>,
     pub pieces: Vec<Piece>,
+    /// The final truncation by `S − frac` (step 6): `Faithful` is the floor of
+    /// [`reference_gelu`]; `Approx` may drop its carry (output `reference − c`, c ∈ {0, 1},
+    /// the same c on every piece, see `trunc`) for one COT per element instead of a
+    /// millionaire and two. The `fastlmpi` profile follows its `linear_trunc`.
+    pub out_trunc: TruncMode,
 }
 
 /// Round-to-nearest (ties up) of `x` at `frac` down to `frac − h` bits.
@@ -210,6 +222,7 @@ impl GeluSpec {
                 acc_bits,
                 knots: knots.clone(),
                 pieces: Self::quantize_pieces(pw, frac, poly_frac, s)?,
+                out_trunc: TruncMode::Faithful,
             };
             if spec.validate(field).is_ok() {
                 return Ok(spec);
@@ -225,6 +238,7 @@ impl GeluSpec {
             acc_bits,
             knots,
             pieces: Self::quantize_pieces(pw, frac, poly_frac, lowest)?,
+            out_trunc: TruncMode::Faithful,
         };
         smallest.validate(field)?;
         Err(Error::Config(format!("GeLU polynomials do not fit a {}-bit plaintext modulus", field.bits())))
@@ -265,6 +279,7 @@ impl GeluSpec {
             acc_bits: field.bits() - 2,
             knots: q.knots.clone(),
             pieces,
+            out_trunc: TruncMode::Faithful,
         };
         spec.validate(field)?;
         Ok(spec)
@@ -463,7 +478,7 @@ fn poly_part(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], spec: &GeluSpec
         }
     }
     let v_ring = field_to_ring(p, field, wide, &sum, spec.acc_bits)?;
-    let out = trunc(p, wide, &v_ring, spec.shift_out(), TruncMode::Faithful)?;
+    let out = trunc(p, wide, &v_ring, spec.shift_out(), spec.out_trunc)?;
     Ok(out.iter().map(|&v| ring.reduce(v)).collect())
 }
 
@@ -485,7 +500,7 @@ pub fn gelu_cost(n: usize, ctx: &HeContext, spec: &GeluSpec) -> Result<Cost> {
             + Cost::own(hepoly::poly_bytes(ctx, n, &spec.polys())?)
             + mux_field_cost(n * polys, field)
             + field_to_ring_cost(n, field, wide, spec.acc_bits)?
-            + trunc_cost(n, wide, spec.shift_out(), TruncMode::Faithful);
+            + trunc_cost(n, wide, spec.shift_out(), spec.out_trunc);
     }
     cost = cost + mux_cost(n * ids, ring) + b2a_ring_cost(n * consts, ring);
     Ok(cost)
