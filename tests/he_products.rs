@@ -8,8 +8,9 @@ use fastlmpi::net::{run_pair, CommStats};
 use fastlmpi::ot::OtSession;
 use fastlmpi::proto::ctx::Party;
 use fastlmpi::proto::linear::hemul::HeParty;
-use fastlmpi::proto::nonlinear::layernorm::{layer_norm, reference_layernorm, LayerNormSpec, LnParams};
-use fastlmpi::proto::nonlinear::softmax::{reference_softmax, softmax, SoftmaxSpec};
+use fastlmpi::proto::nonlinear::layernorm::{layer_norm, reference_layernorm, reference_layernorm_carried, LayerNormSpec, LnCarries, LnParams};
+use fastlmpi::proto::nonlinear::softmax::{reference_softmax, reference_softmax_carried, softmax, SoftmaxCarries, SoftmaxSpec};
+use fastlmpi::proto::toolkit::trunc::{trace, TruncMode};
 use fastlmpi::Result;
 use fastlmpi::share::{Ring, Role};
 use rand::{Rng, SeedableRng};
@@ -45,6 +46,43 @@ fn two_party_metered(ring: Ring, x: &[i64], f: impl Fn(&mut Party, &HeParty, &[u
     .unwrap();
     let opened = ring.reconstruct(&out.server.0, &out.client.0).iter().map(|&v| ring.to_signed(v)).collect();
     (opened, out.server.1)
+}
+
+/// [`two_party`] with both parties tracing their approximate truncations: the opened output,
+/// the server's traffic, and the carries each truncation call dropped.
+fn two_party_traced(ring: Ring, x: &[i64], f: impl Fn(&mut Party, &HeParty, &[u64]) -> Result<Vec<u64>> + Sync) -> (Vec<i64>, CommStats, Vec<Vec<u8>>) {
+    let ctx = HeContext::new(&HePreset::simd(8192, 52)).unwrap();
+    let enc: Vec<u64> = x.iter().map(|&v| ring.from_signed(v)).collect();
+    let (xs, xc) = ring.share_vec(&enc, &mut ChaCha20Rng::seed_from_u64(5));
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, &ctx, &[])?;
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            let mut p = Party::new(Role::Server, ch, &mut ot);
+            let before = p.stats();
+            trace::start();
+            let out = f(&mut p, &HeParty::server(&ctx, &keys), &xs);
+            let low = trace::finish();
+            Ok((out?, p.stats().since(&before), low))
+        },
+        |ch| {
+            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            let mut p = Party::new(Role::Client, ch, &mut ot);
+            trace::start();
+            let out = f(&mut p, &HeParty::client(&ctx, &keys), &xc);
+            let low = trace::finish();
+            Ok((out?, low))
+        },
+    )
+    .unwrap();
+    let opened = ring.reconstruct(&out.server.0, &out.client.0).iter().map(|&v| ring.to_signed(v)).collect();
+    let carries = trace::carries(&out.server.2, &out.client.1).unwrap();
+    (opened, out.server.1, carries)
+}
+
+fn count_ones(c: &[u8]) -> usize {
+    c.iter().filter(|&&v| v == 1).count()
 }
 
 fn rows_of_every_kind(d: usize) -> Vec<i64> {
@@ -143,4 +181,117 @@ fn softmax_bert_rows_bytes_per_score() {
     // 5 840 B and 248 flights measured with the coarse exp comparison (≈ 7 600 B before).
     assert!(per < 6_000.0, "{per:.0} B per score");
     assert!(stats.rounds <= 260, "{} flights", stats.rounds);
+}
+
+/// Approximate truncations in LayerNorm (the rescaling by `R − Z` and the γ product by
+/// `G + Z − f`): the private output equals the reference given the two calls' carries, bit for
+/// bit, and stays within one more unit of the exact LayerNorm than the faithful bound; the
+/// run needs fewer bytes and flights than the faithful one.
+#[test]
+fn layernorm_with_approximate_truncations_matches_its_carries() {
+    let ring = Ring::new(40).unwrap();
+    let faithful = LayerNormSpec { he_product: true, ..LayerNormSpec::new(ring, 12, 1e-5) };
+    let spec = LayerNormSpec { trunc: TruncMode::Approx, ..faithful };
+    let (rows, d) = (5, 16);
+    let x = rows_of_every_kind(d);
+    let gamma: Vec<f32> = (0..d).map(|j| 0.3 + 0.1 * j as f32).collect();
+    let beta: Vec<f32> = (0..d).map(|j| 0.05 * j as f32 - 0.4).collect();
+    let params = LnParams { gamma: &gamma, beta: &beta };
+    let run = |spec: LayerNormSpec| two_party_traced(ring, &x, |p, he, own| layer_norm(p, Some(he), &spec, own, rows, d, p.is_server().then_some(&params)));
+    let (got, stats, calls) = run(spec);
+    let (_, faithful_stats, none) = run(faithful);
+    assert!(none.is_empty(), "a faithful LayerNorm traced {} approximate truncations", none.len());
+    assert_eq!(calls.len(), 2, "the rescaling's and the γ product's truncations");
+    assert!(calls.iter().all(|c| c.len() == rows * d));
+    assert!(calls.iter().all(|c| count_ones(c) > 0 && count_ones(c) < rows * d), "carries of one value only: the test would not see a dropped or a kept carry");
+    let lsb = 4096.0;
+    for i in 0..rows {
+        let row = &x[i * d..(i + 1) * d];
+        let cut = |c: &[u8]| c[i * d..(i + 1) * d].to_vec();
+        let (z, out) = (cut(&calls[0]), cut(&calls[1]));
+        let want = reference_layernorm_carried(row, &gamma, &beta, spec.eps, &spec, Some(LnCarries { z: &z, out: &out })).unwrap();
+        assert_eq!(&got[i * d..(i + 1) * d], &want[..], "row {i}");
+        let floor = reference_layernorm(row, &gamma, &beta, spec.eps, &faithful).unwrap();
+        let xf: Vec<f64> = row.iter().map(|&v| v as f64 / lsb).collect();
+        let mu = xf.iter().sum::<f64>() / d as f64;
+        let var = xf.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / d as f64;
+        for j in 0..d {
+            // Each dropped carry costs at most one unit of its own result; z's unit (2^−Z) is
+            // below an output unit after the γ product, so the output moves by at most 2.
+            assert!((got[i * d + j] - floor[j]).abs() <= 2, "row {i} elem {j}: {} vs faithful {}", got[i * d + j], floor[j]);
+            let e = (xf[j] - mu) / (var + spec.eps).sqrt() * gamma[j] as f64 + beta[j] as f64;
+            let g = got[i * d + j] as f64 / lsb;
+            assert!((g - e).abs() <= 6.0 / lsb + e.abs() / 256.0, "row {i} elem {j}: {g} vs {e}");
+        }
+    }
+    println!(
+        "layernorm {rows}x{d}: {} B and {} flights approximate, {} B and {} flights faithful",
+        stats.total_bytes(),
+        stats.rounds,
+        faithful_stats.total_bytes(),
+        faithful_stats.rounds
+    );
+    assert!(stats.total_bytes() < faithful_stats.total_bytes() && stats.rounds < faithful_stats.rounds);
+}
+
+/// SoftMax with approximate truncations (the exp's last one and the normalisation's, each
+/// rounding stochastically: ⌊v⌋ + 1 − c): bit-equal to the reference given the carries, exact
+/// zeros below the exp's tail, and within the stated bound of the exact softmax:
+/// |out − p| ≤ (5 + n·p)·2^−f for n unmasked keys (each e_j moves by less than one unit, the
+/// row sum by less than n).
+#[test]
+fn softmax_with_approximate_truncations_matches_its_carries() {
+    let ring = Ring::new(40).unwrap();
+    let faithful = SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, 12).unwrap() };
+    let spec = SoftmaxSpec { trunc: TruncMode::Approx, ..faithful };
+    let (rows, cols) = (6, 16);
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let lim = (1i64 << spec.score_bits) - 1;
+    let mut scores: Vec<i64> = (0..2 * cols).map(|_| rng.random_range(-8 * 4096..8 * 4096)).collect();
+    let mut huge = vec![-lim; cols];
+    huge[7] = lim;
+    scores.extend(huge);
+    scores.extend((0..cols as i64).map(|j| -j * 2800));
+    // A row whose scores sit on the exp's knots (whole units below the maximum) and one below.
+    scores.extend((0..cols as i64).map(|j| -(j / 2) * 4096 - (j % 2)));
+    scores.extend((0..cols as i64).map(|j| 3 * 4096 - j * 9000));
+    let mask: Vec<u32> = (0..rows * cols).map(|k| (k % cols != 3 || k / cols == 4) as u32).collect();
+    let run = |spec: SoftmaxSpec| two_party_traced(ring, &scores, |p, he, own| softmax(p, Some(he), &spec, own, rows, cols, &mask));
+    let (got, stats, calls) = run(spec);
+    let (_, faithful_stats, none) = run(faithful);
+    assert!(none.is_empty());
+    let active: usize = mask.iter().filter(|&&m| m != 0).count();
+    assert_eq!(calls.len(), 2, "the exp's and the normalisation's truncations");
+    assert!(calls.iter().all(|c| c.len() == active));
+    assert!(calls.iter().all(|c| count_ones(c) > 0 && count_ones(c) < active));
+    let lsb = 4096.0;
+    let mut at = 0;
+    for i in 0..rows {
+        let row = &scores[i * cols..(i + 1) * cols];
+        let m = &mask[i * cols..(i + 1) * cols];
+        let n = m.iter().filter(|&&k| k != 0).count();
+        let carries = SoftmaxCarries { exp: &calls[0][at..at + n], out: &calls[1][at..at + n] };
+        at += n;
+        assert_eq!(&got[i * cols..(i + 1) * cols], &reference_softmax_carried(row, m, &spec, carries).unwrap()[..], "row {i}");
+        let max = row.iter().zip(m).filter(|(_, &k)| k != 0).map(|(&v, _)| v).max().unwrap() as f64 / lsb;
+        let e: Vec<f64> = row.iter().zip(m).map(|(&v, &k)| if k != 0 { (v as f64 / lsb - max).exp() } else { 0.0 }).collect();
+        let sum: f64 = e.iter().sum();
+        for j in 0..cols {
+            let p = e[j] / sum;
+            let bound = (5.0 + n as f64 * p) / lsb;
+            assert!((got[i * cols + j] as f64 / lsb - p).abs() <= bound, "row {i} key {j}: {} vs {p}", got[i * cols + j] as f64 / lsb);
+            // Far below the maximum (the exp's tail) the output stays exactly 0, as do masked keys.
+            if m[j] == 0 || row[j] as f64 / lsb - max < -12.0 {
+                assert_eq!(got[i * cols + j], 0, "row {i} key {j}");
+            }
+        }
+    }
+    println!(
+        "softmax {rows}x{cols}: {} B and {} flights approximate, {} B and {} flights faithful",
+        stats.total_bytes(),
+        stats.rounds,
+        faithful_stats.total_bytes(),
+        faithful_stats.rounds
+    );
+    assert!(stats.total_bytes() < faithful_stats.total_bytes() && stats.rounds < faithful_stats.rounds);
 }

@@ -113,9 +113,10 @@ pub struct EngineArgs {
     /// both parties must agree, checked in the handshake).
     #[arg(long)]
     pub ot: Option<String>,
-    /// Truncation after the encoder's linear layers and attention products and of GeLU's
-    /// accumulator: approx (⌊·⌋ or one less, the fastlmpi default) or faithful (exact, the bolt
-    /// default); both parties must agree.
+    /// Truncation after the encoder's linear layers and attention products, of GeLU's
+    /// accumulator, SoftMax's exp and normalisation and LayerNorm's rescaling: approx (⌊·⌋ or
+    /// one less, the fastlmpi default) or faithful (exact, the bolt default); both parties
+    /// must agree.
     #[arg(long)]
     pub linear_trunc: Option<String>,
 }

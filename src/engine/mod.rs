@@ -20,14 +20,15 @@
 //! ```
 //! then pooling (mean with a public 1/count, optional L2 normalisation; or CLS; or the BERT
 //! pooler), the classifier when the checkpoint has one, and the opening of the result to the
-//! client only. Every truncation inside the non-linear protocols is a faithful floor except
-//! GeLU's final one. That one and the truncations after the encoder's linear layers and
-//! attention products follow [`Profile::linear_trunc`]: faithful (`bolt`), or approximate (`fastlmpi`: ⌊·⌋ − c with the
-//! dropped carry c ∈ {0, 1}, one short COT per value instead of a 12-bit comparison). So the
-//! private output equals the fixed-point simulation (`model::fixed` with the profile's
+//! client only. The truncations after the encoder's linear layers and attention products, and
+//! GeLU's final one, SoftMax's exp and normalisation and LayerNorm's rescaling and γ product
+//! follow [`Profile::linear_trunc`] (the non-linear protocols' other truncations are
+//! faithful): faithful (`bolt`), or approximate (`fastlmpi`: ⌊·⌋ − c with the dropped carry
+//! c ∈ {0, 1}, ⌊·⌋ + 1 − c in SoftMax, one short COT per value instead of a comparison). So
+//! the private output equals the fixed-point simulation (`model::fixed` with the profile's
 //! reference functions) bit for bit: [`simulate`] when every truncation is faithful,
 //! [`simulate_with_carries`] given the carries the run dropped otherwise (a test traces both
-//! parties to get them); each dropped carry lowers one product output by 2^−f.
+//! parties to get them, `model::CarrySite` lists the fourteen sites per layer).
 //!
 //! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
 //! of real tokens), the number of layers run, the profile. The client learns what the server's
@@ -112,8 +113,9 @@ pub struct Profile {
     /// The OT construction under the non-linear protocols (`--ot`).
     #[serde(default)]
     pub ot: OtBackend,
-    /// The truncation after each linear layer and attention product of an encoder layer, and
-    /// of the segmented GeLU's accumulator (`Approx`: ⌊·⌋ or one less, a single short COT per
+    /// The truncation after each linear layer and attention product of an encoder layer, of the
+    /// segmented GeLU's accumulator, SoftMax's exp and normalisation and LayerNorm's rescaling
+    /// and γ product (`Approx`: ⌊·⌋ or one less, SoftMax ⌊·⌋ + 1 − c, a single short COT per
     /// element; the simulation models it by the carries, see `engine::simulate_with_carries`).
     #[serde(default = "faithful")]
     pub linear_trunc: TruncMode,

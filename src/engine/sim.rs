@@ -1,9 +1,11 @@
 //! The fixed-point simulation of a profile: `model::fixed` with the protocols' own cleartext
 //! reference functions, so that it computes exactly what the private run computes.
 //!
-//! Where the profile truncates the encoder's products approximately (`Profile::linear_trunc`),
-//! a private output is ⌊·⌋ − c per truncated value with c ∈ {0, 1} (the carry the protocol
-//! drops): [`simulate`] gives the run with every c = 0, and [`simulate_with_carries`] the run
+//! Where the profile truncates approximately (`Profile::linear_trunc`: the encoder's products,
+//! GeLU's accumulator, SoftMax's exp and normalisation, LayerNorm's rescaling and γ product),
+//! a private output is ⌊·⌋ − c per truncated value with c ∈ {0, 1} the carry the protocol
+//! drops (⌊·⌋ + 1 − c in SoftMax, which rounds stochastically): [`simulate`] gives the faithful
+//! run (every floor exact; c = 0 at the ⌊·⌋ − c sites), and [`simulate_with_carries`] the run
 //! with the carries a traced private run actually dropped (`proto::toolkit::trunc::trace`),
 //! which that run must equal bit for bit.
 
@@ -13,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::he::HeContext;
 use crate::model::{CarryTape, FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
 use crate::proto::nonlinear::l2norm::reference_l2_normalize;
-use crate::proto::nonlinear::layernorm::reference_layernorm;
-use crate::proto::nonlinear::softmax::reference_softmax;
+use crate::proto::nonlinear::layernorm::{reference_layernorm, reference_layernorm_carried, LnCarries};
+use crate::proto::nonlinear::softmax::{reference_softmax, reference_softmax_carried, SoftmaxCarries};
 use crate::share::FixedPoint;
 
 /// The non-linear functions of a profile as the protocols compute them.
@@ -49,8 +51,7 @@ impl FixedNonLinear for ProfileNonLinear {
 
     fn layer_norm(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
-        let gamma = ln.gamma.as_slice().ok_or_else(|| Error::Model("LayerNorm γ not contiguous".into()))?;
-        let beta = ln.beta.as_slice().ok_or_else(|| Error::Model("LayerNorm β not contiguous".into()))?;
+        let (gamma, beta) = ln_slices(ln)?;
         reference_layernorm(x, gamma, beta, ln.eps, &self.specs.layernorm)
     }
 
@@ -63,6 +64,23 @@ impl FixedNonLinear for ProfileNonLinear {
         self.check_frac(fp)?;
         reference_l2_normalize(x, fp.frac_bits)
     }
+
+    fn softmax_carried(&self, scores: &[i64], mask: &[u32], fp: FixedPoint, exp: &[u8], out: &[u8]) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        reference_softmax_carried(scores, mask, &self.specs.softmax, SoftmaxCarries { exp, out })
+    }
+
+    fn layer_norm_carried(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint, z: &[u8], out: &[u8]) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        let (gamma, beta) = ln_slices(ln)?;
+        reference_layernorm_carried(x, gamma, beta, ln.eps, &self.specs.layernorm, Some(LnCarries { z, out }))
+    }
+}
+
+fn ln_slices(ln: &LayerNorm) -> Result<(&[f32], &[f32])> {
+    let gamma = ln.gamma.as_slice().ok_or_else(|| Error::Model("LayerNorm γ not contiguous".into()))?;
+    let beta = ln.beta.as_slice().ok_or_else(|| Error::Model("LayerNorm β not contiguous".into()))?;
+    Ok((gamma, beta))
 }
 
 /// The fixed-point simulation of `profile` on `model` (all of its layers; truncate the model

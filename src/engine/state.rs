@@ -95,13 +95,13 @@ impl Specs {
                     Ok(Activation::Segmented(GeluSpec { out_trunc, ..spec }))
                 };
                 (
-                    SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, frac)? },
+                    SoftmaxSpec { he_products: true, trunc: profile.linear_trunc, ..SoftmaxSpec::new(ring, frac)? },
                     // The encoder's GeLU truncates its accumulator like the products around it
                     // (a carry site of the simulation); the pooler's tanh stays faithful.
                     segmented(profile.gelu_set()?, "GeLU", profile.linear_trunc)?,
                     segmented(profile.tanh_set()?, "tanh", TruncMode::Faithful)?,
                     // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
-                    LayerNormSpec { he_product: true, ..ln },
+                    LayerNormSpec { he_product: true, trunc: profile.linear_trunc, ..ln },
                 )
             }
         };

@@ -16,9 +16,11 @@
 //!   f64 on the decoded values and re-quantises with rounding; protocol-exact approximations plug in
 //!   through [`forward_fixed_with`] / [`FixedModel::forward_with`].
 //! * The embedding block is the client's plaintext computation; its f32 output is quantised.
-//! * A private run that truncates the products approximately computes ⌊·⌋ − c at each of them,
-//!   with c ∈ {0, 1} the carry it dropped: given those carries ([`CarryTape`],
-//!   [`FixedModel::with_carries`]) the floors above subtract them and the simulation is that run.
+//! * A private run that truncates approximately computes ⌊·⌋ − c at each such site, with
+//!   c ∈ {0, 1} the carry it dropped: given those carries ([`CarryTape`],
+//!   [`FixedModel::with_carries`]) the floors above subtract them (the non-linear sites through
+//!   [`FixedNonLinear::softmax_carried`] / [`FixedNonLinear::layer_norm_carried`]) and the
+//!   simulation is that run.
 //!
 //! Every intermediate value is checked against the ring: a product or sum whose magnitude reaches
 //! `2^(ring_bits-1)` would wrap in the protocol and is reported as `Error::Config` instead.
@@ -157,6 +159,16 @@ pub trait FixedNonLinear: Sync {
     fn tanh(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>>;
     /// `x / ‖x‖` (sentence-transformer Normalize).
     fn l2_normalize(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>>;
+    /// [`FixedNonLinear::softmax`] as a run computed it that dropped the carries `exp` and
+    /// `out` (one each per unmasked key, in key order) in its approximate truncations.
+    fn softmax_carried(&self, _scores: &[i64], _mask: &[u32], _fp: FixedPoint, _exp: &[u8], _out: &[u8]) -> Result<Vec<i64>> {
+        Err(Error::Config("these non-linear functions have no carry model for SoftMax".into()))
+    }
+    /// [`FixedNonLinear::layer_norm`] as a run computed it that dropped the carries `z` and
+    /// `out` (one each per element).
+    fn layer_norm_carried(&self, _x: &[i64], _ln: &LayerNorm, _fp: FixedPoint, _z: &[u8], _out: &[u8]) -> Result<Vec<i64>> {
+        Err(Error::Config("these non-linear functions have no carry model for LayerNorm".into()))
+    }
 }
 
 /// Exact evaluation in f64 on decoded values, re-quantised by rounding.
@@ -228,27 +240,37 @@ pub struct FixedModel<'m> {
 }
 
 /// Where an encoder layer truncates approximately, in the private engine's order (one
-/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, P·V of all heads, the
-/// attention output, the FFN's input projection, GeLU's accumulator (the segmented GeLU's
-/// final truncation, `proto::nonlinear::gelu`), the FFN's output projection.
+/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, SoftMax's exp and its
+/// normalisation (over the unmasked scores of all heads, `proto::nonlinear::softmax`), P·V of
+/// all heads, the attention output, the first LayerNorm's rescaling and γ product
+/// (`proto::nonlinear::layernorm`), the FFN's input projection, GeLU's accumulator (the
+/// segmented GeLU's final truncation, `proto::nonlinear::gelu`), the FFN's output projection
+/// and the second LayerNorm's two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CarrySite {
     Qkv,
     Scores,
     ScoreScale,
+    SoftmaxExp,
+    SoftmaxOut,
     Context,
     AttnOut,
+    Norm1Scale,
+    Norm1Out,
     FfnIn,
     Gelu,
     FfnOut,
+    Norm2Scale,
+    Norm2Out,
 }
 
 impl CarrySite {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 14;
 }
 
 /// The carries c ∈ {0, 1} a private run dropped in its approximate truncations
-/// (`⌊x/2^s⌋ − c`, see `proto::toolkit::trunc`), [`CarrySite::COUNT`] calls per encoder layer in
+/// (`⌊x/2^s⌋ − c`, see `proto::toolkit::trunc`; SoftMax's are `⌊x/2^s⌋ + 1 − c`),
+/// [`CarrySite::COUNT`] calls per encoder layer in
 /// [`CarrySite`] order, each row-major over all heads. A [`FixedModel`] given the tape
 /// subtracts them where it floors, so it computes exactly what that run computed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -476,9 +498,9 @@ impl<'m> FixedModel<'m> {
             .get(index)
             .ok_or_else(|| Error::Config(format!("layer index {index} out of range")))?;
         let attn = self.self_attention(index, layer, x, mask, bias, nl)?;
-        let h1 = self.add_norm(x, &attn, &weights.attn_norm, nl)?;
+        let h1 = self.add_norm(index, [CarrySite::Norm1Scale, CarrySite::Norm1Out], x, &attn, &weights.attn_norm, nl)?;
         let f = self.ffn(index, layer, &h1, nl)?;
-        self.add_norm(&h1, &f, &weights.out_norm, nl)
+        self.add_norm(index, [CarrySite::Norm2Scale, CarrySite::Norm2Out], &h1, &f, &weights.out_norm, nl)
     }
 
     /// Multi-head attention including the output projection (encoder layer `index`).
@@ -514,7 +536,7 @@ impl<'m> FixedModel<'m> {
                     None => None,
                 };
                 let scores = self.attention_scores(index, head, q.slice(cols), k.slice(cols), head_bias)?;
-                let probs = self.softmax_rows(&scores, mask, nl)?;
+                let probs = self.softmax_rows(index, head, &scores, mask, nl)?;
                 let mut ctx = self.act_matmul(probs.view(), v.slice(cols), "attention × values")?;
                 self.drop_carries(index, CarrySite::Context, all * d, head * n * d, &mut ctx)?;
                 Ok(ctx)
@@ -571,13 +593,30 @@ impl<'m> FixedModel<'m> {
         Ok(acc.mapv(|v| floor_shift(v, self.cfg.frac_bits)))
     }
 
-    fn softmax_rows(&self, scores: &Array2<i64>, mask: &[u32], nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
-        self.map_rows(scores, |row| nl.softmax(row, mask, self.cfg.activation()))
+    /// SoftMax of head `head`'s score rows (encoder layer `index`; with a carry tape, the rows'
+    /// carries sit at row `head·n + i` of all heads' unmasked scores).
+    fn softmax_rows(&self, index: usize, head: usize, scores: &Array2<i64>, mask: &[u32], nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
+        let fp = self.cfg.activation();
+        let Some(tape) = &self.carries else {
+            return self.map_rows(scores, |_, row| nl.softmax(row, mask, fp));
+        };
+        let heads = self.model.public.config.num_attention_heads;
+        let active = mask.iter().filter(|&&m| m != 0).count();
+        let n = scores.nrows();
+        let exp = tape.site(index, CarrySite::SoftmaxExp, heads * n * active)?;
+        let out = tape.site(index, CarrySite::SoftmaxOut, heads * n * active)?;
+        self.map_rows(scores, |i, row| {
+            let at = (head * n + i) * active..(head * n + i + 1) * active;
+            nl.softmax_carried(row, mask, fp, &exp[at.clone()], &out[at])
+        })
     }
 
-    /// Residual addition (exact) followed by LayerNorm.
+    /// Residual addition (exact) followed by LayerNorm (encoder layer `index`, whose carries,
+    /// with a tape, are at `sites`: the rescaling's and the γ product's).
     pub fn add_norm(
         &self,
+        index: usize,
+        sites: [CarrySite; 2],
         x: &Array2<i64>,
         y: &Array2<i64>,
         ln: &LayerNorm,
@@ -587,14 +626,21 @@ impl<'m> FixedModel<'m> {
         for &v in sum.iter() {
             self.cfg.check(v, "residual addition")?;
         }
-        self.map_rows(&sum, |row| nl.layer_norm(row, ln, self.cfg.activation()))
+        let fp = self.cfg.activation();
+        let Some(tape) = &self.carries else {
+            return self.map_rows(&sum, |_, row| nl.layer_norm(row, ln, fp));
+        };
+        let d = sum.ncols();
+        let z = tape.site(index, sites[0], sum.len())?;
+        let out = tape.site(index, sites[1], sum.len())?;
+        self.map_rows(&sum, |i, row| nl.layer_norm_carried(row, ln, fp, &z[i * d..(i + 1) * d], &out[i * d..(i + 1) * d]))
     }
 
     /// `GeLU(x · W1 + b1) · W2 + b2` (encoder layer `index`).
     pub fn ffn(&self, index: usize, layer: &QuantizedLayer, x: &Array2<i64>, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
         let mut up = layer.ffn_in.apply(x, &self.cfg, "FFN up-projection")?;
         self.drop_carries(index, CarrySite::FfnIn, up.len(), 0, &mut up)?;
-        let mut act = self.map_rows(&up, |row| nl.gelu(row, self.cfg.activation()))?;
+        let mut act = self.map_rows(&up, |_, row| nl.gelu(row, self.cfg.activation()))?;
         self.drop_carries(index, CarrySite::Gelu, act.len(), 0, &mut act)?;
         let mut down = layer.ffn_out.apply(&act, &self.cfg, "FFN down-projection")?;
         self.drop_carries(index, CarrySite::FfnOut, down.len(), 0, &mut down)?;
@@ -654,15 +700,16 @@ impl<'m> FixedModel<'m> {
             .map(Array1::from)
     }
 
+    /// `f(i, row i)` for every row, in parallel, each output checked against the ring.
     fn map_rows<F>(&self, x: &Array2<i64>, f: F) -> Result<Array2<i64>>
     where
-        F: Fn(&[i64]) -> Result<Vec<i64>> + Sync,
+        F: Fn(usize, &[i64]) -> Result<Vec<i64>> + Sync,
     {
         let rows: Vec<Vec<i64>> = (0..x.nrows())
             .into_par_iter()
             .map(|i| {
                 let row = x.row(i);
-                let out = f(&row.to_vec())?;
+                let out = f(i, &row.to_vec())?;
                 if out.len() != row.len() {
                     return Err(Error::Shape {
                         tensor: "non-linear output".into(),

@@ -361,11 +361,13 @@ pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize, 
     mul(p, he, &broadcast_rows(a, cols), b, g)
 }
 
-/// Ring shares of `⌊x·y / 2^s⌋` (faithful floor; `s = 0` gives the exact product) for ring
-/// shares `x, y` with `|x|, |y| < 2^(ℓ−2)` and `|x·y| < 2^bound_bits`: both move to Z_t
-/// (`convert::ring_to_field`), one HE product, back with `convert::field_to_ring_trunc`.
+/// Ring shares of `⌊x·y / 2^s⌋` (faithful floor, or one less with `TruncMode::Approx`; `s = 0`
+/// gives the exact product) for ring shares `x, y` with `|x|, |y| < 2^(ℓ−2)` and
+/// `|x·y| < 2^bound_bits`: both move to Z_t (`convert::ring_to_field`), one HE product, back
+/// with `convert::field_to_ring_trunc`.
 /// Needs `ℓ ≤ bits(t)`, `bound_bits + 2 ≤ ℓ + s ≤ 64` and `2^bound_bits < t/2`.
-pub fn he_mul_trunc(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], y: &[u64], s: u32, bound_bits: u32) -> Result<Vec<u64>> {
+#[allow(clippy::too_many_arguments)]
+pub fn he_mul_trunc(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
     let field = he.ctx.field();
     if bound_bits + 2 > field.bits() {
         return Err(Error::Config(format!("HE product bound 2^{bound_bits} does not fit Z_t ({} bits)", field.bits())));
@@ -373,7 +375,7 @@ pub fn he_mul_trunc(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], y: &[u64
     let xf = ring_to_field(p, ring, field, x)?;
     let yf = ring_to_field(p, ring, field, y)?;
     let prod = mul(p, he, &xf, &yf, None)?;
-    field_to_ring_trunc(p, field, ring, &prod, bound_bits, s, TruncMode::Faithful)
+    field_to_ring_trunc(p, field, ring, &prod, bound_bits, s, mode)
 }
 
 #[cfg(test)]

@@ -13,7 +13,12 @@
 //! additionally holds γ, β (plaintext). Output: shares of LayerNorm(x) at f bits, bit-equal to
 //! [`reference_layernorm`].
 //!
-//! **Arithmetic** (all truncations faithful floors):
+//! **Arithmetic** (truncations faithful floors; [`LayerNormSpec::trunc`] = `Approx`, the
+//! `fastlmpi` profile's default, makes those of steps 5 and 6 approximate: ⌊·⌋ − c, c ∈ {0, 1}
+//! the dropped carry, one (R−Z)-bit and one (G+Z−f)-bit COT per element instead of a
+//! millionaire and two COTs each, ≈ 12 flights fewer; the run equals
+//! [`reference_layernorm_carried`] given the carries, and the output moves by at most two
+//! units against the faithful one, tested in `tests/he_products.rs`):
 //! 1. `A = d·x − Σ_j x_j` (local, exact).
 //! 2. `A_h = ⌊A / 2^h⌋` (ring ℓ), `h = max(0, ⌈(3 log2 d + v_max + 2f − 61)/2⌉)` so that
 //!    `Σ A_h² < 2^62` for variances up to `2^v_max`.
@@ -91,6 +96,18 @@ pub struct LayerNormSpec {
     /// Compute `A_h · r` with one HE product (`hemul::mul_rows`) instead of the 64-bit OT
     /// product; the rsqrt then has `RSQRT_FRAC_HE` fraction bits so that the product fits Z_t.
     pub he_product: bool,
+    /// The truncations of `A_h·r` (by `R − Z`) and of `g ⊙ z` (by `G + Z − f`): `Faithful`, or
+    /// `Approx` (each may drop its carry, see [`LnCarries`]). `A_h`'s own truncation stays
+    /// faithful (it is skipped when h = 0, which would leave a carry site without a call).
+    pub trunc: TruncMode,
+}
+
+/// The carries a LayerNorm row's approximate truncations dropped, one per element: `z[j]`
+/// lowers `z_j` by one unit (at `Z` fraction bits), `out[j]` the output.
+#[derive(Clone, Copy, Debug)]
+pub struct LnCarries<'a> {
+    pub z: &'a [u8],
+    pub out: &'a [u8],
 }
 
 /// The server's plaintext parameters.
@@ -112,7 +129,7 @@ pub struct LnPlan {
 
 impl LayerNormSpec {
     pub fn new(ring: Ring, frac: u32, eps: f64) -> LayerNormSpec {
-        LayerNormSpec { ring, frac, var_min_log2: -14, var_max_log2: 14, gamma_frac: frac, eps, he_product: false }
+        LayerNormSpec { ring, frac, var_min_log2: -14, var_max_log2: 14, gamma_frac: frac, eps, he_product: false, trunc: TruncMode::Faithful }
     }
 
     fn rsqrt_frac(&self) -> u32 {
@@ -245,11 +262,11 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
         Some(he) => he_scale(p, he, ring, &a_h, &r, d)?,
         None => mul(p, wide, &a64, &broadcast_rows(&r, d))?,
     };
-    let z64 = trunc(p, wide, &z64, shift_z, MODE)?;
+    let z64 = trunc(p, wide, &z64, shift_z, spec.trunc)?;
     let z: Vec<u64> = z64.iter().map(|&v| ring.reduce(v)).collect();
     let g_all: Vec<i64> = if p.is_server() { (0..rows).flat_map(|_| g_row.iter().copied()).collect() } else { Vec::new() };
     let gz = server_plain_mul(p, ring, p.is_server().then_some(&g_all[..]), &z)?;
-    let out = trunc(p, ring, &gz, spec.gamma_frac + plan.z_frac - spec.frac, MODE)?;
+    let out = trunc(p, ring, &gz, spec.gamma_frac + plan.z_frac - spec.frac, spec.trunc)?;
     if p.is_server() {
         let b_all: Vec<u64> = (0..rows).flat_map(|_| b_row.iter().map(|&b| ring.from_signed(b))).collect();
         Ok(add_shares(ring, &out, &b_all))
@@ -276,7 +293,18 @@ fn he_scale(p: &mut Party, he: &HeParty, ring: Ring, a_h: &[u64], r: &[u64], d: 
 
 /// Cleartext mirror of [`layer_norm`] on one row (bit-exact).
 pub fn reference_layernorm(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, spec: &LayerNormSpec) -> Result<Vec<i64>> {
+    reference_layernorm_carried(row, gamma, beta, eps, spec, None)
+}
+
+/// [`reference_layernorm`] of a run whose approximate truncations dropped `carries` (`None`: no
+/// carry dropped); bit-exact with that run.
+pub fn reference_layernorm_carried(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, spec: &LayerNormSpec, carries: Option<LnCarries>) -> Result<Vec<i64>> {
     let spec = LayerNormSpec { eps, ..*spec };
+    let zeros = vec![0u8; row.len()];
+    let c = carries.unwrap_or(LnCarries { z: &zeros, out: &zeros });
+    if c.z.len() != row.len() || c.out.len() != row.len() {
+        return Err(Error::Shape { tensor: "LayerNorm carries".into(), expected: vec![row.len()], got: vec![c.z.len(), c.out.len()] });
+    }
     let d = row.len();
     let plan = spec.plan(d)?;
     let (g, b) = spec.quantize(d, &LnParams { gamma, beta })?;
@@ -290,9 +318,10 @@ pub fn reference_layernorm(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, s
     Ok(a_h
         .iter()
         .zip(g.iter().zip(&b))
-        .map(|(&a, (&gj, &bj))| {
-            let z = (a * r) >> shift_z;
-            (((gj as i128 * z) >> shift_out) + bj as i128) as i64
+        .zip(c.z.iter().zip(c.out))
+        .map(|((&a, (&gj, &bj)), (&cz, &co))| {
+            let z = ((a * r) >> shift_z) - i128::from(cz);
+            (((gj as i128 * z) >> shift_out) - i128::from(co) + bj as i128) as i64
         })
         .collect())
 }

@@ -12,7 +12,9 @@
 //! `softmax_i(x)_j = e_j / Σ_k e_k` over the unmasked keys, exactly 0 on masked keys, bit-equal to
 //! [`reference_softmax`].
 //!
-//! **Arithmetic** (f = frac, all truncations faithful floors):
+//! **Arithmetic** (f = frac, truncations faithful floors except the two that
+//! [`SoftmaxSpec::trunc`] may make approximate: the exp's last one and the normalisation's,
+//! see "Approximate truncations" below):
 //! 1. Row maximum over unmasked keys by a comparison tree (⌈log2 n⌉ levels; per level one batched
 //!    `msb` of `a − b` on `score_bits + 2` bits and one `mux`). Exact.
 //! 2. `z = x − max ≤ 0`.
@@ -39,6 +41,20 @@
 //! **Valid input domain.** `|x| < 2^score_bits` for every unmasked score (integer
 //! representation), at least one unmasked key per row, `f + 1 ≤ score_bits`, `score_bits + 3 ≤ ℓ`.
 //! The mask is public (it encodes padding, whose length is part of the public shape).
+//!
+//! **Approximate truncations** (`trunc = Approx`, the `fastlmpi` profile with its default
+//! `--linear-trunc approx`): the exp's final truncation and the one after `e·(1/S)` become
+//! approximate truncations plus one unit, `⌊v⌋ + 1 − c` with c the carry of the shares' low
+//! bits, which is v rounded up with probability frac(v) (stochastic rounding, unbiased, and
+//! exact on integers, so the tail's and masked keys' zeros stay 0 except with probability
+//! 2^−s); the exp coefficients drop their rounding half accordingly. Per element this replaces
+//! a millionaire on f + guard bits plus two ℓ-bit COTs and a millionaire on R bits plus two
+//! (ℓ+R)-bit COTs by one (f + guard)-bit and one R-bit COT, and ≈ 12 flights. The run equals
+//! [`reference_softmax_carried`] given the carries (`trunc::trace`, `tests/he_products.rs`);
+//! versus the exact softmax each e_j moves by less than one unit and the row sum by less than
+//! n, so `|out_j − p_j| ≤ (5 + n·p_j)·2^−f` (tested). The Horner truncations stay faithful (a
+//! dropped carry on the tail segment, whose u = z is unbounded, would grow through the
+//! products).
 //!
 //! **Error bound.** Protocol = reference exactly. Reference vs the exact softmax: exp per element
 //! ≤ 0.65 LSB (fit ≤ 0.07, final rounding 0.5, Horner floors at F bits; unit-tested on every
@@ -104,6 +120,25 @@ pub struct SoftmaxSpec {
     /// Evaluate the Horner products and the final `e·(1/S)` as HE products (FASTLMPI's
     /// fine-grained HE/SS split) instead of OT products.
     pub he_products: bool,
+    /// The exp's last truncation (by `f + guard`) and the normalisation's (`e·(1/S)` by `R`):
+    /// `Faithful` floors, or `Approx`: the approximate truncation plus one unit,
+    /// `⌊v⌋ + 1 − c` with the dropped carry c (see [`SoftmaxCarries`]), and the exp's
+    /// coefficients without their rounding half. That is stochastic rounding of v
+    /// (`P(⌊v⌋ + 1) = frac(v)` over the shares, so unbiased), exact where v is an integer:
+    /// 0 stays 0 on the tail and on masked-out mass, so the row sum carries no drift (plain
+    /// `⌊v⌋ − c` would lower every tail term by one unit and S by their number). The Horner
+    /// truncations stay faithful: on the tail segment (all coefficients 0, `u = z` unbounded)
+    /// a dropped carry would be multiplied by `z` and leave the product bounds.
+    pub trunc: TruncMode,
+}
+
+/// The carries a SoftMax row's approximate truncations dropped, one per unmasked key in key
+/// order: `e_j = ⌊v_j⌋ + 1 − exp[j]` and likewise the output with `out[j]`
+/// (`proto::toolkit::trunc`, and [`SoftmaxSpec::trunc`] for the added unit).
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxCarries<'a> {
+    pub exp: &'a [u8],
+    pub out: &'a [u8],
 }
 
 /// The exp approximation of a SoftMax spec.
@@ -126,7 +161,7 @@ const IBERT_SEGMENTS: i64 = 14;
 impl SoftmaxSpec {
     /// Defaults: degree 4, 8 guard bits, scores below 2^(frac+8) (|score| < 256).
     pub fn new(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
-        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8, exp: ExpKind::Segmented, he_products: false };
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 4, guard: 8, exp: ExpKind::Segmented, he_products: false, trunc: TruncMode::Faithful };
         s.check()?;
         Ok(s)
     }
@@ -134,7 +169,7 @@ impl SoftmaxSpec {
     /// BOLT's SoftMax: the same max tree and reciprocal, I-BERT's degree-2 exp (6 guard bits so
     /// that BOLT's ℓ = 37 ring holds the Horner products).
     pub fn ibert(ring: Ring, frac: u32) -> Result<SoftmaxSpec> {
-        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 2, guard: 6, exp: ExpKind::IBert, he_products: false };
+        let s = SoftmaxSpec { ring, frac, score_bits: frac + 8, degree: 2, guard: 6, exp: ExpKind::IBert, he_products: false, trunc: TruncMode::Faithful };
         s.check()?;
         Ok(s)
     }
@@ -162,11 +197,17 @@ impl SoftmaxSpec {
         RecipSpec::new(self.ring, RecipKind::Recip, self.frac, self.recip_frac(), self.frac - 1, self.frac + log_n)
     }
 
-    /// The segmented exp fit (deterministic; both parties derive it from the spec).
+    /// The segmented exp fit (deterministic; both parties derive it from the spec). With an
+    /// approximate final truncation (which rounds stochastically) the constant terms lose the
+    /// half unit that makes a floor round to nearest.
     pub fn exp_fit(&self) -> ExpFit {
-        match self.exp {
+        let fit = match self.exp {
             ExpKind::Segmented => ExpFit::new(self.frac, self.degree, self.guard),
             ExpKind::IBert => ExpFit::ibert(self.frac, self.guard),
+        };
+        match self.trunc {
+            TruncMode::Faithful => fit,
+            TruncMode::Approx => fit.without_rounding_half(),
         }
     }
 }
@@ -220,7 +261,16 @@ impl ExpFit {
         ExpFit { frac, guard, knots, coeffs }
     }
 
-    /// Cleartext mirror of the protocol's exp on one `z ≤ 0`.
+    /// The same fit without the half unit in each constant term (the final floor then
+    /// truncates instead of rounding to nearest).
+    pub fn without_rounding_half(mut self) -> ExpFit {
+        for c in &mut self.coeffs {
+            c[0] -= 1i64 << self.guard.saturating_sub(1);
+        }
+        self
+    }
+
+    /// Cleartext mirror of the protocol's exp on one `z ≤ 0` (the floor of its last step).
     pub fn eval(&self, z: i64) -> i64 {
         let Some(j) = self.knots.iter().rposition(|&k| k <= z) else { return 0 };
         let c = &self.coeffs[j];
@@ -308,7 +358,8 @@ pub fn softmax(p: &mut Party, he: Option<&HeParty>, spec: &SoftmaxSpec, scores: 
     let r = reciprocal(p, &spec.recip_spec(longest)?, &sums)?;
     let r_bcast: Vec<u64> = row_vals.iter().zip(&r).flat_map(|(row, &ri)| std::iter::repeat_n(ri, row.len())).collect();
     p.ch.set_phase("softmax-product");
-    let prob = mul.mul_trunc(p, &e, &r_bcast, spec.recip_frac(), spec.frac + 1 + spec.recip_frac() + 1)?;
+    let prob = mul.mul_trunc(p, &e, &r_bcast, spec.recip_frac(), spec.frac + 1 + spec.recip_frac() + 1, spec.trunc)?;
+    let prob = round_up_unless_carried(p, spec, prob);
 
     let mut out = vec![0u64; rows * cols];
     let mut it = prob.into_iter();
@@ -363,11 +414,11 @@ impl<'h, 'a> Products<'h, 'a> {
         }
     }
 
-    /// `⌊x·y / 2^s⌋` for `|x·y| < 2^bound_bits`.
-    fn mul_trunc(&self, p: &mut Party, x: &[u64], y: &[u64], s: u32, bound_bits: u32) -> Result<Vec<u64>> {
+    /// `⌊x·y / 2^s⌋` (or one less, `mode`) for `|x·y| < 2^bound_bits`.
+    fn mul_trunc(&self, p: &mut Party, x: &[u64], y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
         match self {
-            Products::Ot(ring) => mul_trunc(p, *ring, x, y, s, MODE),
-            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, s, bound_bits),
+            Products::Ot(ring) => mul_trunc(p, *ring, x, y, s, mode),
+            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, s, bound_bits, mode),
         }
     }
 
@@ -375,7 +426,7 @@ impl<'h, 'a> Products<'h, 'a> {
     fn mul(&self, p: &mut Party, x: &[u64], y: &[u64], bound_bits: u32) -> Result<Vec<u64>> {
         match self {
             Products::Ot(ring) => mul(p, *ring, x, y),
-            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, 0, bound_bits),
+            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, 0, bound_bits, TruncMode::Faithful),
         }
     }
 }
@@ -412,16 +463,39 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     let bound = f + spec.guard + f + 3;
     let mut y = coeff[d].clone();
     for k in (1..d).rev() {
-        let prod = mul.mul_trunc(p, &y, &u, f, bound)?;
+        let prod = mul.mul_trunc(p, &y, &u, f, bound, MODE)?;
         y = add_shares(ring, &prod, &coeff[k]);
     }
     let yu = mul.mul(p, &y, &u, bound)?;
     let last = add_shares(ring, &yu, &scale_public(ring, &coeff[0], 1i64 << f));
-    trunc(p, ring, &last, f + spec.guard, MODE)
+    let e = trunc(p, ring, &last, f + spec.guard, spec.trunc)?;
+    Ok(round_up_unless_carried(p, spec, e))
 }
 
-/// Cleartext mirror of [`softmax`] on one row (bit-exact); masked keys give 0.
+/// After an approximate truncation (`⌊v⌋ − c`) the server adds one unit: `⌊v⌋ + 1 − c`, v
+/// rounded stochastically (see [`SoftmaxSpec::trunc`]). Faithful results pass unchanged.
+fn round_up_unless_carried(p: &Party, spec: &SoftmaxSpec, mut v: Vec<u64>) -> Vec<u64> {
+    if spec.trunc == TruncMode::Approx && p.is_server() {
+        for x in &mut v {
+            *x = spec.ring.add(*x, 1);
+        }
+    }
+    v
+}
+
+/// Cleartext mirror of [`softmax`] on one row, masked keys giving 0: bit-exact with the
+/// faithful protocol (`spec.trunc` is taken as `Faithful`; an approximate run is mirrored by
+/// [`reference_softmax_carried`] given its carries).
 pub fn reference_softmax(scores: &[i64], mask: &[u32], spec: &SoftmaxSpec) -> Result<Vec<i64>> {
+    let faithful = SoftmaxSpec { trunc: TruncMode::Faithful, ..*spec };
+    let active = mask.iter().filter(|&&m| m != 0).count();
+    let zeros = vec![0u8; active];
+    reference_softmax_carried(scores, mask, &faithful, SoftmaxCarries { exp: &zeros, out: &zeros })
+}
+
+/// [`reference_softmax`] of a run under `spec` whose truncations dropped `carries` (all 0 for
+/// a faithful spec); bit-exact with that run.
+pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpec, carries: SoftmaxCarries) -> Result<Vec<i64>> {
     spec.check()?;
     if mask.len() != scores.len() {
         return Err(Error::Shape { tensor: "softmax mask".into(), expected: vec![scores.len()], got: vec![mask.len()] });
@@ -429,12 +503,23 @@ pub fn reference_softmax(scores: &[i64], mask: &[u32], spec: &SoftmaxSpec) -> Re
     let active: Vec<usize> = (0..scores.len()).filter(|&j| mask[j] != 0).collect();
     let max = active.iter().map(|&j| scores[j]).max().ok_or_else(|| Error::Input("softmax row has no unmasked key".into()))?;
     let fit = spec.exp_fit();
-    let e: Vec<i64> = active.iter().map(|&j| fit.eval(scores[j] - max)).collect();
+    let c = carries;
+    if c.exp.len() != active.len() || c.out.len() != active.len() {
+        return Err(Error::Shape { tensor: "softmax carries".into(), expected: vec![active.len()], got: vec![c.exp.len(), c.out.len()] });
+    }
+    // An approximate truncation's result is ⌊v⌋ + 1 − c (`round_up_unless_carried`).
+    let dropped = |c: u8| -> i64 {
+        match spec.trunc {
+            TruncMode::Faithful => -i64::from(c),
+            TruncMode::Approx => 1 - i64::from(c),
+        }
+    };
+    let e: Vec<i64> = active.iter().zip(c.exp).map(|(&j, &cj)| fit.eval(scores[j] - max) + dropped(cj)).collect();
     let sum: i64 = e.iter().sum();
     let r = super::recip::reference(&spec.recip_spec(active.len())?, sum)? as i128;
     let mut out = vec![0i64; scores.len()];
-    for (&j, &ej) in active.iter().zip(&e) {
-        out[j] = ((ej as i128 * r) >> spec.recip_frac()) as i64;
+    for ((&j, &ej), &cj) in active.iter().zip(&e).zip(c.out) {
+        out[j] = ((ej as i128 * r) >> spec.recip_frac()) as i64 + dropped(cj);
     }
     Ok(out)
 }
