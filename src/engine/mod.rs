@@ -28,7 +28,7 @@
 //! the private output equals the fixed-point simulation (`model::fixed` with the profile's
 //! reference functions) bit for bit: [`simulate`] when every truncation is faithful,
 //! [`simulate_with_carries`] given the carries the run dropped otherwise (a test traces both
-//! parties to get them, `model::CarrySite` lists the fourteen sites per layer).
+//! parties to get them, `model::CarrySite` lists the seventeen sites per layer).
 //!
 //! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
 //! of real tokens), the number of layers run, the profile. The client learns what the server's

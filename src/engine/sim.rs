@@ -13,7 +13,7 @@ use super::state::Specs;
 use super::Profile;
 use crate::error::{Error, Result};
 use crate::he::HeContext;
-use crate::model::{CarryTape, FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
+use crate::model::{CarrySite, CarryTape, FixedModel, FixedNonLinear, LayerNorm, Model, ModelOutput, Tokenized};
 use crate::proto::nonlinear::l2norm::reference_l2_normalize;
 use crate::proto::nonlinear::layernorm::{reference_layernorm, reference_layernorm_carried, LnCarries};
 use crate::proto::nonlinear::softmax::{reference_softmax, reference_softmax_carried, SoftmaxCarries};
@@ -65,13 +65,19 @@ impl FixedNonLinear for ProfileNonLinear {
         reference_l2_normalize(x, fp.frac_bits)
     }
 
-    fn softmax_carried(&self, scores: &[i64], mask: &[u32], fp: FixedPoint, exp: &[u8], out: &[u8]) -> Result<Vec<i64>> {
+    fn softmax_carried(&self, scores: &[i64], mask: &[u32], fp: FixedPoint, carries: &[&[u8]]) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
-        reference_softmax_carried(scores, mask, &self.specs.softmax, SoftmaxCarries { exp, out })
+        let &[h1, h2, h3, exp, out] = carries else {
+            return Err(Error::Config(format!("SoftMax takes {} carry sites, got {}", CarrySite::SOFTMAX.len(), carries.len())));
+        };
+        reference_softmax_carried(scores, mask, &self.specs.softmax, SoftmaxCarries { horner: [h1, h2, h3], exp, out })
     }
 
-    fn layer_norm_carried(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint, z: &[u8], out: &[u8]) -> Result<Vec<i64>> {
+    fn layer_norm_carried(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint, carries: &[&[u8]]) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
+        let &[z, out] = carries else {
+            return Err(Error::Config(format!("LayerNorm takes 2 carry sites, got {}", carries.len())));
+        };
         let (gamma, beta) = ln_slices(ln)?;
         reference_layernorm_carried(x, gamma, beta, ln.eps, &self.specs.layernorm, Some(LnCarries { z, out }))
     }

@@ -159,14 +159,15 @@ pub trait FixedNonLinear: Sync {
     fn tanh(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>>;
     /// `x / ‖x‖` (sentence-transformer Normalize).
     fn l2_normalize(&self, x: &[i64], fp: FixedPoint) -> Result<Vec<i64>>;
-    /// [`FixedNonLinear::softmax`] as a run computed it that dropped the carries `exp` and
-    /// `out` (one each per unmasked key, in key order) in its approximate truncations.
-    fn softmax_carried(&self, _scores: &[i64], _mask: &[u32], _fp: FixedPoint, _exp: &[u8], _out: &[u8]) -> Result<Vec<i64>> {
+    /// [`FixedNonLinear::softmax`] as a run computed it that dropped `carries` in its
+    /// approximate truncations: one slice per SoftMax site ([`CarrySite::SOFTMAX`] order), one
+    /// carry per unmasked key in key order.
+    fn softmax_carried(&self, _scores: &[i64], _mask: &[u32], _fp: FixedPoint, _carries: &[&[u8]]) -> Result<Vec<i64>> {
         Err(Error::Config("these non-linear functions have no carry model for SoftMax".into()))
     }
-    /// [`FixedNonLinear::layer_norm`] as a run computed it that dropped the carries `z` and
-    /// `out` (one each per element).
-    fn layer_norm_carried(&self, _x: &[i64], _ln: &LayerNorm, _fp: FixedPoint, _z: &[u8], _out: &[u8]) -> Result<Vec<i64>> {
+    /// [`FixedNonLinear::layer_norm`] as a run computed it that dropped `carries`: one slice per
+    /// LayerNorm site (the rescaling's, the γ product's), one carry per element.
+    fn layer_norm_carried(&self, _x: &[i64], _ln: &LayerNorm, _fp: FixedPoint, _carries: &[&[u8]]) -> Result<Vec<i64>> {
         Err(Error::Config("these non-linear functions have no carry model for LayerNorm".into()))
     }
 }
@@ -240,8 +241,9 @@ pub struct FixedModel<'m> {
 }
 
 /// Where an encoder layer truncates approximately, in the private engine's order (one
-/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, SoftMax's exp and its
-/// normalisation (over the unmasked scores of all heads, `proto::nonlinear::softmax`), P·V of
+/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, SoftMax's three Horner
+/// steps, its exp and its normalisation (over the unmasked scores of all heads,
+/// `proto::nonlinear::softmax`), P·V of
 /// all heads, the attention output, the first LayerNorm's rescaling and γ product
 /// (`proto::nonlinear::layernorm`), the FFN's input projection, GeLU's accumulator (the
 /// segmented GeLU's final truncation, `proto::nonlinear::gelu`), the FFN's output projection
@@ -251,6 +253,9 @@ pub enum CarrySite {
     Qkv,
     Scores,
     ScoreScale,
+    SoftmaxHorner1,
+    SoftmaxHorner2,
+    SoftmaxHorner3,
     SoftmaxExp,
     SoftmaxOut,
     Context,
@@ -265,7 +270,11 @@ pub enum CarrySite {
 }
 
 impl CarrySite {
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 17;
+    /// SoftMax's sites in protocol order: the exp's three Horner steps, its last truncation,
+    /// the normalisation.
+    pub const SOFTMAX: [CarrySite; 5] =
+        [CarrySite::SoftmaxHorner1, CarrySite::SoftmaxHorner2, CarrySite::SoftmaxHorner3, CarrySite::SoftmaxExp, CarrySite::SoftmaxOut];
 }
 
 /// The carries c ∈ {0, 1} a private run dropped in its approximate truncations
@@ -603,11 +612,11 @@ impl<'m> FixedModel<'m> {
         let heads = self.model.public.config.num_attention_heads;
         let active = mask.iter().filter(|&&m| m != 0).count();
         let n = scores.nrows();
-        let exp = tape.site(index, CarrySite::SoftmaxExp, heads * n * active)?;
-        let out = tape.site(index, CarrySite::SoftmaxOut, heads * n * active)?;
+        let sites: Vec<&[u8]> = CarrySite::SOFTMAX.iter().map(|&site| tape.site(index, site, heads * n * active)).collect::<Result<_>>()?;
         self.map_rows(scores, |i, row| {
             let at = (head * n + i) * active..(head * n + i + 1) * active;
-            nl.softmax_carried(row, mask, fp, &exp[at.clone()], &out[at])
+            let carries: Vec<&[u8]> = sites.iter().map(|s| &s[at.clone()]).collect();
+            nl.softmax_carried(row, mask, fp, &carries)
         })
     }
 
@@ -631,9 +640,11 @@ impl<'m> FixedModel<'m> {
             return self.map_rows(&sum, |_, row| nl.layer_norm(row, ln, fp));
         };
         let d = sum.ncols();
-        let z = tape.site(index, sites[0], sum.len())?;
-        let out = tape.site(index, sites[1], sum.len())?;
-        self.map_rows(&sum, |i, row| nl.layer_norm_carried(row, ln, fp, &z[i * d..(i + 1) * d], &out[i * d..(i + 1) * d]))
+        let calls: Vec<&[u8]> = sites.iter().map(|&site| tape.site(index, site, sum.len())).collect::<Result<_>>()?;
+        self.map_rows(&sum, |i, row| {
+            let carries: Vec<&[u8]> = calls.iter().map(|c| &c[i * d..(i + 1) * d]).collect();
+            nl.layer_norm_carried(row, ln, fp, &carries)
+        })
     }
 
     /// `GeLU(x · W1 + b1) · W2 + b2` (encoder layer `index`).

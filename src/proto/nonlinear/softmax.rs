@@ -12,9 +12,8 @@
 //! `softmax_i(x)_j = e_j / Σ_k e_k` over the unmasked keys, exactly 0 on masked keys, bit-equal to
 //! [`reference_softmax`].
 //!
-//! **Arithmetic** (f = frac, truncations faithful floors except the two that
-//! [`SoftmaxSpec::trunc`] may make approximate: the exp's last one and the normalisation's,
-//! see "Approximate truncations" below):
+//! **Arithmetic** (f = frac, truncations faithful floors unless [`SoftmaxSpec::trunc`] makes
+//! the exp's and the normalisation's approximate, see "Approximate truncations" below):
 //! 1. Row maximum over unmasked keys by a comparison tree (⌈log2 n⌉ levels; per level one batched
 //!    `msb` of `a − b` on `score_bits + 2` bits and one `mux`). Exact.
 //! 2. `z = x − max ≤ 0`.
@@ -43,18 +42,23 @@
 //! The mask is public (it encodes padding, whose length is part of the public shape).
 //!
 //! **Approximate truncations** (`trunc = Approx`, the `fastlmpi` profile with its default
-//! `--linear-trunc approx`): the exp's final truncation and the one after `e·(1/S)` become
-//! approximate truncations plus one unit, `⌊v⌋ + 1 − c` with c the carry of the shares' low
-//! bits, which is v rounded up with probability frac(v) (stochastic rounding, unbiased, and
-//! exact on integers, so the tail's and masked keys' zeros stay 0 except with probability
-//! 2^−s); the exp coefficients drop their rounding half accordingly. Per element this replaces
-//! a millionaire on f + guard bits plus two ℓ-bit COTs and a millionaire on R bits plus two
-//! (ℓ+R)-bit COTs by one (f + guard)-bit and one R-bit COT, and ≈ 12 flights. The run equals
-//! [`reference_softmax_carried`] given the carries (`trunc::trace`, `tests/he_products.rs`);
-//! versus the exact softmax each e_j moves by less than one unit and the row sum by less than
-//! n, so `|out_j − p_j| ≤ (5 + n·p_j)·2^−f` (tested). The Horner truncations stay faithful (a
-//! dropped carry on the tail segment, whose u = z is unbounded, would grow through the
-//! products).
+//! `--linear-trunc approx`):
+//! * the exp's final truncation and the one after `e·(1/S)` become approximate truncations
+//!   plus one unit, `⌊v⌋ + 1 − c` with c the carry of the shares' low bits, which is v rounded
+//!   up with probability frac(v) (stochastic rounding: unbiased, and exact on integers, so the
+//!   tail's and masked keys' zeros stay 0 except with probability 2^−s); the exp coefficients
+//!   drop their rounding half accordingly;
+//! * the d − 1 Horner truncations become plain approximate ones (⌊·⌋ − c at F = f + guard
+//!   bits, d = 4 fixed by the carry model's sites), after one multiplexer on the tail bit
+//!   `[z < K_0]` sets u = 0 there: on the tail every coefficient is 0 but u = z is unbounded,
+//!   so a y of −1 left by a dropped carry must not meet it.
+//!
+//! Per element this replaces four faithful truncations (millionaires on f, f + guard and R bits
+//! plus two COTs each) by four short COTs, at the price of one ℓ-bit multiplexer. The run
+//! equals [`reference_softmax_carried`] given the carries (`trunc::trace`,
+//! `tests/he_products.rs`). Versus the exact softmax: the Horner carries move v by less than
+//! 3·2^−guard units, so each e_j moves by less than two units and the row sum by less than 2n:
+//! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested).
 //!
 //! **Error bound.** Protocol = reference exactly. Reference vs the exact softmax: exp per element
 //! ≤ 0.65 LSB (fit ≤ 0.07, final rounding 0.5, Horner floors at F bits; unit-tested on every
@@ -102,7 +106,6 @@ use crate::proto::toolkit::trunc::{trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
-const MODE: TruncMode = TruncMode::Faithful;
 
 /// Public parameters of the SoftMax protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,16 +130,24 @@ pub struct SoftmaxSpec {
     /// (`P(⌊v⌋ + 1) = frac(v)` over the shares, so unbiased), exact where v is an integer:
     /// 0 stays 0 on the tail and on masked-out mass, so the row sum carries no drift (plain
     /// `⌊v⌋ − c` would lower every tail term by one unit and S by their number). The Horner
-    /// truncations stay faithful: on the tail segment (all coefficients 0, `u = z` unbounded)
-    /// a dropped carry would be multiplied by `z` and leave the product bounds.
+    /// truncations become plain approximate ones (⌊·⌋ − c at `f + guard` bits) after one
+    /// multiplexer sets `u = 0` on the tail: there the polynomial is identically 0 and `u = z`
+    /// is unbounded, so a dropped carry would grow through the products.
     pub trunc: TruncMode,
 }
 
+/// Horner truncations of the exp with degree-4 segments: the carry model's sites
+/// (`model::CarrySite::SoftmaxHorner1..3`) fix their number, so an approximate spec needs
+/// `degree = HORNER_SITES + 1`.
+pub const HORNER_SITES: usize = 3;
+
 /// The carries a SoftMax row's approximate truncations dropped, one per unmasked key in key
-/// order: `e_j = ⌊v_j⌋ + 1 − exp[j]` and likewise the output with `out[j]`
+/// order: `horner[i]` at the exp's Horner step i (the protocol's order, highest degree first),
+/// `e_j = ⌊v_j⌋ + 1 − exp[j]` and likewise the output with `out[j]`
 /// (`proto::toolkit::trunc`, and [`SoftmaxSpec::trunc`] for the added unit).
 #[derive(Clone, Copy, Debug)]
 pub struct SoftmaxCarries<'a> {
+    pub horner: [&'a [u8]; HORNER_SITES],
     pub exp: &'a [u8],
     pub out: &'a [u8],
 }
@@ -182,6 +193,9 @@ impl SoftmaxSpec {
         // Horner products: y < 2^(F+2), u < 2^(f+1) (in-segment)
         if 2 * self.frac + self.guard + 4 > l - 2 {
             return Err(Error::Config(format!("softmax spec {self:?}: exp accumulator exceeds the ring")));
+        }
+        if self.trunc == TruncMode::Approx && self.degree != HORNER_SITES + 1 {
+            return Err(Error::Config(format!("softmax spec {self:?}: approximate truncations are modelled for degree-{} exp segments", HORNER_SITES + 1)));
         }
         Ok(())
     }
@@ -272,14 +286,21 @@ impl ExpFit {
 
     /// Cleartext mirror of the protocol's exp on one `z ≤ 0` (the floor of its last step).
     pub fn eval(&self, z: i64) -> i64 {
+        self.eval_carried(z, &[])
+    }
+
+    /// [`ExpFit::eval`] with `horner[i]` subtracted after Horner step i (highest degree
+    /// first; missing entries are 0), as an approximate run's steps drop their carries.
+    pub fn eval_carried(&self, z: i64, horner: &[u8]) -> i64 {
         let Some(j) = self.knots.iter().rposition(|&k| k <= z) else { return 0 };
         let c = &self.coeffs[j];
         let u = (z - self.knots[j]) as i128;
         let f = self.frac;
         let d = c.len() - 1;
         let mut y = c[d] as i128;
-        for k in (1..d).rev() {
-            y = ((y * u) >> f) + c[k] as i128;
+        for (step, k) in (1..d).rev().enumerate() {
+            let carry = horner.get(step).map_or(0, |&c| i128::from(c));
+            y = ((y * u) >> f) - carry + c[k] as i128;
         }
         ((y * u + ((c[0] as i128) << f)) >> (f + self.guard)) as i64
     }
@@ -458,12 +479,18 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     let d = spec.degree;
     let coeff: Vec<Vec<u64>> =
         (0..=d).map(|k| select_by_thresholds(p, ring, &ind, &table(fit.coeffs.iter().map(|c| c[k]).collect()), n)).collect();
-    let u = sub_shares(ring, z, &offset);
+    let mut u = sub_shares(ring, z, &offset);
+    if spec.trunc == TruncMode::Approx {
+        // u = 0 on the tail (z < K_0), where every coefficient is 0: the approximate Horner
+        // steps may leave y = −1 there, which must not meet the unbounded u = z.
+        let tail_u = mux(p, ring, &bits[0], &u)?;
+        u = sub_shares(ring, &u, &tail_u);
+    }
     // In-segment bounds: y < 2^(F+2), u < 2^(f+1), so every product is below 2^(F+f+3).
     let bound = f + spec.guard + f + 3;
     let mut y = coeff[d].clone();
     for k in (1..d).rev() {
-        let prod = mul.mul_trunc(p, &y, &u, f, bound, MODE)?;
+        let prod = mul.mul_trunc(p, &y, &u, f, bound, spec.trunc)?;
         y = add_shares(ring, &prod, &coeff[k]);
     }
     let yu = mul.mul(p, &y, &u, bound)?;
@@ -490,7 +517,7 @@ pub fn reference_softmax(scores: &[i64], mask: &[u32], spec: &SoftmaxSpec) -> Re
     let faithful = SoftmaxSpec { trunc: TruncMode::Faithful, ..*spec };
     let active = mask.iter().filter(|&&m| m != 0).count();
     let zeros = vec![0u8; active];
-    reference_softmax_carried(scores, mask, &faithful, SoftmaxCarries { exp: &zeros, out: &zeros })
+    reference_softmax_carried(scores, mask, &faithful, SoftmaxCarries { horner: [&zeros; HORNER_SITES], exp: &zeros, out: &zeros })
 }
 
 /// [`reference_softmax`] of a run under `spec` whose truncations dropped `carries` (all 0 for
@@ -504,8 +531,9 @@ pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpe
     let max = active.iter().map(|&j| scores[j]).max().ok_or_else(|| Error::Input("softmax row has no unmasked key".into()))?;
     let fit = spec.exp_fit();
     let c = carries;
-    if c.exp.len() != active.len() || c.out.len() != active.len() {
-        return Err(Error::Shape { tensor: "softmax carries".into(), expected: vec![active.len()], got: vec![c.exp.len(), c.out.len()] });
+    let lens: Vec<usize> = c.horner.iter().chain([&c.exp, &c.out]).map(|s| s.len()).collect();
+    if lens.iter().any(|&l| l != active.len()) {
+        return Err(Error::Shape { tensor: "softmax carries".into(), expected: vec![active.len()], got: lens });
     }
     // An approximate truncation's result is ⌊v⌋ + 1 − c (`round_up_unless_carried`).
     let dropped = |c: u8| -> i64 {
@@ -514,7 +542,14 @@ pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpe
             TruncMode::Approx => 1 - i64::from(c),
         }
     };
-    let e: Vec<i64> = active.iter().zip(c.exp).map(|(&j, &cj)| fit.eval(scores[j] - max) + dropped(cj)).collect();
+    let e: Vec<i64> = active
+        .iter()
+        .enumerate()
+        .map(|(i, &j)| {
+            let horner: Vec<u8> = c.horner.iter().map(|h| h[i]).collect();
+            fit.eval_carried(scores[j] - max, &horner) + dropped(c.exp[i])
+        })
+        .collect();
     let sum: i64 = e.iter().sum();
     let r = super::recip::reference(&spec.recip_spec(active.len())?, sum)? as i128;
     let mut out = vec![0i64; scores.len()];
