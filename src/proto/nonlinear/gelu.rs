@@ -64,6 +64,7 @@
 //! + `P·2C_ot(bits t)` + `M(w) + C_cot(64)` (w = wrap-comparison width, 1–3 bits)
 //! + `M(S−frac) + 2C_cot(64)` (approximate `out_trunc`: `C_cot(S−frac)`) + `I·2C_cot(ℓ)`
 //! + `C·C_cot(ℓ)`.
+//!
 //! Rounds: the sum of the steps' flights (two HE flights plus the OT batches and AND levels).
 //!
 //! **Parameters and measured cost.** HE preset `HePreset::simd(8192, 52)`: N = 8192,
