@@ -18,7 +18,9 @@
 //! the dropped carry, one (R−Z)-bit and one (G+Z−f)-bit COT per element instead of a
 //! millionaire and two COTs each, ≈ 12 flights fewer; the run equals
 //! [`reference_layernorm_carried`] given the carries, and the output moves by at most two
-//! units against the faithful one, tested in `tests/he_products.rs`):
+//! units against the faithful one, tested in `tests/he_products.rs`; measured in the engine on
+//! mpnet-base, 128 × 768, `run --layers 2`: 2,871 B per element and 168 flights with IKNP,
+//! 4,222 B and 204 faithful; 920 B and 174 flights with silent OT):
 //! 1. `A = d·x − Σ_j x_j` (local, exact).
 //! 2. `A_h = ⌊A / 2^h⌋` (ring ℓ), `h = max(0, ⌈(3 log2 d + v_max + 2f − 61)/2⌉)` so that
 //!    `Σ A_h² < 2^62` for variances up to `2^v_max`.

@@ -58,7 +58,9 @@
 //! equals [`reference_softmax_carried`] given the carries (`trunc::trace`,
 //! `tests/he_products.rs`). Versus the exact softmax: the Horner carries move v by less than
 //! 3·2^−guard units, so each e_j moves by less than two units and the row sum by less than 2n:
-//! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested).
+//! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested). Measured in the engine (mpnet-base, 12 heads ×
+//! 128 × 128 scores, 2 cores, `run --layers 2`): 3,766 B per score and 344 flights per layer
+//! with IKNP (5,840 B and 486 flights faithful), 1,109 B and 364 flights with silent OT.
 //!
 //! **Error bound.** Protocol = reference exactly. Reference vs the exact softmax: exp per element
 //! ≤ 0.65 LSB (fit ≤ 0.07, final rounding 0.5, Horner floors at F bits; unit-tested on every
