@@ -136,6 +136,8 @@ struct Run {
     client_cost: Cost,
     server_stats: CommStats,
     seconds: f64,
+    /// Carries dropped by each approximate truncation (`trunc::trace`; none when faithful).
+    carries: Vec<Vec<u8>>,
 }
 
 fn run_gelu(ctx: &HeContext, spec: &GeluSpec, x: &[i64]) -> Run {
@@ -149,24 +151,29 @@ fn run_gelu(ctx: &HeContext, spec: &GeluSpec, x: &[i64]) -> Run {
             let mut ot = OtSession::setup(ch, Role::Server)?;
             let mut p = Party::new(Role::Server, ch, &mut ot);
             let before = p.stats();
-            let y = gelu(&mut p, &HeParty::server(ctx, &keys), &xs, spec)?;
+            trace::start();
+            let y = gelu(&mut p, &HeParty::server(ctx, &keys), &xs, spec);
+            let low = trace::finish();
             let stats = p.stats().since(&before);
-            Ok((y, Cost::observed(p.ot_log(), stats), stats))
+            Ok((y?, Cost::observed(p.ot_log(), stats), stats, low))
         },
         |ch| {
             let keys = client_setup(ch, ctx, &[], &mut rand::rng())?;
             let mut ot = OtSession::setup(ch, Role::Client)?;
             let mut p = Party::new(Role::Client, ch, &mut ot);
             let before = p.stats();
-            let y = gelu(&mut p, &HeParty::client(ctx, &keys), &xc, spec)?;
+            trace::start();
+            let y = gelu(&mut p, &HeParty::client(ctx, &keys), &xc, spec);
+            let low = trace::finish();
             let stats = p.stats().since(&before);
-            Ok((y, Cost::observed(p.ot_log(), stats)))
+            Ok((y?, Cost::observed(p.ot_log(), stats), low))
         },
     )
     .unwrap();
     let seconds = start.elapsed().as_secs_f64();
     let y = ring.reconstruct(&out.server.0, &out.client.0).iter().map(|&v| ring.to_signed(v)).collect();
-    Run { y, server_cost: out.server.1, client_cost: out.client.1, server_stats: out.server.2, seconds }
+    let carries = trace::carries(&out.server.3, &out.client.2).unwrap();
+    Run { y, server_cost: out.server.1, client_cost: out.client.1, server_stats: out.server.2, seconds, carries }
 }
 
 fn edge_inputs(spec: &GeluSpec) -> Vec<i64> {
@@ -202,6 +209,7 @@ fn check_bit_for_bit(path: &str) -> GeluSpec {
     x.extend((0..300).map(|_| rng.random_range(-8 * one..=8 * one)));
     let n = x.len();
     let run = run_gelu(&ctx, &spec, &x);
+    assert!(run.carries.is_empty(), "a faithful GeLU traced approximate truncations");
     let expect = reference_gelu(&x, &spec);
     for i in 0..n {
         assert_eq!(run.y[i], expect[i], "x = {} ({})", x[i], x[i] as f64 / one as f64);
@@ -245,47 +253,23 @@ fn approximate_final_truncation_drops_exactly_the_traced_carry() {
     let mut x = edge_inputs(&spec);
     x.extend((0..300).map(|_| rng.random_range(-8 * one..=8 * one)));
     let n = x.len();
-    let ring = Ring::new(spec.ring_bits).unwrap();
-    let enc: Vec<u64> = x.iter().map(|&v| ring.from_signed(v)).collect();
-    let (xs, xc) = ring.share_vec(&enc, &mut rng);
-    let out = run_pair(
-        |ch| {
-            let keys = server_setup(ch, &ctx, &[])?;
-            let mut ot = OtSession::setup(ch, Role::Server)?;
-            let mut p = Party::new(Role::Server, ch, &mut ot);
-            trace::start();
-            let y = gelu(&mut p, &HeParty::server(&ctx, &keys), &xs, &spec);
-            let low = trace::finish();
-            Ok((y?, low, Cost::observed(p.ot_log(), p.stats())))
-        },
-        |ch| {
-            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
-            let mut ot = OtSession::setup(ch, Role::Client)?;
-            let mut p = Party::new(Role::Client, ch, &mut ot);
-            trace::start();
-            let y = gelu(&mut p, &HeParty::client(&ctx, &keys), &xc, &spec);
-            let low = trace::finish();
-            Ok((y?, low))
-        },
-    )
-    .unwrap();
-    let calls = trace::carries(&out.server.1, &out.client.1).unwrap();
-    assert_eq!(calls.len(), 1, "GeLU's only approximate truncation is its last");
-    let carries = &calls[0];
+    let run = run_gelu(&ctx, &spec, &x);
+    assert_eq!(run.carries.len(), 1, "GeLU's only approximate truncation is its last");
+    let carries = &run.carries[0];
     assert_eq!(carries.len(), n);
-    let y: Vec<i64> = ring.reconstruct(&out.server.0, &out.client.0).iter().map(|&v| ring.to_signed(v)).collect();
     let expect = reference_gelu(&x, &spec);
     for i in 0..n {
-        assert_eq!(y[i], expect[i] - i64::from(carries[i]), "x = {} ({})", x[i], x[i] as f64 / one as f64);
+        assert_eq!(run.y[i], expect[i] - i64::from(carries[i]), "x = {} ({})", x[i], x[i] as f64 / one as f64);
     }
     let ones = carries.iter().filter(|&&c| c == 1).count();
     assert!(ones > 0 && ones < n, "{ones} of {n} carries set: the test would not see a dropped or a kept carry");
 
     let documented = gelu_cost(n, &ctx, &spec).unwrap();
-    let observed = &out.server.2;
-    assert_eq!(observed.correlated, documented.correlated, "correlated OTs");
-    assert_eq!(observed.chosen, documented.chosen, "chosen OTs");
-    assert_eq!(observed.one_of_n, documented.one_of_n, "1-of-N OTs");
+    for (who, observed) in [("server", &run.server_cost), ("client", &run.client_cost)] {
+        assert_eq!(observed.correlated, documented.correlated, "{who}: correlated OTs");
+        assert_eq!(observed.chosen, documented.chosen, "{who}: chosen OTs");
+        assert_eq!(observed.one_of_n, documented.one_of_n, "{who}: 1-of-N OTs");
+    }
     let faithful = gelu_cost(n, &ctx, &GeluSpec { out_trunc: TruncMode::Faithful, ..spec.clone() }).unwrap();
     for backend in [OtBackend::Iknp, OtBackend::Silent] {
         let (a, f) = (documented.bytes_on(backend) / n as f64, faithful.bytes_on(backend) / n as f64);

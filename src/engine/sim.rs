@@ -79,7 +79,7 @@ impl FixedNonLinear for ProfileNonLinear {
             return Err(Error::Config(format!("LayerNorm takes 2 carry sites, got {}", carries.len())));
         };
         let (gamma, beta) = ln_slices(ln)?;
-        reference_layernorm_carried(x, gamma, beta, ln.eps, &self.specs.layernorm, Some(LnCarries { z, out }))
+        reference_layernorm_carried(x, gamma, beta, ln.eps, &self.specs.layernorm, LnCarries { z, out })
     }
 }
 

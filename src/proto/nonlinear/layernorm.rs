@@ -295,15 +295,15 @@ fn he_scale(p: &mut Party, he: &HeParty, ring: Ring, a_h: &[u64], r: &[u64], d: 
 
 /// Cleartext mirror of [`layer_norm`] on one row (bit-exact).
 pub fn reference_layernorm(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, spec: &LayerNormSpec) -> Result<Vec<i64>> {
-    reference_layernorm_carried(row, gamma, beta, eps, spec, None)
+    let zeros = vec![0u8; row.len()];
+    reference_layernorm_carried(row, gamma, beta, eps, spec, LnCarries { z: &zeros, out: &zeros })
 }
 
-/// [`reference_layernorm`] of a run whose approximate truncations dropped `carries` (`None`: no
-/// carry dropped); bit-exact with that run.
-pub fn reference_layernorm_carried(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, spec: &LayerNormSpec, carries: Option<LnCarries>) -> Result<Vec<i64>> {
+/// [`reference_layernorm`] of a run whose approximate truncations dropped `carries` (all 0: no
+/// carry dropped, the faithful run); bit-exact with that run.
+pub fn reference_layernorm_carried(row: &[i64], gamma: &[f32], beta: &[f32], eps: f64, spec: &LayerNormSpec, carries: LnCarries) -> Result<Vec<i64>> {
     let spec = LayerNormSpec { eps, ..*spec };
-    let zeros = vec![0u8; row.len()];
-    let c = carries.unwrap_or(LnCarries { z: &zeros, out: &zeros });
+    let c = carries;
     if c.z.len() != row.len() || c.out.len() != row.len() {
         return Err(Error::Shape { tensor: "LayerNorm carries".into(), expected: vec![row.len()], got: vec![c.z.len(), c.out.len()] });
     }

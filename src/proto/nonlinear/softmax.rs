@@ -251,7 +251,7 @@ impl ExpFit {
                 let base = k as f64 / one as f64;
                 let mut c: Vec<i64> = chebyshev_fit(|u| (base + u).exp(), degree).iter().map(|a| (a * scale).round() as i64).collect();
                 // Half an output LSB, so that the final floor rounds to nearest.
-                c[0] += 1i64 << guard.saturating_sub(1);
+                c[0] += rounding_half(guard);
                 c
             })
             .collect();
@@ -270,7 +270,7 @@ impl ExpFit {
                 let w = (-((IBERT_SEGMENTS - 1 - j) as f64)).exp2();
                 let poly = [IBERT_A * shift * shift + IBERT_C, 2.0 * IBERT_A * shift, IBERT_A];
                 let mut c: Vec<i64> = poly.iter().map(|a| (a * w * scale).round() as i64).collect();
-                c[0] += 1i64 << guard.saturating_sub(1);
+                c[0] += rounding_half(guard);
                 c
             })
             .collect();
@@ -281,7 +281,7 @@ impl ExpFit {
     /// truncates instead of rounding to nearest).
     pub fn without_rounding_half(mut self) -> ExpFit {
         for c in &mut self.coeffs {
-            c[0] -= 1i64 << self.guard.saturating_sub(1);
+            c[0] -= rounding_half(self.guard);
         }
         self
     }
@@ -306,6 +306,12 @@ impl ExpFit {
         }
         ((y * u + ((c[0] as i128) << f)) >> (f + self.guard)) as i64
     }
+}
+
+/// Half an output unit at `guard` extra fraction bits: added to an exp segment's constant
+/// term, it makes the final floor round to nearest.
+fn rounding_half(guard: u32) -> i64 {
+    1i64 << guard.saturating_sub(1)
 }
 
 /// Monomial coefficients (in u ∈ [0, 1]) of the polynomial interpolating `g` at the Chebyshev
