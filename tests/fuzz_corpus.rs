@@ -96,6 +96,12 @@ fn he_seeds(c: &mut Corpus) {
     k.push(with_header(1, 0, &pk[..64]));
     k.push(with_header(3, 0, &ek[..64]));
     k.push(with_header(0, 0, &pk[..256]));
+    // Packing keys: a short raw prefix (refused by length) and a splice into the real keys.
+    let ctx = HeContext::coefficient(&HePreset::coefficient(40)).expect("coefficient context");
+    let keys = ClientKeys::generate(&ctx, &[], &mut rand::rng()).expect("keys");
+    let packing = fastlmpi::he::galois::generate_keys(&ctx, &keys.sk, &mut rand::rng()).expect("packing keys");
+    k.push(with_header(4, 0, &packing[..64]));
+    k.push(with_header(5, 7, &packing[..64]));
 }
 
 fn ot_seeds(c: &mut Corpus) {

@@ -85,14 +85,19 @@ fn small_coeff_table_is_produced_and_checked() {
     let shapes = vec![
         BenchShape { name: "qkv small".into(), kind: BenchKind::Linear(LinearShape { n: 5, d_in: 16, d_out: 8 }) },
         BenchShape { name: "lin".into(), kind: BenchKind::Linear(LinearShape { n: 3, d_in: 9, d_out: 4 }) },
+        BenchShape { name: "scores".into(), kind: BenchKind::Shared { n: 6, k: 8, m: 6, heads: 3 } },
     ];
     let t = run_coeff_bench(&shapes, 40).unwrap();
     let rows = t["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["weight_sets"], 3);
     for r in rows {
         assert_eq!(r["correct"], true);
-        assert_eq!(r["rounds_total_client_view"], 2);
         assert!(r["online_bytes_server_to_client"].as_u64().unwrap() > 0);
     }
+    // One round trip per call: the linear rows make one call, the attention row two (A_c·B_s,
+    // then B_cᵀ·A_sᵀ), the key setup sharing the first flight.
+    assert_eq!(rows[0]["rounds_total_client_view"], 2);
+    assert_eq!(rows[1]["rounds_total_client_view"], 2);
+    assert_eq!(rows[2]["rounds_total_client_view"], 4);
 }

@@ -3,7 +3,7 @@
 //! sets on one upload, weights that are ring shares, the noise bound the flooding is computed
 //! from, and malformed traffic on both sides.
 
-use fastlmpi::he::{client_setup, server_setup, wire, HeContext, HePreset};
+use fastlmpi::he::{client_setup, galois, server_setup, wire, HeContext, HePreset};
 use fastlmpi::net::run_pair;
 use fastlmpi::proto::linear::coeff::{client_recv, client_send, coeff_client, coeff_server, server_recv, Blocks, CoeffPlan, EncodedCoeff, MODEL_WEIGHT_BITS};
 use fastlmpi::proto::linear::LinearShape;
@@ -78,6 +78,37 @@ fn coefficient_layer_is_exact_mod_2_40_on_odd_shapes() {
         let got = run_sets(&ctx, &plan, &x, std::slice::from_ref(&w), std::slice::from_ref(&b), usize::MAX);
         assert_eq!(got[0], reference(f, shape, &x, &w, Some(&b)), "{}", plan.describe());
     }
+}
+
+/// Packed returns ([`fastlmpi::he::galois`]) give the same exact products as one ciphertext per
+/// result, for every pack width up to the largest k_w allows — including widths below k_w
+/// (the member's other coefficients of its class ride along, masked) and a last group with
+/// fewer members than the width — and fewer result bytes.
+#[test]
+fn packed_results_are_exact_for_every_pack_width_and_partial_groups() {
+    let ctx = ctx();
+    let f = ctx.field();
+    let mut rng = rand::rng();
+    // 9 rows in blocks of 2 (5 row blocks) × 40 outputs in blocks of 8 (5 column blocks):
+    // 25 results, so every width leaves a partial last group; k_w = 12 allows widths 1, 2, 4.
+    let shape = LinearShape { n: 9, d_in: 30, d_out: 40 };
+    let blocks = Blocks { n_w: 2, k_w: 12, m_w: 8 };
+    let x: Vec<u64> = (0..shape.n * shape.d_in).map(|_| f.random(&mut rng)).collect();
+    let w = random_weights(shape.d_in * shape.d_out, MODEL_WEIGHT_BITS);
+    let b = random_weights(shape.d_out, 39);
+    let want = reference(f, shape, &x, &w, Some(&b));
+    let mut downloads = Vec::new();
+    for bits in 0..=2 {
+        let plan = CoeffPlan::with_packing(&ctx, shape, blocks, bits, MODEL_WEIGHT_BITS).unwrap();
+        assert_eq!(plan.results(), 25);
+        assert_eq!(plan.outputs(), 25usize.div_ceil(1 << bits));
+        let got = run_sets(&ctx, &plan, &x, std::slice::from_ref(&w), std::slice::from_ref(&b), usize::MAX);
+        assert_eq!(got[0], want, "{}", plan.describe());
+        downloads.push(plan.download_bytes(&ctx).unwrap());
+    }
+    assert!(downloads[2] < downloads[1] && downloads[1] < downloads[0], "{downloads:?}");
+    // 8 does not divide k_w = 12: refused.
+    assert!(CoeffPlan::with_packing(&ctx, shape, blocks, 3, MODEL_WEIGHT_BITS).is_err());
 }
 
 #[test]
@@ -158,7 +189,14 @@ fn result_noise_stays_below_the_flooding_bound() {
         .collect();
     let ups: Vec<_> = seeded.iter().map(|s| wire::decode_seeded(&ctx, &wire::encode_seeded(s)).unwrap()).collect();
     let bound_bits = plan.noise_bound.log2();
-    for o in 0..plan.outputs() {
+    assert!(plan.pack_bits > 0, "{}", plan.describe());
+    let packing = galois::PackingKeys::decode(&ctx, &galois::generate_keys(&ctx, &keys.sk, &mut rng).unwrap()).unwrap();
+    for k in 0..plan.outputs() {
+        let ct = enc.returned(&ctx, Some(&packing), |o| enc.raw_output(&ctx, &ups, o).unwrap(), k).unwrap();
+        let noise = unsafe { keys.sk.measure_noise(&ct) }.unwrap() as f64;
+        assert!(noise <= bound_bits, "packed noise 2^{noise} above the bound 2^{bound_bits:.1}");
+    }
+    for o in 0..plan.results() {
         let ct = enc.raw_output(&ctx, &ups, o).unwrap();
         let noise = unsafe { keys.sk.measure_noise(&ct) }.unwrap() as f64;
         assert!(noise <= bound_bits, "noise 2^{noise} above the bound 2^{bound_bits:.1}");

@@ -50,6 +50,22 @@ pub fn real_keys() -> &'static (Vec<u8>, Vec<u8>) {
     })
 }
 
+/// The coefficient context of the FASTLMPI profile (N = 8192, t = 2^40), whose setup carries
+/// packing keys ([`fastlmpi::he::galois`]).
+pub fn coeff_ctx() -> &'static HeContext {
+    static CTX: OnceLock<HeContext> = OnceLock::new();
+    CTX.get_or_init(|| HeContext::coefficient(&HePreset::coefficient(40)).expect("coefficient HE preset"))
+}
+
+/// Real encoded packing keys for [`coeff_ctx`].
+pub fn real_packing_keys() -> &'static Vec<u8> {
+    static KEYS: OnceLock<Vec<u8>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let keys = ClientKeys::generate(coeff_ctx(), &[], &mut rand::rng()).expect("key generation");
+        fastlmpi::he::galois::generate_keys(coeff_ctx(), &keys.sk, &mut rand::rng()).expect("packing keys")
+    })
+}
+
 /// A tiny random BERT served with the default profile.
 pub struct TinyServer {
     pub model: &'static Model,

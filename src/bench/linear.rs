@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, HeContext, HePreset};
 use crate::net::local::{run_pair_with, PairOptions};
 use crate::net::{CommStats, PairOutput};
-use crate::proto::linear::attention::{field_matmul, shared_matmul_client, shared_matmul_server, MatmulShape, SharedMatmulPlan};
-use crate::proto::linear::coeff::{coeff_client, coeff_server, CoeffPlan, EncodedCoeff, MODEL_WEIGHT_BITS};
+use crate::proto::linear::attention::{field_matmul, shared_matmul_client, shared_matmul_server, transpose, MatmulShape, SharedMatmulPlan};
+use crate::proto::linear::coeff::{coeff_batch_client, coeff_batch_server, coeff_client, coeff_server, CoeffPlan, EncodedCoeff, MODEL_WEIGHT_BITS};
 use crate::proto::linear::{linear_client, linear_server, EncodedLinear, LinearPlan, LinearShape, Packing};
 
 /// Weight-cache limit used by the benchmark (768×768 fits, the FFN matrices are encoded on
@@ -54,7 +54,15 @@ pub fn bert_base_shapes(n: usize) -> Vec<BenchShape> {
 /// backend: Q, K, V on one upload, the output projection and the two FFN matrices.
 pub fn bert_base_coeff_shapes(n: usize) -> Vec<BenchShape> {
     let lin = |name: &str, d_in, d_out| BenchShape { name: name.into(), kind: BenchKind::Linear(LinearShape { n, d_in, d_out }) };
-    vec![lin("qkv 3x768x768", 768, 768), lin("attn-out 768x768", 768, 768), lin("ffn1 768x3072", 768, 3072), lin("ffn2 3072x768", 3072, 768)]
+    let shared = |name: &str, k, m| BenchShape { name: name.into(), kind: BenchKind::Shared { n, k, m, heads: 12 } };
+    vec![
+        lin("qkv 3x768x768", 768, 768),
+        lin("attn-out 768x768", 768, 768),
+        lin("ffn1 768x3072", 768, 3072),
+        lin("ffn2 3072x768", 3072, 768),
+        shared("scores QK^T 12 heads", 64, n),
+        shared("context PV 12 heads", n, 64),
+    ]
 }
 
 /// CPU seconds used so far by this process (all threads, both parties), from /proc; 0 where
@@ -205,7 +213,10 @@ fn bench_coeff(ctx: &HeContext, shape: LinearShape, sets: usize) -> Result<serde
     let ws: Vec<Vec<i64>> = (0..sets).map(|_| (0..shape.d_in * shape.d_out).map(|_| rng.random_range(-(1i64 << 15)..(1 << 15))).collect()).collect();
     let b: Vec<i64> = (0..shape.d_out).map(|_| rng.random_range(-(1i64 << 30)..(1 << 30))).collect();
     let (x_c, x_s) = (random_field(ctx, shape.n * shape.d_in), random_field(ctx, shape.n * shape.d_in));
-    let plan = CoeffPlan::new(ctx, shape, MODEL_WEIGHT_BITS)?;
+    // The engine plans the hidden × hidden shape for Q, K, V on one upload plus the attention
+    // output; every other shape for one call.
+    let uses: &[usize] = if shape.d_in == shape.d_out && shape.n > 1 { &[3, 1] } else { &[1] };
+    let plan = CoeffPlan::for_uses(ctx, shape, MODEL_WEIGHT_BITS, uses)?;
     let t_enc = Instant::now();
     let encs: Vec<EncodedCoeff> = ws.iter().map(|w| EncodedCoeff::new(ctx, plan.clone(), w, Some(&b), BENCH_WEIGHT_CACHE_BYTES)).collect::<Result<_>>()?;
     let encode_s = t_enc.elapsed().as_secs_f64();
@@ -242,7 +253,7 @@ fn bench_coeff(ctx: &HeContext, shape: LinearShape, sets: usize) -> Result<serde
     Ok(json!({
         "packing": "coeff", "layout": plan.describe(), "weight_sets": sets,
         "uploads": plan.uploads(), "downloads": sets * plan.outputs(), "ct_pt_products": sets * plan.products(),
-        "galois_keys": 0, "weights_cached": cached,
+        "pack": plan.pack(), "packing_keys_bytes": crate::he::galois::keys_len(ctx)?, "weights_cached": cached,
         "weight_encode_s": if cached { json!(encode_s) } else { json!(null) },
         "weight_polys": sets * plan.weight_polys(),
         "weight_cache_bytes": if cached { sets * plan.weight_bytes(ctx) } else { 0 },
@@ -253,18 +264,93 @@ fn bench_coeff(ctx: &HeContext, shape: LinearShape, sets: usize) -> Result<serde
     }))
 }
 
-/// The coefficient backend ([`HePreset::coefficient`] over Z_2^`ring_bits`) on the linear
-/// shapes of `shapes` (the share × share rows are skipped: the attention products keep the
-/// field backend). A shape named `qkv…` runs three weight sets on one upload.
+/// The attention products on the coefficient backend as the engine runs them: per head the
+/// cross terms A_c·B_s and B_cᵀ·A_sᵀ in two batched calls (every head in one flight each way,
+/// the server's shares as ring-share "weights"), plus each party's own product; checked
+/// against the cleartext ring product.
+fn bench_coeff_shared(ctx: &HeContext, shape: MatmulShape, heads: usize) -> Result<serde_json::Value> {
+    let f = ctx.field();
+    let MatmulShape { n, k, m } = shape;
+    let gen = |len| (0..heads).map(|_| random_field(ctx, len)).collect::<Vec<_>>();
+    let (a_c, a_s, b_c, b_s) = (gen(n * k), gen(n * k), gen(k * m), gen(k * m));
+    let share_bits = ctx.preset().t_bits - 1;
+    let direct = CoeffPlan::new(ctx, LinearShape { n, d_in: k, d_out: m }, share_bits)?;
+    let swapped = CoeffPlan::new(ctx, LinearShape { n: m, d_in: k, d_out: n }, share_bits)?;
+    let own = |a: &[Vec<u64>], b: &[Vec<u64>], ab: &[Vec<u64>], ba: &[Vec<u64>]| -> Vec<Vec<u64>> {
+        (0..heads)
+            .map(|h| {
+                let mut y = field_matmul(f, &a[h], &b[h], shape);
+                let ba_t = transpose(&ba[h], m, n);
+                y.iter_mut().zip(&ab[h]).zip(&ba_t).for_each(|((y, &p), &q)| *y = f.add(f.add(*y, p), q));
+                y
+            })
+            .collect()
+    };
+    let cpu0 = process_cpu_seconds();
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, ctx, &[])?;
+            let with_b: Vec<EncodedCoeff> = b_s.iter().map(|b| EncodedCoeff::from_ring(ctx, direct.clone(), b, 0)).collect::<Result<_>>()?;
+            let ab = coeff_batch_server(ch, ctx, &keys, &with_b)?;
+            let with_at: Vec<EncodedCoeff> = a_s.iter().map(|a| EncodedCoeff::from_ring(ctx, swapped.clone(), &transpose(a, n, k), 0)).collect::<Result<_>>()?;
+            let ba = coeff_batch_server(ch, ctx, &keys, &with_at)?;
+            Ok(own(&a_s, &b_s, &ab, &ba))
+        },
+        |ch| {
+            let keys = client_setup(ch, ctx, &[], &mut rand::rng())?;
+            let setup = ch.stats();
+            let t0 = Instant::now();
+            let ab = coeff_batch_client(ch, ctx, &keys, &direct, &a_c)?;
+            let bt: Vec<Vec<u64>> = b_c.iter().map(|b| transpose(b, k, m)).collect();
+            let ba = coeff_batch_client(ch, ctx, &keys, &swapped, &bt)?;
+            Ok((own(&a_c, &b_c, &ab, &ba), setup, t0.elapsed().as_secs_f64()))
+        },
+    )?;
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let (y_c, setup, wall) = out.client;
+    for h in 0..heads {
+        let a: Vec<u64> = a_c[h].iter().zip(&a_s[h]).map(|(&x, &y)| f.add(x, y)).collect();
+        let b: Vec<u64> = b_c[h].iter().zip(&b_s[h]).map(|(&x, &y)| f.add(x, y)).collect();
+        if f.reconstruct(&out.server[h], &y_c[h]) != field_matmul(f, &a, &b, shape) {
+            return Err(Error::He(format!("benchmark result mismatch for {shape:?} coeff head {h}")));
+        }
+    }
+    let on = online(out.client_stats, setup);
+    Ok(json!({
+        "packing": "coeff", "layout": format!("{} | {}", direct.describe(), swapped.describe()),
+        "heads_per_call": heads,
+        "uploads": heads * (direct.uploads() + swapped.uploads()),
+        "downloads": heads * (direct.outputs() + swapped.outputs()),
+        "ct_pt_products": heads * (direct.products() + swapped.products()),
+        "packing_keys_bytes": crate::he::galois::keys_len(ctx)?, "weights_cached": false,
+        "setup_bytes_client_to_server": setup.bytes_sent,
+        "online_bytes_client_to_server": on.bytes_sent, "online_bytes_server_to_client": on.bytes_recv,
+        "rounds_total_client_view": out.client_stats.rounds, "online_wall_s": wall, "cpu_s_both_parties_incl_setup": cpu_s, "correct": true,
+        "return_level": direct.return_level, "flood_bits": crate::he::privacy::flood_bits(ctx, direct.noise_bound.max(swapped.noise_bound)),
+    }))
+}
+
+/// The coefficient backend ([`HePreset::coefficient`] over Z_2^`ring_bits`) on `shapes`: the
+/// linear shapes (a shape named `qkv…` runs three weight sets on one upload) and the share ×
+/// share attention products.
 pub fn run_coeff_bench(shapes: &[BenchShape], ring_bits: u32) -> Result<serde_json::Value> {
     let ctx = HeContext::coefficient(&HePreset::coefficient(ring_bits))?;
     let mut rows = Vec::new();
     for s in shapes {
-        let BenchKind::Linear(shape) = s.kind else { continue };
-        let sets = if s.name.starts_with("qkv") { 3 } else { 1 };
-        let mut row = bench_coeff(&ctx, shape, sets)?;
+        let mut row = match s.kind {
+            BenchKind::Linear(shape) => {
+                let sets = if s.name.starts_with("qkv") { 3 } else { 1 };
+                let mut row = bench_coeff(&ctx, shape, sets)?;
+                row["n"] = json!(shape.n);
+                row
+            }
+            BenchKind::Shared { n, k, m, heads } => {
+                let mut row = bench_coeff_shared(&ctx, MatmulShape { n, k, m }, heads)?;
+                row["n"] = json!(n);
+                row
+            }
+        };
         row["shape"] = json!(s.name);
-        row["n"] = json!(shape.n);
         rows.push(row);
     }
     Ok(json!({

@@ -7,15 +7,16 @@
 //! * Shares that enter or leave HE are additive over the plaintext field Z_t (`share::Field`),
 //!   t prime with t ≡ 1 (mod 2N) so that SIMD batching works. Signed values are centred in
 //!   (−t/2, t/2].
-//! * Only the client owns a secret key. The server sees the client's public key and, for
-//!   the BSGS packing, Galois (column-rotation) keys; both are sent once as *setup* traffic
-//!   (channel phase `he-setup`).
+//! * Only the client owns a secret key. The server sees the client's public key, for the BSGS
+//!   packing Galois (column-rotation) keys, and for a coefficient context the packing keys of
+//!   [`galois`]; all are sent once as *setup* traffic (channel phase `he-setup`).
 //! * Every ciphertext in a run is built against the single `Arc<BfvParameters>` held by the
 //!   [`HeContext`] (`fhe` panics when two ciphertexts carry different `Arc`s).
 //! * Ciphertexts coming from the peer are decoded by [`wire`] with exact size and range checks,
 //!   so a malformed frame gives `Error::Protocol`, never a panic.
 
 pub mod convert;
+pub mod galois;
 pub mod narrow;
 pub mod privacy;
 pub mod wire;
@@ -397,6 +398,8 @@ pub struct ServerKeys {
     pub pk: PublicKey,
     pub ret: privacy::ReturnKey,
     pub ek: Option<EvaluationKey>,
+    /// Keys for packing result ciphertexts (coefficient contexts only, [`galois`]).
+    pub packing: Option<galois::PackingKeys>,
 }
 
 impl ClientKeys {
@@ -453,8 +456,9 @@ impl ClientKeys {
 
 const PHASE_SETUP: &str = "he-setup";
 
-/// Client side of the key setup: sends the public key and, when `rotations` is non-empty,
-/// the Galois keys. All bytes are setup traffic (phase `he-setup`).
+/// Client side of the key setup: sends the public key, when `rotations` is non-empty the
+/// Galois keys, and for a coefficient context the packing keys of [`galois`]. All bytes are
+/// setup traffic (phase `he-setup`).
 pub fn client_setup<R: RngCore + CryptoRng>(
     ch: &mut dyn Channel,
     ctx: &HeContext,
@@ -466,6 +470,9 @@ pub fn client_setup<R: RngCore + CryptoRng>(
     ch.send_frame(&keys.pk.to_bytes())?;
     if let Some(ek) = &keys.ek {
         ch.send_frame(&ek.to_bytes())?;
+    }
+    if ctx.is_coefficient() {
+        ch.send_frame(&galois::generate_keys(ctx, &keys.sk, rng)?)?;
     }
     ch.flush()?;
     Ok(keys)
@@ -487,8 +494,14 @@ pub fn server_setup(ch: &mut dyn Channel, ctx: &HeContext, rotations: &[usize]) 
             Some(decode_galois_keys(ctx, &ch.recv_frame_limited(ek_len)?, ek_len, rotations)?)
         }
     };
+    let packing = if ctx.is_coefficient() {
+        let len = galois::keys_len(ctx)?;
+        Some(galois::PackingKeys::decode(ctx, &ch.recv_frame_limited(len)?)?)
+    } else {
+        None
+    };
     let ret = privacy::ReturnKey::new(ctx, &pk)?;
-    Ok(ServerKeys { pk, ret, ek })
+    Ok(ServerKeys { pk, ret, ek, packing })
 }
 
 /// Parse the client's public key (peer bytes), which must be exactly `expected_len` long.

@@ -21,30 +21,46 @@
 //! of cell (0, 0)), so the wanted coefficients are exact. Output block (r, b) is
 //! Σ_a x̂_{r,a}·ŵ_{a,b}, one lazy dot product over the ⌈d_in/k_w⌉ input blocks.
 //!
-//! **Block rule.** [`CoeffPlan::for_uses`] takes, over n_w ∈ {⌈n/r⌉}, k_w ≤ min(d_in, N/n_w)
-//! and m_w = min(d_out, ⌊N/(n_w·k_w)⌋) (then balanced to ⌈d/blocks⌉, so non-power-of-two
-//! lengths cost what they need), the blocks minimising (bytes on the wire) × (estimated
-//! single-core time) summed over the calls that use the shape in one layer (`uses`: weight
-//! sets per upload; the engine plans BERT's hidden × hidden shape for Q, K, V on one upload
-//! plus the attention output, `[3, 1]`, every other shape for `[1]`). The time is
-//! uploads·4 ms + results·4.2 ms + products·0.095 ms + weight polynomials·0.27 ms (encoded
-//! per call), unit costs measured on one core of this project's 2-core machine at N = 8192
-//! with three moduli (client encryption + server decoding; circuit-private return +
-//! compaction + the client's one-modulus decryption; one ct×pt term; one weight polynomial
-//! to NTT form). The costs measured before the cheaper return and weight encoding (6 ms per
-//! result, 0.40 ms per polynomial) pick the same blocks for every BERT-base and MiniLM shape. For n = 128
-//! this gives 768×768 → n_w = 128, k_w = m_w = 8 (96 uploads, 96 results per weight set),
-//! 768×3072 → n_w = 128, k_w = m_w = 8 and 3072×768 → n_w = 128, k_w = 32, m_w = 2 (with the
-//! 53-bit results; at 62 bits the FFN shapes took n_w = 64, within 1 % of the same cost); for
-//! 7 tokens and 384×384, n_w = 7.
+//! **Returned results are packed.** A result block's wanted coefficients all sit on one residue
+//! class mod k_w (≡ k_w − 1), so for any power of two g dividing k_w (g ≤ 64) the server merges
+//! g result blocks into one ciphertext before returning it ([`crate::he::galois`]: automorphisms
+//! with hybrid key switching, g − 1 per g blocks; the client sends the keys once at setup).
+//! Member r's class lands on class ρ(r) mod g (ρ = bit reversal), so its cell (i, o) is read at
+//! i·k_w·m_w + o·k_w + ρ(r); the other coefficients of its class come along, masked like every
+//! coefficient. One c1 then serves g blocks instead of one: per output element the download
+//! falls from (N + n_w·m_w)·53/8 / (n_w·m_w) bytes to (N/g + n_w·m_w)·53/8 / (n_w·m_w). A block
+//! with a single result is never packed (nothing to share).
+//!
+//! **Block rule.** [`CoeffPlan::for_uses`] takes, over n_w ∈ {⌈n/r⌉}, k_w ≤ min(d_in, N/n_w),
+//! m_w = min(d_out, ⌊N/(n_w·k_w)⌋) (then balanced to ⌈d/blocks⌉, so non-power-of-two lengths
+//! cost what they need) and every pack width g the blocks allow, the choice minimising the
+//! estimated time of the calls that use the shape in one layer on BOLT's WAN link with this
+//! machine's two cores: single-core ms / 2 + bytes / 25,000 bytes per ms (200 Mbit/s); `uses`
+//! lists the weight sets per upload (BERT's hidden × hidden shape serves Q, K, V on one upload
+//! plus the attention output, `[3, 1]`; every other shape `[1]`). The single-core time is
+//! uploads·2.4 ms + returned ciphertexts·3.8 ms + packed results·0.9 ms + key switches·2.9 ms
+//! + products·0.095 ms + weight polynomials·0.27 ms (encoded per call), unit costs measured on
+//! one core of this project's 2-core machine at N = 8192 with three moduli (client encryption
+//! + server decoding; circuit-private return + compaction + the client's one-modulus
+//! decryption; a member's scaling and shifts in a pack; one automorphism with key switching;
+//! one ct×pt term; one weight polynomial to NTT form;
+//! `RAYON_NUM_THREADS=1 cargo test --release --lib unit_costs -- --ignored --nocapture`).
+//! A bytes × time product, the earlier rule, picks the widest packing everywhere now that
+//! returns are cheap in bytes (measured on mpnet-base at 128 tokens: 73.6 MiB but 40.3 s per
+//! layer), and the same rule on BOLT's 3 Gbit/s LAN keeps twice the uploads (> 200 MiB);
+//! the WAN rule measured 178 MiB and 21.2 s. For n = 128 it gives 768×768 → n_w = 64,
+//! k_w = 16, m_w = 8, g = 16; 768×3072 → n_w = 32, k_w = m_w = 16, g = 16; 3072×768 →
+//! n_w = 32, k_w = 64, m_w = 4, g = 64; for 7 tokens and 384×384, n_w = 7, k_w = 48, m_w = 24,
+//! g = 16.
 //!
 //! **Message flow.** (setup, once: client → server public key; no Galois keys)
 //! 1. client → server: seeded secret-key encryptions of the x̂ blocks of X_c (one flight);
 //! 2. server: Y_s = X_s·W + b in the clear (mod 2^ℓ); Enc(X_c·W) by ct×pt products with
-//!    *centred* weight polynomials in NTT form; each result goes through the circuit-private
-//!    return of `he::privacy` (uniform mask on all N coefficients, fresh Enc_pk(0), flooding,
-//!    switch down to one modulus);
-//! 3. server → client: per result c1 in full and c0 only at the n_w·m_w wanted coefficients,
+//!    *centred* weight polynomials in NTT form; the result blocks are packed g to a ciphertext
+//!    and each returned ciphertext goes through the circuit-private return of `he::privacy`
+//!    (uniform mask on all N coefficients, fresh Enc_pk(0), flooding, switch down to one
+//!    modulus);
+//! 3. server → client: per returned ciphertext c1 in full and c0 only at the g·n_w·m_w wanted coefficients,
 //!    both switched from the 62-bit return modulus to the 53-bit prime of [`crate::he::narrow`]
 //!    ([`crate::he::wire::compact_result`]). Each flight opens with a 16-byte (level, size)
 //!    header that the receiver checks before reading. The client's share is the decryption at those
@@ -59,9 +75,11 @@
 //! < 1 encoding offset of (Q·m − [Q·m]_t)/t); one ct×pt with a centred plaintext of
 //! coefficients ≤ 2^wb adds at most N·21·2^wb per coefficient, so a result has
 //! V = ⌈d_in/k_w⌉·N·21·2^wb (independent of X: the message wraps mod t exactly because the
-//! encoding scales by Q/t). Flooding is 2^f with f = ⌈log2 V⌉ + 40 + 16 + log2 N
-//! (`he::privacy`: 40 statistical bits over a key's whole budget of 2^16 returns).
-//! With wb = 20 and d_in = 3072 (k_w = 16) that is f = 114; for the attention cross terms
+//! encoding scales by Q/t). A pack of g = 2^L results keeps each member's data noise and adds
+//! the key switches' E·(4^L − 1)/3 with E ≈ 2^44.9 ([`crate::he::galois`]), so the bound is
+//! V + E·(4^L − 1)/3 (≤ 2^55.3 + V for g = 64). Flooding is 2^f with f = ⌈log2 bound⌉ + 40 + 16
+//! + log2 N (`he::privacy`: 40 statistical bits over a key's whole budget of 2^16 returns).
+//! With wb = 20, d_in = 3072 and g = 64 that is f = 124; for the attention cross terms
 //! (uniform shares, wb = 39, inner dimension ≤ 512) f ≤ 129. Decryption after the switch to
 //! the last modulus needs log2 Q > f + 4 + ℓ, hence [`crate::he::HePreset::coefficient`]:
 //! N = 8192, Q = 62 + 60 + 60 = 182 bits (≤ 218, the 128-bit bound; N = 4096 allows only 109
@@ -70,16 +88,21 @@
 //! 62-bit modulus and then, for the wire, to a 53-bit prime q' (`he::narrow`: the decryption
 //! needs only q'/(2t) ≥ 2^12 above the scaled flooding and the switch's rounding).
 //!
-//! **Bytes.** Upload: N·182/8 + 32 = 186,400 bytes per x̂ block; download per result block:
-//! N·53/8 + ⌈n_w·m_w·53/8⌉ (c1 plus the wanted c0 coefficients at q'), 61,056 bytes for
-//! n_w·m_w = 1024 (71,424 at the 62-bit modulus).
-//! Per element of X: 186,400/(n_w·k_w); per element of Y: 71,424/(n_w·m_w).
+//! **Bytes.** Upload: N·182/8 + 32 = 186,400 bytes per x̂ block; download per returned
+//! ciphertext: N·53/8 + ⌈g·n_w·m_w·53/8⌉ (c1 plus the wanted c0 coefficients at q'), 108,544
+//! bytes when the g blocks fill the ring (g·n_w·m_w = N).
+//! Per element of X: 186,400/(n_w·k_w); per element of Y: 108,544/N ≈ 13.3 when packed full
+//! (61,056/(n_w·m_w) for one unpacked block of n_w·m_w = 1024). Setup: the packing keys,
+//! 4,018,752 bytes once per client key. Measured per encoder layer of mpnet-base at 128 tokens
+//! (the six products): 178 MiB and 21.2 s (248 MiB, 22.0 s unpacked).
 //!
 //! **Security (semi-honest).** The server sees only seeded RLWE encryptions under the client's
-//! key (IND-CPA). The client receives, per result, the compaction of a ciphertext of
-//! X_c·W + R with R uniform over Z_2^ℓ on every coefficient, re-randomised by a fresh public-key
-//! encryption of zero (hiding c1 = Σ a·ŵ) and with ≥ 2^40·N × the worst-case data-dependent
-//! noise added to c0, then switched down; it is within statistical distance 2^−40 of a
+//! key and its packing keys (IND-CPA, with the circular-security assumption every Galois key
+//! makes). The client receives, per returned ciphertext, the compaction of a ciphertext whose
+//! every coefficient is a (packed) value of X_c·W plus R, R uniform over Z_2^ℓ on every
+//! coefficient, re-randomised by a fresh public-key encryption of zero (hiding c1 = Σ a·ŵ and
+//! the key switches' c1) and with ≥ 2^40·N × the worst-case data-dependent noise (products and
+//! key switches) added to c0, then switched down; it is within statistical distance 2^−40 of a
 //! simulation from uniform R alone. Dropping coefficients of c0 and the switch to q' are public functions of that ciphertext. The
 //! server's share Y_s − R is independent of X_c.
 
@@ -94,6 +117,7 @@ use rayon::prelude::*;
 
 use super::simd::LinearShape;
 use crate::error::{Error, Result};
+use crate::he::galois;
 use crate::he::privacy::{ct_pt_sum_bound, private_return_parts, return_level};
 use crate::he::{wire, ClientKeys, HeContext, ServerKeys};
 use crate::net::Channel;
@@ -103,10 +127,17 @@ use crate::share::Field;
 pub const MODEL_WEIGHT_BITS: u32 = 20;
 
 /// Unit costs of the block rule (ms, one core, N = 8192 with three moduli).
-const UPLOAD_MS: f64 = 4.0;
-const OUTPUT_MS: f64 = 4.2;
+const UPLOAD_MS: f64 = 2.4;
+const OUTPUT_MS: f64 = 3.8;
 const PRODUCT_MS: f64 = 0.095;
 const ENCODE_MS: f64 = 0.27;
+/// One automorphism with key switching, and the per-member scaling of a pack (`he::galois`).
+const SWITCH_MS: f64 = 2.9;
+const PACK_MEMBER_MS: f64 = 0.9;
+/// The rule's reference link and machine: BOLT's WAN (200 Mbit/s = 25,000 bytes per ms) and
+/// this project's 2 cores.
+const LINK_BYTES_PER_MS: f64 = 25_000.0;
+const CORES: f64 = 2.0;
 /// Terms per lazy dot-product chunk (bounds transient memory when weights are encoded per call).
 const CHUNK_TERMS: usize = 32;
 
@@ -129,6 +160,8 @@ pub struct CoeffPlan {
     pub noise_bound: f64,
     /// Level at which results are returned (a single modulus).
     pub return_level: usize,
+    /// Results are returned packed 2^pack_bits to a ciphertext ([`crate::he::galois`]); 0: one each.
+    pub pack_bits: u32,
 }
 
 impl CoeffPlan {
@@ -143,12 +176,19 @@ impl CoeffPlan {
     /// attention output: `&[3, 1]`); the rule weighs the calls' bytes and time together.
     pub fn for_uses(ctx: &HeContext, shape: LinearShape, weight_bits: u32, uses: &[usize]) -> Result<CoeffPlan> {
         check_shape(ctx, shape)?;
-        let blocks = best_blocks(ctx, shape, uses)?;
-        Self::with_blocks(ctx, shape, blocks, weight_bits)
+        let (blocks, pack_bits) = best_blocks(ctx, shape, uses)?;
+        Self::with_packing(ctx, shape, blocks, pack_bits, weight_bits)
     }
 
-    /// A plan with given blocks (tests and benchmarks).
+    /// A plan with given blocks and the widest packing they allow (tests and benchmarks).
     pub fn with_blocks(ctx: &HeContext, shape: LinearShape, blocks: Blocks, weight_bits: u32) -> Result<CoeffPlan> {
+        let results = shape.n.div_ceil(blocks.n_w.max(1)) * shape.d_out.div_ceil(blocks.m_w.max(1));
+        Self::with_packing(ctx, shape, blocks, max_pack_bits(blocks, results), weight_bits)
+    }
+
+    /// A plan with given blocks returning 2^`pack_bits` results per ciphertext (2^pack_bits
+    /// must divide k_w; 0: unpacked).
+    pub fn with_packing(ctx: &HeContext, shape: LinearShape, blocks: Blocks, pack_bits: u32, weight_bits: u32) -> Result<CoeffPlan> {
         check_shape(ctx, shape)?;
         if !ctx.is_coefficient() {
             return Err(Error::Config("coefficient packing needs a coefficient-encoding HE context".into()));
@@ -161,12 +201,16 @@ impl CoeffPlan {
             return Err(Error::Config(format!("weight bound 2^{weight_bits} too large")));
         }
         let terms = shape.d_in.div_ceil(k_w);
-        let noise_bound = ct_pt_sum_bound(ctx, terms, (weight_bits as f64).exp2(), ctx.fresh_noise());
+        if pack_bits > max_pack_bits(blocks, usize::MAX) {
+            return Err(Error::Config(format!("blocks {blocks:?} cannot pack 2^{pack_bits} results")));
+        }
+        let products = ct_pt_sum_bound(ctx, terms, (weight_bits as f64).exp2(), ctx.fresh_noise());
+        let noise_bound = galois::pack_noise(ctx, pack_bits, products)?;
         let level = return_level(ctx, 0, noise_bound)?;
         if level != ctx.max_level() {
             return Err(Error::He(format!("flooding for noise 2^{:.1} leaves no single-modulus return", noise_bound.log2())));
         }
-        Ok(CoeffPlan { shape, blocks, weight_bits, noise_bound, return_level: level })
+        Ok(CoeffPlan { shape, blocks, weight_bits, noise_bound, return_level: level, pack_bits })
     }
 
     fn row_blocks(&self) -> usize {
@@ -182,9 +226,17 @@ impl CoeffPlan {
     pub fn uploads(&self) -> usize {
         self.row_blocks() * self.in_blocks()
     }
+    /// Result blocks (products before packing) per weight set.
+    pub fn results(&self) -> usize {
+        self.row_blocks() * self.out_blocks()
+    }
+    /// Results packed into one returned ciphertext.
+    pub fn pack(&self) -> usize {
+        1 << self.pack_bits
+    }
     /// Returned ciphertexts per weight set.
     pub fn outputs(&self) -> usize {
-        self.row_blocks() * self.out_blocks()
+        self.results().div_ceil(self.pack())
     }
     /// Encoded weight polynomials per weight set.
     pub fn weight_polys(&self) -> usize {
@@ -208,13 +260,27 @@ impl CoeffPlan {
     }
     pub fn describe(&self) -> String {
         let Blocks { n_w, k_w, m_w } = self.blocks;
-        format!("coeff n_w={n_w} k_w={k_w} m_w={m_w}")
+        format!("coeff n_w={n_w} k_w={k_w} m_w={m_w} pack={}", self.pack())
     }
 
-    /// The coefficients of a result block the client reads, cell (i, o) at index i·m_w + o.
-    pub fn positions(&self) -> Vec<usize> {
+    /// The coefficients of a result block that hold its cells, cell (i, o) at index i·m_w + o.
+    fn raw_positions(&self) -> Vec<usize> {
         let Blocks { n_w, k_w, m_w } = self.blocks;
         (0..n_w).flat_map(|i| (0..m_w).map(move |o| i * k_w * m_w + o * k_w + k_w - 1)).collect()
+    }
+
+    /// The coefficients of a returned ciphertext the client reads: unpacked, the result block's
+    /// cells; packed, member r's cell (i, o) at index r·n_w·m_w + i·m_w + o, found at
+    /// i·k_w·m_w + o·k_w + ρ(r) (the packing moves class k_w − 1 to class ρ(r)).
+    pub fn positions(&self) -> Vec<usize> {
+        if self.pack_bits == 0 {
+            return self.raw_positions();
+        }
+        let Blocks { n_w, k_w, m_w } = self.blocks;
+        let bits = self.pack_bits;
+        (0..self.pack())
+            .flat_map(|r| (0..n_w).flat_map(move |i| (0..m_w).map(move |o| i * k_w * m_w + o * k_w + galois::class_of(r, bits))))
+            .collect()
     }
 
     /// Coefficients of upload `idx` = (row block r, input block a) from X (n × d_in, mod t).
@@ -254,8 +320,8 @@ impl CoeffPlan {
         c
     }
 
-    /// (position index, row, column) of every real output of result block `o`.
-    fn output_cells(&self, o: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    /// (index into the raw positions, row, column) of every real output of result block `o`.
+    fn raw_cells(&self, o: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
         let Blocks { n_w, m_w, .. } = self.blocks;
         let LinearShape { n, d_out, .. } = self.shape;
         let (r, b) = (o / self.out_blocks(), o % self.out_blocks());
@@ -263,6 +329,14 @@ impl CoeffPlan {
             let (row, col) = (r * n_w + i, b * m_w + c);
             (row < n && col < d_out).then_some((i * m_w + c, row, col))
         })
+    }
+
+    /// (index into [`CoeffPlan::positions`], row, column) of every real output in returned
+    /// ciphertext `k`.
+    fn output_cells(&self, k: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let per = self.blocks.n_w * self.blocks.m_w;
+        let g = self.pack();
+        (k * g..((k + 1) * g).min(self.results())).flat_map(move |o| self.raw_cells(o).map(move |(p, row, col)| ((o % g) * per + p, row, col)))
     }
 
     /// The (upload, weight polynomial) pairs summed for result block `o`.
@@ -293,13 +367,31 @@ fn check_shape(ctx: &HeContext, shape: LinearShape) -> Result<()> {
     Ok(())
 }
 
+/// The widest packing of `results` result blocks: 2^L must divide k_w (the wanted coefficients
+/// then share one class mod 2^L) and there must be two results to share a ciphertext.
+fn max_pack_bits(blocks: Blocks, results: usize) -> u32 {
+    if results < 2 {
+        0
+    } else {
+        blocks.k_w.trailing_zeros().min(galois::MAX_PACK_BITS)
+    }
+}
+
+/// Key switches to pack `results` results 2^bits at a time: g − 1 per full group, and for the
+/// last group of c members Σ_l ⌈c/2^l⌉.
+fn switches(results: usize, bits: u32) -> usize {
+    let g = 1usize << bits;
+    let c = results % g;
+    (results / g) * (g - 1) + (1..=bits).map(|l| c.div_ceil(1 << l)).sum::<usize>()
+}
+
 /// `count` split into the fewest blocks of at most `cap`, balanced: ⌈count / ⌈count/cap⌉⌉.
 fn balanced(count: usize, cap: usize) -> usize {
     count.div_ceil(count.div_ceil(cap.max(1)))
 }
 
 /// The block rule of the module header: minimise bytes × estimated time over the calls `uses`.
-fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Blocks> {
+fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<(Blocks, u32)> {
     if uses.is_empty() || uses.contains(&0) {
         return Err(Error::Config("a coefficient plan needs at least one call with one weight set".into()));
     }
@@ -308,7 +400,7 @@ fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Bl
     let up = wire::seeded_len(ctx)? as f64;
     let mut row_choices: Vec<usize> = (1..=shape.n).map(|r| shape.n.div_ceil(r)).filter(|&w| w <= n_deg).collect();
     row_choices.dedup();
-    let mut best: Option<(f64, Blocks)> = None;
+    let mut best: Option<(f64, (Blocks, u32))> = None;
     for n_w in row_choices {
         for k_cap in 1..=shape.d_in.min(n_deg / n_w) {
             let k_w = balanced(shape.d_in, k_cap);
@@ -317,13 +409,19 @@ fn best_blocks(ctx: &HeContext, shape: LinearShape, uses: &[usize]) -> Result<Bl
             }
             let m_w = balanced(shape.d_out, n_deg / (n_w * k_w));
             let (rb, kb, mb) = (shape.n.div_ceil(n_w), shape.d_in.div_ceil(k_w), shape.d_out.div_ceil(m_w));
-            let (uploads, outputs, polys) = (calls * (rb * kb) as f64, sets * (rb * mb) as f64, sets * (kb * mb) as f64);
-            let down = wire::compact_len(ctx, n_w * m_w)? as f64;
-            let bytes = uploads * up + outputs * down;
-            let ms = uploads * UPLOAD_MS + outputs * OUTPUT_MS + polys * (rb as f64 * PRODUCT_MS + ENCODE_MS);
-            let cost = bytes * ms;
-            if best.is_none_or(|(c, _)| cost < c) {
-                best = Some((cost, Blocks { n_w, k_w, m_w }));
+            let blocks = Blocks { n_w, k_w, m_w };
+            let per_set = rb * mb;
+            for bits in 0..=max_pack_bits(blocks, per_set) {
+                let g = 1usize << bits;
+                let (uploads, outputs, polys) = (calls * (rb * kb) as f64, sets * per_set.div_ceil(g) as f64, sets * (kb * mb) as f64);
+                let down = wire::compact_len(ctx, g * n_w * m_w)? as f64;
+                let bytes = uploads * up + outputs * down;
+                let packing = if bits > 0 { sets * (per_set as f64 * PACK_MEMBER_MS + switches(per_set, bits) as f64 * SWITCH_MS) } else { 0.0 };
+                let ms = uploads * UPLOAD_MS + outputs * OUTPUT_MS + packing + polys * (rb as f64 * PRODUCT_MS + ENCODE_MS);
+                let cost = ms / CORES + bytes / LINK_BYTES_PER_MS;
+                if best.is_none_or(|(c, _)| cost < c) {
+                    best = Some((cost, (blocks, bits)));
+                }
             }
         }
     }
@@ -419,6 +517,18 @@ impl EncodedCoeff {
         self.raw_column(ctx, uploads, b)?.into_iter().nth(r).ok_or_else(|| Error::He("no such result block".into()))
     }
 
+    /// Returned ciphertext `k` before the circuit-private return: result block k unpacked, or
+    /// the pack of result blocks k·g .. k·g + g − 1 (noise ≤ plan.noise_bound either way).
+    pub fn returned(&self, ctx: &HeContext, packing: Option<&galois::PackingKeys>, raw: impl Fn(usize) -> Ciphertext, k: usize) -> Result<Ciphertext> {
+        let plan = &self.plan;
+        if plan.pack_bits == 0 {
+            return Ok(raw(k));
+        }
+        let packing = packing.ok_or_else(|| Error::He("packed results need the client's packing keys".into()))?;
+        let members = (k * plan.pack()..(k + 1) * plan.pack()).map(|o| (o < plan.results()).then(|| raw(o))).collect();
+        packing.pack(ctx, members, plan.blocks.k_w - 1)
+    }
+
     /// Enc(X_c·W) for output column block `b` and every row block, encoding (when not
     /// cached) each weight polynomial of the column once, chunk by chunk.
     fn raw_column(&self, ctx: &HeContext, uploads: &[Ciphertext], b: usize) -> Result<Vec<Ciphertext>> {
@@ -473,19 +583,20 @@ impl EncodedCoeff {
         };
         let positions = plan.positions();
         let columns: Vec<Vec<Ciphertext>> = (0..plan.out_blocks()).into_par_iter().map(|b| self.raw_column(ctx, uploads, b)).collect::<Result<_>>()?;
-        // Result block o = r·out_blocks + b.
+        // Result block o = r·out_blocks + b; returned ciphertext k packs results k·g .. k·g + g − 1.
         let mb = plan.out_blocks();
         let outs: Result<Vec<(wire::CompactResult, Vec<u64>)>> = (0..plan.outputs())
             .into_par_iter()
-            .map(|o| {
-                let (parts, minus_r) = private_return_parts(ctx, &keys.ret, columns[o % mb][o / mb].clone(), plan.noise_bound, &mut rand::rng())?;
+            .map(|k| {
+                let ct = self.returned(ctx, keys.packing.as_ref(), |o| columns[o % mb][o / mb].clone(), k)?;
+                let (parts, minus_r) = private_return_parts(ctx, &keys.ret, ct, plan.noise_bound, &mut rand::rng())?;
                 Ok((wire::compact_result(ctx, &parts, &positions)?, minus_r))
             })
             .collect();
         let d_out = plan.shape.d_out;
         let mut cts = Vec::with_capacity(plan.outputs());
-        for (o, (ct, minus_r)) in outs?.into_iter().enumerate() {
-            for (p, row, col) in plan.output_cells(o) {
+        for (k, (ct, minus_r)) in outs?.into_iter().enumerate() {
+            for (p, row, col) in plan.output_cells(k) {
                 let y = &mut share[row * d_out + col];
                 *y = field.add(*y, minus_r[positions[p]]);
             }
@@ -679,14 +790,14 @@ mod tests {
             let x: Vec<u64> = (0..shape.n * shape.d_in).map(|_| f.random(&mut rng)).collect();
             let w: Vec<i64> = (0..shape.d_in * shape.d_out).map(|i| (i as i64 * 37 % 8191) - 4095).collect();
             let mut got = vec![0u64; shape.n * shape.d_out];
-            let positions = plan.positions();
-            for o in 0..plan.outputs() {
+            let positions = plan.raw_positions();
+            for o in 0..plan.results() {
                 let mut acc = vec![0u64; n_deg];
                 for (u, wi) in plan.terms(o) {
                     let prod = negacyclic(&plan.upload_coeffs(&x, u, n_deg), &plan.weight_coeffs(&w, wi, n_deg), f);
                     acc.iter_mut().zip(prod).for_each(|(a, p)| *a = f.add(*a, p));
                 }
-                for (p, r, c) in plan.output_cells(o) {
+                for (p, r, c) in plan.raw_cells(o) {
                     got[r * shape.d_out + c] = acc[positions[p]];
                 }
             }
