@@ -132,6 +132,38 @@ fn correlated_ot_gives_x_and_x_plus_delta() {
     }
 }
 
+/// Decreasing widths: instance i works mod 2^(bits − i mod bits) and the sender's payload is
+/// bits·(bits + 1)/2 bits per group; a batch that is not whole groups is refused on both sides.
+#[test]
+fn staircase_correlated_ot_narrows_each_instance_and_its_payload() {
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    for bits in [1u32, 37, 64] {
+        let n = 3 * bits as usize;
+        let deltas: Vec<u64> = (0..n).map(|_| rng.random::<u64>()).collect();
+        let choices: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+        let (d2, c2) = (deltas.clone(), choices.clone());
+        let (xs, ys, s_stats, _) = run_after_setup(move |ot, ch| ot.send_correlated_staircase(ch, &d2, bits), move |ot, ch| ot.recv_correlated_staircase(ch, &c2, bits));
+        for i in 0..n {
+            let m = mask(fastlmpi::ot::staircase_width(bits, i));
+            assert!(xs[i] <= m && ys[i] <= m, "bits {bits}, i {i}");
+            let expect = if choices[i] { xs[i].wrapping_add(deltas[i]) & m } else { xs[i] };
+            assert_eq!(ys[i], expect, "bits {bits}, i {i}");
+        }
+        assert_eq!(s_stats.bytes_sent, fastlmpi::ot::staircase_payload_bits(n, bits).div_ceil(8) as u64);
+    }
+    let out = run_pair(
+        |ch| {
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            ot.send_correlated_staircase(ch, &[1, 2, 3], 2)
+        },
+        |ch| {
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            ot.recv_correlated_staircase(ch, &[true, false, true], 2)
+        },
+    );
+    assert!(out.is_err());
+}
+
 #[test]
 fn random_ot_gives_pairs_and_the_chosen_key_both_directions() {
     let mut rng = ChaCha20Rng::seed_from_u64(13);

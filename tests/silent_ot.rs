@@ -90,6 +90,27 @@ fn chosen_and_correlated_ot_in_both_directions_with_exact_bytes() {
     }
 }
 
+/// Decreasing widths on stored correlations: instance i mod 2^(bits − i mod bits), one
+/// correction bit per instance from the receiver and bits·(bits + 1)/2 payload bits per group.
+#[test]
+fn staircase_correlated_ot_narrows_each_instance_and_its_payload() {
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    for bits in [1u32, 40, 64] {
+        let n = 5 * bits as usize;
+        let deltas: Vec<u64> = (0..n).map(|_| rng.random::<u64>()).collect();
+        let choices: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+        let (d, c) = (deltas.clone(), choices.clone());
+        let (xs, ys, s_stats, c_stats) = run_silent(move |ot, ch| ot.send_correlated_staircase(ch, &d, bits), move |ot, ch| ot.recv_correlated_staircase(ch, &c, bits));
+        for i in 0..n {
+            let m = mask(fastlmpi::ot::staircase_width(bits, i));
+            let want = if choices[i] { xs[i].wrapping_add(deltas[i]) & m } else { xs[i] };
+            assert_eq!(ys[i], want, "bits {bits}, OT {i}");
+        }
+        assert_eq!(c_stats.bytes_sent, 8 + n.div_ceil(8) as u64);
+        assert_eq!(s_stats.bytes_sent, fastlmpi::ot::staircase_payload_bits(n, bits).div_ceil(8) as u64);
+    }
+}
+
 #[test]
 fn one_of_n_ot_delivers_the_chosen_entry_with_log_n_correction_bits() {
     let mut rng = ChaCha20Rng::seed_from_u64(22);

@@ -93,6 +93,7 @@ mod support {
         let bits = call.bits as usize;
         8 + match call.kind {
             OtKind::Correlated => matrix(n) + (n * bits).div_ceil(8) as u64,
+            OtKind::Staircase => matrix(n) + fastlmpi::ot::staircase_payload_bits(n, call.bits).div_ceil(8) as u64,
             OtKind::Chosen => matrix(n) + (2 * n * bits).div_ceil(8) as u64,
             OtKind::OneOfN(k) => matrix(n * k.next_power_of_two().trailing_zeros() as usize) + (n * k * bits).div_ceil(8) as u64,
         }
@@ -128,6 +129,7 @@ mod support {
                 let (n, bits) = (call.count, call.bits as usize);
                 let payload = match call.kind {
                     OtKind::Correlated => n * bits,
+                    OtKind::Staircase => fastlmpi::ot::staircase_payload_bits(n, call.bits),
                     OtKind::Chosen => 2 * n * bits,
                     OtKind::OneOfN(k) => n * k * bits,
                 };

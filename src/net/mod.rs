@@ -166,11 +166,26 @@ pub fn packed_len(n: usize, bits: u32) -> usize {
 /// i·bits .. (i+1)·bits of the stream, least significant first, byte k holding stream bits
 /// 8k .. 8k+7. Words of 64 bits at a time through a 128-bit accumulator.
 pub fn pack_bits(v: &[u64], bits: u32) -> Vec<u8> {
-    let len = packed_len(v.len(), bits);
+    pack_with(v, packed_len(v.len(), bits), |_| bits)
+}
+
+/// Inverse of [`pack_bits`] (bytes beyond the end of `buf` read as zero).
+pub fn unpack_bits(buf: &[u8], n: usize, bits: u32) -> Vec<u64> {
+    unpack_widths(buf, n, |_| bits)
+}
+
+/// [`pack_bits`] with value i kept at `width(i)` bits (1..=64), one after the other.
+pub fn pack_widths(v: &[u64], width: impl Fn(usize) -> u32) -> Vec<u8> {
+    let total: usize = (0..v.len()).map(|i| width(i) as usize).sum();
+    pack_with(v, total.div_ceil(8), width)
+}
+
+fn pack_with(v: &[u64], len: usize, width: impl Fn(usize) -> u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
     let (mut acc, mut held) = (0u128, 0u32);
-    for &x in v {
+    for (i, &x) in v.iter().enumerate() {
+        let bits = width(i);
+        let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
         acc |= ((x & mask) as u128) << held;
         held += bits;
         if held >= 64 {
@@ -184,12 +199,13 @@ pub fn pack_bits(v: &[u64], bits: u32) -> Vec<u8> {
     out
 }
 
-/// Inverse of [`pack_bits`] (bytes beyond the end of `buf` read as zero).
-pub fn unpack_bits(buf: &[u8], n: usize, bits: u32) -> Vec<u64> {
+/// Inverse of [`pack_widths`] (bytes beyond the end of `buf` read as zero).
+pub fn unpack_widths(buf: &[u8], n: usize, width: impl Fn(usize) -> u32) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
     let (mut acc, mut held, mut next) = (0u128, 0u32, 0usize);
-    for _ in 0..n {
+    for i in 0..n {
+        let bits = width(i);
+        let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
         if held < bits {
             let mut word = [0u8; 8];
             if let Some(rest) = buf.get(next..) {
@@ -360,6 +376,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn width_packing_round_trips_and_matches_uniform_packing() {
+        let v: Vec<u64> = (0..200u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let width = |i: usize| 64 - (i % 64) as u32;
+        let bytes = pack_widths(&v, width);
+        assert_eq!(bytes.len(), (0..200).map(|i| width(i) as usize).sum::<usize>().div_ceil(8));
+        let back = unpack_widths(&bytes, v.len(), width);
+        for (i, (&a, &b)) in v.iter().zip(&back).enumerate() {
+            let m = if width(i) == 64 { u64::MAX } else { (1u64 << width(i)) - 1 };
+            assert_eq!(a & m, b, "value {i}");
+        }
+        assert_eq!(pack_widths(&v, |_| 37), pack_bits(&v, 37));
+    }
 
     #[test]
     fn bit_packing_round_trips() {

@@ -18,6 +18,8 @@ pub enum OtKind {
     Random = 4,
     /// Raw correlated OTs that bootstrap the silent generator.
     RawCots = 5,
+    /// Correlated OTs whose widths step down from `bits` to 1 (a Gilboa product's bits).
+    CorrelatedStaircase = 6,
 }
 
 impl OtKind {
@@ -28,6 +30,57 @@ impl OtKind {
             OtKind::OneOfN => "1-of-N OT",
             OtKind::Random => "random OT",
             OtKind::RawCots => "silent OT bootstrap",
+            OtKind::CorrelatedStaircase => "correlated OT (decreasing widths)",
+        }
+    }
+}
+
+/// The message widths of a correlated-OT batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Widths {
+    /// Every instance over Z_{2^bits}.
+    Uniform(u32),
+    /// Instance i over Z_{2^(bits − i mod bits)} (see `Ot::send_correlated_staircase`).
+    Staircase(u32),
+}
+
+impl Widths {
+    /// Width of instance `i`.
+    pub fn of(self, i: usize) -> u32 {
+        match self {
+            Widths::Uniform(b) => b,
+            Widths::Staircase(b) => super::staircase_width(b, i),
+        }
+    }
+    pub fn mask(self, i: usize) -> u64 {
+        mask(self.of(i))
+    }
+    /// The batch header of `n` instances (a staircase must be whole groups).
+    pub fn header(self, n: usize) -> Result<BatchHeader> {
+        match self {
+            Widths::Uniform(b) => BatchHeader::new(OtKind::Correlated, b, 2, n),
+            Widths::Staircase(b) => {
+                super::check_staircase(n, b)?;
+                BatchHeader::new(OtKind::CorrelatedStaircase, b, 2, n)
+            }
+        }
+    }
+    /// Send the masked messages, each at its width, as one message.
+    pub fn send(self, ch: &mut dyn Channel, y: &[u64]) -> Result<()> {
+        match self {
+            Widths::Uniform(b) => ch.send_packed(y, b),
+            Widths::Staircase(_) => ch.send_bytes(&crate::net::pack_widths(y, |i| self.of(i))),
+        }
+    }
+    /// Receive `n` messages sent by [`Widths::send`].
+    pub fn recv(self, ch: &mut dyn Channel, n: usize) -> Result<Vec<u64>> {
+        match self {
+            Widths::Uniform(b) => ch.recv_packed(n, b),
+            Widths::Staircase(b) => {
+                let mut buf = vec![0u8; super::staircase_payload_bits(n, b).div_ceil(8)];
+                ch.recv_bytes(&mut buf)?;
+                Ok(crate::net::unpack_widths(&buf, n, |i| self.of(i)))
+            }
         }
     }
 }

@@ -77,6 +77,8 @@ pub mod transpose;
 pub use session::OtSession;
 pub use silent::SilentOt;
 
+use header::mask;
+
 use crate::error::{Error, Result};
 use crate::net::Channel;
 use crate::share::Role;
@@ -128,6 +130,24 @@ impl OtBackend {
     }
 }
 
+/// Width of instance `i` of a staircase batch with top width `bits`: bits − (i mod bits).
+pub fn staircase_width(bits: u32, i: usize) -> u32 {
+    bits - (i % bits as usize) as u32
+}
+
+/// Payload bits of a staircase batch of `n` instances (n a multiple of `bits`).
+pub fn staircase_payload_bits(n: usize, bits: u32) -> usize {
+    (n / bits as usize) * (bits as usize * (bits as usize + 1) / 2)
+}
+
+/// A staircase batch is whole groups of `bits` instances.
+pub fn check_staircase(n: usize, bits: u32) -> Result<()> {
+    if bits == 0 || bits > 64 || n % bits as usize != 0 {
+        return Err(Error::Ot(format!("decreasing-width correlated OT: {n} instances are not whole groups of {bits}")));
+    }
+    Ok(())
+}
+
 /// One party's endpoint of an OT session.
 pub trait Ot: Send {
     /// Chosen-message 1-out-of-2 OT: the receiver with choice `c_i` learns `msgs[i][c_i]`.
@@ -139,6 +159,23 @@ pub trait Ot: Send {
     /// receiver obtains `x_i + c_i * delta_i mod 2^bits`.
     fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>>;
     fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>>;
+
+    /// Correlated OT whose i-th instance works over Z_{2^w_i} with w_i = [`staircase_width`]`(bits, i)`
+    /// = bits − (i mod bits): in a Gilboa product the OT for bit j of the multiplier only needs
+    /// its low bits − j bits (its output is multiplied by 2^j mod 2^bits), so a batch of
+    /// `bits`-OT groups sends bits·(bits + 1)/2 payload bits per group instead of bits².
+    /// `deltas.len()` must be a multiple of `bits`. The default runs the uniform-width COT and
+    /// reduces (same functionality, no saving); the real backends send only the needed bits.
+    fn send_correlated_staircase(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        check_staircase(deltas.len(), bits)?;
+        let x = self.send_correlated(ch, deltas, bits)?;
+        Ok(x.iter().enumerate().map(|(i, &v)| v & mask(staircase_width(bits, i))).collect())
+    }
+    fn recv_correlated_staircase(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
+        check_staircase(choices.len(), bits)?;
+        let t = self.recv_correlated(ch, choices, bits)?;
+        Ok(t.iter().enumerate().map(|(i, &v)| v & mask(staircase_width(bits, i))).collect())
+    }
 
     /// Chosen-message 1-out-of-N OT with short messages. `msgs` is row-major, `msgs.len()`
     /// = batch × n; the receiver with choice `c_i < n` learns `msgs[i * n + c_i]`.

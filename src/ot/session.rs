@@ -6,7 +6,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::base::{self, BaseSender, POINT_BYTES};
-use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind};
+use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind, Widths};
 use super::iknp::{blocks_for, hash_rows, ExtReceiver, ExtSender, BLOCK_BYTES, KAPPA};
 use super::prg::{Crh, DOMAIN_ONE_OF_N};
 use super::Ot;
@@ -205,6 +205,38 @@ fn one_of_n_tweak(first_sub_ot: u64, v: usize) -> u128 {
     DOMAIN_ONE_OF_N | (first_sub_ot as u128) << 9 | v as u128
 }
 
+impl OtSession {
+    /// Correlated OT with the widths `w`: y = x + δ − H(q ⊕ Δ) per instance; the receiver with
+    /// c = 1 adds it to H(q ⊕ Δ) and gets x + δ.
+    fn send_cot(&mut self, ch: &mut dyn Channel, deltas: &[u64], w: Widths) -> Result<Vec<u64>> {
+        let n = deltas.len();
+        let header = w.header(n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (sender)");
+        let (q, first) = self.extend_as_sender(ch, header, n)?;
+        let (h0, h1) = self.sender_pads(&q, n, first);
+        let xs: Vec<u64> = h0.iter().enumerate().map(|(i, &h)| h as u64 & w.mask(i)).collect();
+        let y: Vec<u64> = (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(h1[i] as u64) & w.mask(i)).collect();
+        w.send(ch, &y)?;
+        Ok(xs)
+    }
+
+    fn recv_cot(&mut self, ch: &mut dyn Channel, choices: &[bool], w: Widths) -> Result<Vec<u64>> {
+        let n = choices.len();
+        let header = w.header(n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (receiver)");
+        let (t, first) = self.extend_as_receiver(ch, header, choices)?;
+        let h = self.receiver_pads(&t, n, first);
+        let y = w.recv(ch, n)?;
+        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & w.mask(i) } else { h[i] as u64 & w.mask(i) }).collect())
+    }
+}
+
 impl Ot for OtSession {
     fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
         let n = msgs.len();
@@ -235,35 +267,19 @@ impl Ot for OtSession {
     }
 
     fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-        let n = deltas.len();
-        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        ch.set_phase("correlated OT (sender)");
-        let (q, first) = self.extend_as_sender(ch, header, n)?;
-        let (h0, h1) = self.sender_pads(&q, n, first);
-        let m = mask(bits);
-        let xs: Vec<u64> = h0.iter().map(|&h| h as u64 & m).collect();
-        // y = x + δ − H(q ⊕ Δ): the receiver with c = 1 adds it to H(q ⊕ Δ) and gets x + δ.
-        let y: Vec<u64> =
-            (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(h1[i] as u64) & m).collect();
-        ch.send_packed(&y, bits)?;
-        Ok(xs)
+        self.send_cot(ch, deltas, Widths::Uniform(bits))
     }
 
     fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
-        let n = choices.len();
-        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        ch.set_phase("correlated OT (receiver)");
-        let (t, first) = self.extend_as_receiver(ch, header, choices)?;
-        let h = self.receiver_pads(&t, n, first);
-        let y = ch.recv_packed(n, bits)?;
-        let m = mask(bits);
-        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & m } else { h[i] as u64 & m }).collect())
+        self.recv_cot(ch, choices, Widths::Uniform(bits))
+    }
+
+    fn send_correlated_staircase(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        self.send_cot(ch, deltas, Widths::Staircase(bits))
+    }
+
+    fn recv_correlated_staircase(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
+        self.recv_cot(ch, choices, Widths::Staircase(bits))
     }
 
     fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], n: usize, bits: u32) -> Result<()> {

@@ -31,7 +31,7 @@
 
 
 use super::ferret::{CotReceiver, CotSender};
-use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind};
+use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind, Widths};
 use super::prg::{Crh, DOMAIN_SILENT, DOMAIN_SILENT_ONE_OF_N};
 use super::session::{choice_bits, hash_par, mask_one_of_n, OtSession};
 use super::Ot;
@@ -137,6 +137,36 @@ impl SilentOt {
     }
 }
 
+impl SilentOt {
+    /// Correlated OT with the widths `w` from stored correlations: y = x + δ − P¹ per instance;
+    /// the receiver with c = 1 adds it to P¹ and gets x + δ.
+    fn send_cot(&mut self, ch: &mut dyn Channel, deltas: &[u64], w: Widths) -> Result<Vec<u64>> {
+        let n = deltas.len();
+        let header = w.header(n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (silent sender)");
+        let (p0, p1, _) = self.derand_send(ch, header, n)?;
+        let xs: Vec<u64> = p0.iter().enumerate().map(|(i, &h)| h as u64 & w.mask(i)).collect();
+        let y: Vec<u64> = (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(p1[i] as u64) & w.mask(i)).collect();
+        w.send(ch, &y)?;
+        Ok(xs)
+    }
+
+    fn recv_cot(&mut self, ch: &mut dyn Channel, choices: &[bool], w: Widths) -> Result<Vec<u64>> {
+        let n = choices.len();
+        let header = w.header(n)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        ch.set_phase("correlated OT (silent receiver)");
+        let (h, _) = self.derand_recv(ch, header, choices)?;
+        let y = w.recv(ch, n)?;
+        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & w.mask(i) } else { h[i] as u64 & w.mask(i) }).collect())
+    }
+}
+
 impl Ot for SilentOt {
     fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
         let n = msgs.len();
@@ -165,32 +195,19 @@ impl Ot for SilentOt {
     }
 
     fn send_correlated(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-        let n = deltas.len();
-        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        ch.set_phase("correlated OT (silent sender)");
-        let (p0, p1, _) = self.derand_send(ch, header, n)?;
-        let m = mask(bits);
-        let xs: Vec<u64> = p0.iter().map(|&h| h as u64 & m).collect();
-        // y = x + δ − P¹: the receiver with c = 1 adds it to P¹ and gets x + δ.
-        let y: Vec<u64> = (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(p1[i] as u64) & m).collect();
-        ch.send_packed(&y, bits)?;
-        Ok(xs)
+        self.send_cot(ch, deltas, Widths::Uniform(bits))
     }
 
     fn recv_correlated(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
-        let n = choices.len();
-        let header = BatchHeader::new(OtKind::Correlated, bits, 2, n)?;
-        if n == 0 {
-            return Ok(Vec::new());
-        }
-        ch.set_phase("correlated OT (silent receiver)");
-        let (h, _) = self.derand_recv(ch, header, choices)?;
-        let y = ch.recv_packed(n, bits)?;
-        let m = mask(bits);
-        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & m } else { h[i] as u64 & m }).collect())
+        self.recv_cot(ch, choices, Widths::Uniform(bits))
+    }
+
+    fn send_correlated_staircase(&mut self, ch: &mut dyn Channel, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        self.send_cot(ch, deltas, Widths::Staircase(bits))
+    }
+
+    fn recv_correlated_staircase(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
+        self.recv_cot(ch, choices, Widths::Staircase(bits))
     }
 
     fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], n: usize, bits: u32) -> Result<()> {

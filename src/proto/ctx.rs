@@ -29,6 +29,9 @@ pub const CHUNK: usize = 1 << 15;
 pub enum OtKind {
     /// Correlated 1-out-of-2 OT over Z_{2^bits}.
     Correlated,
+    /// Correlated OTs in groups of `bits` whose widths step down from `bits` to 1
+    /// (`Ot::send_correlated_staircase`; a Gilboa product's bits).
+    Staircase,
     /// Chosen-message 1-out-of-2 OT with `bits`-bit messages.
     Chosen,
     /// Chosen-message 1-out-of-N OT (N given) with `bits`-bit messages.
@@ -116,6 +119,27 @@ impl<'a> Party<'a> {
         Ok(out)
     }
 
+    /// Correlated OT with decreasing widths, sender side: instance i over Z_{2^(bits − i mod bits)}.
+    pub fn cot_send_staircase(&mut self, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
+        if deltas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.record(OtKind::Staircase, true, deltas.len(), bits, |ot, ch| ot.send_correlated_staircase(ch, deltas, bits))?;
+        expect_len("correlated OT (sender)", &out, deltas.len())?;
+        Ok(out)
+    }
+
+    /// Correlated OT with decreasing widths, receiver side, with 0/1 choice bytes.
+    pub fn cot_recv_staircase(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = to_bools(choices);
+        let out = self.record(OtKind::Staircase, false, c.len(), bits, |ot, ch| ot.recv_correlated_staircase(ch, &c, bits))?;
+        expect_len("correlated OT (receiver)", &out, c.len())?;
+        Ok(out)
+    }
+
     /// Chosen-message 1-out-of-2 OT, sender side.
     pub fn ot_send(&mut self, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
         if msgs.is_empty() {
@@ -193,6 +217,8 @@ pub fn ot_bytes(log: &[OtCall]) -> u64 {
 pub struct Cost {
     /// (bits → number of OTs) of 1-out-of-2 correlated OTs.
     pub correlated: std::collections::BTreeMap<u32, usize>,
+    /// (top bits → number of OTs) of decreasing-width correlated OTs (whole groups of `bits`).
+    pub staircase: std::collections::BTreeMap<u32, usize>,
     /// (bits → number of OTs) of chosen-message 1-out-of-2 OTs.
     pub chosen: std::collections::BTreeMap<u32, usize>,
     /// ((N, bits) → number of OTs) of 1-out-of-N OTs.
@@ -245,6 +271,12 @@ impl Cost {
         c.add_ot(OtKind::Correlated, bits, count);
         c
     }
+    /// `count` decreasing-width correlated OTs in groups of `bits` (a Gilboa product's bits).
+    pub fn staircase(bits: u32, count: usize) -> Cost {
+        let mut c = Cost::default();
+        c.add_ot(OtKind::Staircase, bits, count);
+        c
+    }
     pub fn chosen(bits: u32, count: usize) -> Cost {
         let mut c = Cost::default();
         c.add_ot(OtKind::Chosen, bits, count);
@@ -264,6 +296,7 @@ impl Cost {
         }
         match kind {
             OtKind::Correlated => *self.correlated.entry(bits).or_default() += count,
+            OtKind::Staircase => *self.staircase.entry(bits).or_default() += count,
             OtKind::Chosen => *self.chosen.entry(bits).or_default() += count,
             OtKind::OneOfN(n) => *self.one_of_n.entry((n, bits)).or_default() += count,
         }
@@ -291,22 +324,24 @@ impl Cost {
     }
     /// Total number of OTs of all kinds.
     pub fn ot_count(&self) -> usize {
-        self.correlated.values().chain(self.chosen.values()).chain(self.one_of_n.values()).sum()
+        self.correlated.values().chain(self.staircase.values()).chain(self.chosen.values()).chain(self.one_of_n.values()).sum()
     }
 
     /// The OTs as 1-of-2 random OTs (a 1-of-N OT counts `⌈log2 N⌉`): a backend-free measure.
     pub fn random_ot_equivalents(&self) -> u64 {
         let one_of_n: u64 = self.one_of_n.iter().map(|(&(k, _), &n)| choice_bits(k) as u64 * n as u64).sum();
-        (self.correlated.values().chain(self.chosen.values()).sum::<usize>()) as u64 + one_of_n
+        (self.correlated.values().chain(self.staircase.values()).chain(self.chosen.values()).sum::<usize>()) as u64 + one_of_n
     }
 
     /// Bytes (both directions) on an OT backend by its cost table: the toolkit's own bytes plus
     /// every OT at [`OtBackend::bytes_per_ot`] (batch headers left out).
     pub fn bytes_on(&self, backend: OtBackend) -> f64 {
         let correlated: f64 = self.correlated.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, b as u64)).sum();
+        // A staircase group of b OTs carries b(b + 1)/2 payload bits.
+        let staircase: f64 = self.staircase.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 0) + crate::ot::staircase_payload_bits(n, b) as f64 / 8.0).sum();
         let chosen: f64 = self.chosen.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 2 * b as u64)).sum();
         let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_ot(choice_bits(k) as u32, (k as u64) * b as u64)).sum();
-        self.own_bytes as f64 + correlated + chosen + one_of_n
+        self.own_bytes as f64 + correlated + staircase + chosen + one_of_n
     }
 }
 
@@ -315,6 +350,9 @@ impl std::ops::Add for Cost {
     fn add(mut self, o: Cost) -> Cost {
         for (&b, &n) in &o.correlated {
             self.add_ot(OtKind::Correlated, b, n);
+        }
+        for (&b, &n) in &o.staircase {
+            self.add_ot(OtKind::Staircase, b, n);
         }
         for (&b, &n) in &o.chosen {
             self.add_ot(OtKind::Chosen, b, n);

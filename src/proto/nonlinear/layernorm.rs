@@ -19,8 +19,9 @@
 //! millionaire and two COTs each, ≈ 12 flights fewer; the run equals
 //! [`reference_layernorm_carried`] given the carries, and the output moves by at most two
 //! units against the faithful one, tested in `tests/he_products.rs`; measured in the engine on
-//! mpnet-base, 128 × 768, `run --layers 2`: 2,871 B per element and 168 flights with IKNP,
-//! 4,222 B and 204 faithful; 920 B and 174 flights with silent OT):
+//! mpnet-base, 128 × 768, `run --layers 1`: 2,515 B per element and 168 flights with IKNP,
+//! 562 B and 172 flights with silent OT, since the Gilboa products send bit j's OT at ℓ − j
+//! bits (2,871 B and 920 B before; 4,222 B and 204 flights with faithful truncations)):
 //! 1. `A = d·x − Σ_j x_j` (local, exact).
 //! 2. `A_h = ⌊A / 2^h⌋` (ring ℓ), `h = max(0, ⌈(3 log2 d + v_max + 2f − 61)/2⌉)` so that
 //!    `Σ A_h² < 2^62` for variances up to `2^v_max`.
@@ -50,10 +51,11 @@
 //! ≤ 2^h/|A|), z floor (2^−Z), γ quantisation (2^−G relative) and the final floor; tested
 //! ≤ 2^−f·(4 + 2^−8·|out|·2^f) absolute.
 //!
-//! **Bytes per element** (d per row): `M(h) + 2C(ℓ)` (trunc) `+ C(64)` (lift) `+ 64·C(64)`
-//! (square) `+ 128·C(64)` (OT product) or `C_ot(bits t) + (3·seeded + full)/N + M(w) + C(64)`
+//! **Bytes per element** (d per row), with `S(b)` a Gilboa cross term (b random OTs and
+//! b(b+1)/2 payload bits, `toolkit::mul`): `M(h) + 2C(ℓ)` (trunc) `+ C(64)` (lift) `+ S(64)`
+//! (square) `+ 2S(64)` (OT product) or `C_ot(bits t) + (3·seeded + full)/N + M(w) + C(64)`
 //! (HE product: ring→field, `hemul::mul`, field→ring) `+ M(R−Z) + 2C(64)` (trunc)
-//! `+ ℓ·C(ℓ) + M(G+Z−f) + 2C(ℓ)`
+//! `+ S(ℓ) + M(G+Z−f) + 2C(ℓ)`
 //! (γ, trunc), where `C(b)` is one b-bit correlated OT and `M(w)` the millionaire on w bits; plus
 //! the rsqrt on one value per row. Rounds: constant (≈ 40 flights + the rsqrt's).
 //!
@@ -71,7 +73,7 @@
 use crate::proto::toolkit::convert::{field_to_ring, ring_to_field};
 use crate::proto::ctx::Party;
 use crate::proto::linear::hemul::{broadcast_rows, mul_rows, HeParty};
-use crate::proto::toolkit::mul::{mul, square};
+use crate::proto::toolkit::mul::{cross_recv, cross_send, mul, square};
 use super::recip::{add_public, add_shares, reciprocal, RecipKind, RecipSpec};
 use crate::proto::toolkit::trunc::{and_arith, or_from_product, trunc, TruncMode};
 use crate::error::{Error, Result};
@@ -202,23 +204,16 @@ pub fn lift_to_64(p: &mut Party, ring: Ring, x: &[u64]) -> Result<Vec<u64>> {
 
 /// Shares of `g ⊙ x` where only the server knows `g` (one Gilboa cross term, server = sender).
 pub fn server_plain_mul(p: &mut Party, ring: Ring, g: Option<&[i64]>, x: &[u64]) -> Result<Vec<u64>> {
-    let l = ring.bits() as usize;
     if p.is_server() {
         let g = g.ok_or_else(|| Error::Config("server-plaintext product needs the server's vector".into()))?;
         if g.len() != x.len() {
             return Err(Error::Input(format!("server-plaintext product: {} multipliers for {} values", g.len(), x.len())));
         }
-        let deltas: Vec<u64> = g.iter().flat_map(|&gj| (0..l).map(move |b| ring.reduce(ring.from_signed(gj) << b))).collect();
-        let pads = p.cot_send(&deltas, ring.bits())?;
-        Ok(x.iter()
-            .zip(g)
-            .zip(pads.chunks(l.max(1)))
-            .map(|((&xs, &gj), pad)| ring.sub(ring.mul(xs, ring.from_signed(gj)), pad.iter().fold(0, |a, &v| ring.add(a, v))))
-            .collect())
+        let g: Vec<u64> = g.iter().map(|&gj| ring.from_signed(gj)).collect();
+        let cross = cross_send(p, ring, &g)?;
+        Ok(x.iter().zip(&g).zip(cross).map(|((&xs, &gj), c)| ring.add(ring.mul(xs, gj), c)).collect())
     } else {
-        let choices: Vec<u8> = x.iter().flat_map(|&v| (0..l).map(move |b| ((v >> b) & 1) as u8)).collect();
-        let got = p.cot_recv(&choices, ring.bits())?;
-        Ok(got.chunks(l.max(1)).map(|c| c.iter().fold(0, |a, &v| ring.add(a, v))).collect())
+        cross_recv(p, ring, x)
     }
 }
 
