@@ -65,6 +65,18 @@ impl Widths {
             }
         }
     }
+    /// Sender of a correlated OT from its two pads per instance: x_i = pad0_i and the message
+    /// y_i = x_i + δ_i − pad1_i, both at instance i's width (the receiver with c_i = 1 adds y_i
+    /// to pad1_i and gets x_i + δ_i). Returns (x, y).
+    pub fn correlate(self, pad0: &[u128], pad1: &[u128], deltas: &[u64]) -> (Vec<u64>, Vec<u64>) {
+        let xs: Vec<u64> = pad0.iter().enumerate().map(|(i, &h)| h as u64 & self.mask(i)).collect();
+        let y = (0..deltas.len()).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(pad1[i] as u64) & self.mask(i)).collect();
+        (xs, y)
+    }
+    /// Receiver of a correlated OT: its pad h_i, plus y_i when c_i = 1, at instance i's width.
+    pub fn decorrelate(self, h: &[u128], y: &[u64], choices: &[bool]) -> Vec<u64> {
+        (0..choices.len()).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & self.mask(i) } else { h[i] as u64 & self.mask(i) }).collect()
+    }
     /// Send the masked messages, each at its width, as one message.
     pub fn send(self, ch: &mut dyn Channel, y: &[u64]) -> Result<()> {
         match self {

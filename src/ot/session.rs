@@ -217,8 +217,7 @@ impl OtSession {
         ch.set_phase("correlated OT (sender)");
         let (q, first) = self.extend_as_sender(ch, header, n)?;
         let (h0, h1) = self.sender_pads(&q, n, first);
-        let xs: Vec<u64> = h0.iter().enumerate().map(|(i, &h)| h as u64 & w.mask(i)).collect();
-        let y: Vec<u64> = (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(h1[i] as u64) & w.mask(i)).collect();
+        let (xs, y) = w.correlate(&h0, &h1, deltas);
         w.send(ch, &y)?;
         Ok(xs)
     }
@@ -233,7 +232,7 @@ impl OtSession {
         let (t, first) = self.extend_as_receiver(ch, header, choices)?;
         let h = self.receiver_pads(&t, n, first);
         let y = w.recv(ch, n)?;
-        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & w.mask(i) } else { h[i] as u64 & w.mask(i) }).collect())
+        Ok(w.decorrelate(&h, &y, choices))
     }
 }
 

@@ -148,8 +148,7 @@ impl SilentOt {
         }
         ch.set_phase("correlated OT (silent sender)");
         let (p0, p1, _) = self.derand_send(ch, header, n)?;
-        let xs: Vec<u64> = p0.iter().enumerate().map(|(i, &h)| h as u64 & w.mask(i)).collect();
-        let y: Vec<u64> = (0..n).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(p1[i] as u64) & w.mask(i)).collect();
+        let (xs, y) = w.correlate(&p0, &p1, deltas);
         w.send(ch, &y)?;
         Ok(xs)
     }
@@ -163,7 +162,7 @@ impl SilentOt {
         ch.set_phase("correlated OT (silent receiver)");
         let (h, _) = self.derand_recv(ch, header, choices)?;
         let y = w.recv(ch, n)?;
-        Ok((0..n).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & w.mask(i) } else { h[i] as u64 & w.mask(i) }).collect())
+        Ok(w.decorrelate(&h, &y, choices))
     }
 }
 
