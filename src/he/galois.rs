@@ -112,30 +112,40 @@ pub fn pack_noise(ctx: &HeContext, bits: u32, v: f64) -> Result<f64> {
 struct Basis {
     qp: Arc<Context>,
     digits: usize,
-    degree: usize,
+}
+
+/// The key-switching moduli: Q's then the special prime P (last, so dividing by P is the
+/// crate's switch down).
+fn qp_moduli(ctx: &HeContext) -> Result<Vec<u64>> {
+    let mut moduli = ctx.params().moduli().to_vec();
+    moduli.push(special_prime(ctx)?);
+    Ok(moduli)
+}
+
+/// Bits of each key-switching modulus, as the keys are packed on the wire.
+fn widths(moduli: &[u64]) -> Vec<u32> {
+    moduli.iter().map(|&q| 64 - q.leading_zeros()).collect()
+}
+
+/// Bytes of one digit of one key: its seed and b_i bit-packed residue by residue.
+fn digit_len(moduli: &[u64], degree: usize) -> usize {
+    SEED_LEN + widths(moduli).iter().map(|&b| packed_len(degree, b)).sum::<usize>()
 }
 
 impl Basis {
     fn new(ctx: &HeContext) -> Result<Basis> {
-        let mut moduli = ctx.params().moduli().to_vec();
-        let digits = moduli.len();
-        moduli.push(special_prime(ctx)?);
-        Ok(Basis { qp: Context::new_arc(&moduli, ctx.degree())?, digits, degree: ctx.degree() })
+        let moduli = qp_moduli(ctx)?;
+        Ok(Basis { qp: Context::new_arc(&moduli, ctx.degree())?, digits: moduli.len() - 1 })
     }
     fn bits(&self) -> Vec<u32> {
-        self.qp.moduli().iter().map(|&q| 64 - q.leading_zeros()).collect()
-    }
-    fn poly_len(&self) -> usize {
-        self.bits().iter().map(|&b| packed_len(self.degree, b)).sum()
+        widths(self.qp.moduli())
     }
 }
 
 /// Bytes of the packing keys of a coefficient context.
 pub fn keys_len(ctx: &HeContext) -> Result<usize> {
-    let mut bits: Vec<u32> = ctx.params().moduli().iter().map(|&q| 64 - q.leading_zeros()).collect();
-    bits.push(64 - special_prime(ctx)?.leading_zeros());
-    let poly: usize = bits.iter().map(|&b| packed_len(ctx.degree(), b)).sum();
-    Ok(MAX_PACK_BITS as usize * ctx.params().moduli().len() * (SEED_LEN + poly))
+    let moduli = qp_moduli(ctx)?;
+    Ok(MAX_PACK_BITS as usize * (moduli.len() - 1) * digit_len(&moduli, ctx.degree()))
 }
 
 /// Key generation (client): the wire form of the keys for X ↦ X^(N/2^j + 1), j < [`MAX_PACK_BITS`].
@@ -201,7 +211,7 @@ impl PackingKeys {
         let basis = Basis::new(ctx)?;
         let n = ctx.degree();
         let bits = basis.bits();
-        let per_digit = SEED_LEN + basis.poly_len();
+        let per_digit = digit_len(basis.qp.moduli(), n);
         let keys = (0..MAX_PACK_BITS as usize)
             .map(|j| {
                 let (mut b, mut a) = (Vec::with_capacity(basis.digits), Vec::with_capacity(basis.digits));
