@@ -6,45 +6,49 @@
 //! relinearisation keys); here the client uploads its own product instead, so the server only
 //! needs ct × pt, no evaluation keys, and the result has fresh-level noise.
 //!
-//! **Functionality.** Inputs `a = a_c + a_s`, `b = b_c + b_s` over Z_t (`HeContext::field`),
-//! optionally a server plaintext vector `g`; output fresh additive shares over Z_t of
-//! `a ⊙ b` ([`mul`]), `a ⊙ a` ([`square`]), or `(a ⊙ b) ⊙ g` when `g` is given. [`mul_rows`]
-//! multiplies every element of row `r` of `b` (rows × cols, row-major) by the per-row value
-//! `a[r]` (e.g. a row reciprocal). Exact mod t.
+//! **Functionality.** Inputs `a = a_c + a_s`, `b = b_c + b_s` over Z_t (`HeContext::field`);
+//! output fresh additive shares over Z_t of `a ⊙ b` ([`mul`]) or `a ⊙ a` ([`square`]).
+//! [`mul_rows`] multiplies every element of row `r` of `b` (rows × cols, row-major) by the
+//! per-row value `a[r]` (e.g. a row reciprocal). A [`Factor`] is a multiplier whose client
+//! share is uploaded once and then serves several products ([`mul_by`]: a Horner scheme's
+//! `u`). Exact mod t.
 //!
 //! **Message flow** (one upload flight, one return flight; blocks of N slots):
 //! ```text
 //!   client                                         server
-//!   Enc(a_c), Enc(b_c), Enc(a_c·b_c)  ───────────▶  (seeded, SIMD blocks)
-//!                                                   C = g·Enc(a_c b_c) + (g b_s)⊙Enc(a_c)
-//!                                                       + (g a_s)⊙Enc(b_c) + g a_s b_s
+//!   Enc(a_c), Enc(b_c)               ───────────▶  (seeded, SIMD blocks)
+//!                                                   C = b_s⊙Enc(a_c) + a_s⊙Enc(b_c) + a_s⊙b_s
 //!                                                   (C', −R) = private_return(C)
-//!   y_c = Dec(C')                      ◀───────────  C'           y_s = −R
+//!   y_c = Dec(C') + a_c⊙b_c          ◀───────────  C'           y_s = −R
 //! ```
-//! Square: the client sends Enc(a_c), Enc(a_c²); the server computes
-//! `g·Enc(a_c²) + (2 g a_s)⊙Enc(a_c) + g a_s²`. Row broadcast: both parties replicate their
-//! per-row share over the row's columns (local), then [`mul`].
+//! The client's own product `a_c⊙b_c` never leaves it. With a [`Factor`] `a`, `Enc(a_c)`
+//! travels with the first product's upload only; later products upload `Enc(b_c)` alone.
+//! Square: the client sends Enc(a_c); the server computes `(2a_s)⊙Enc(a_c) + a_s²` and the
+//! client adds `a_c²`. Row broadcast: both parties replicate their per-row share over the
+//! row's columns (local), then [`mul`].
 //!
 //! **Domain / error.** Any field elements; exact mod t.
 //!
 //! **Noise and flooding.** Every plaintext multiplier is a centred SIMD plaintext (coefficients
-//! ≤ t/2 whatever the slots), so with K terms (K = 3 for a product, 2 for a square, counted
-//! the same with or without `g`, so both parties derive the same bound from public data) the
+//! ≤ t/2 whatever the slots), so with K ct×pt terms (K = 2 for a product, 1 for a square) the
 //! data-dependent noise is at most `K·N·(t/2)·e_fresh` ([`noise_bound`]); `private_return`
 //! floods with ≥ 2^40 times that and switches down to the lowest level that still decrypts.
 //!
 //! **Bytes per element** (N slots, `seeded` = 32 + ⌈log Q⌉·N/8, `full(ℓ)` = 2·⌈log q_ℓ⌉·N/8
-//! at the return level): product `(3·seeded + full)/N`, square `(2·seeded + full)/N`, each
-//! block rounded up to a whole ciphertext ([`mul_bytes`]). With `HePreset::simd(8192, 52)`
-//! (Q = 218 bits): see [`mul_bytes`]; measured with the earlier 3 × 62-bit preset: product ≈ 116 B,
-//! square ≈ 93 B per element.
+//! at the return level): product `(2·seeded + full)/N` (`(seeded + full)/N` by a factor
+//! already uploaded), square `(seeded + full)/N`, each block rounded up to a whole ciphertext
+//! ([`mul_bytes`], [`square_bytes`]). With `HePreset::simd(8192, 52)` (Q = 218 bits) that is
+//! ≈ 82 B per product element (≈ 55 B by an uploaded factor; 109 B when the client also
+//! uploaded its own product, as before).
 //! Rounds: 2 flights (client → server, server → client).
 //!
 //! **Security (semi-honest).** The server sees only fresh RLWE ciphertexts under the client's
-//! key (IND-CPA). Every ciphertext it returns is masked with a uniform R ∈ Z_t^N, re-randomised
-//! with a fresh Enc_pk(0), flooded with ≥ 2^40 × the worst-case noise and switched down, so the
-//! client's view (x + R) is uniform and statistically independent (≤ N·2^−40 per ciphertext)
-//! of the server's plaintexts. The server never decrypts; its output share is −R.
+//! key (IND-CPA); a factor's ciphertexts are used in several products, each of whose results is
+//! returned only through `private_return`. Every ciphertext it returns is masked with a uniform
+//! R ∈ Z_t^N, re-randomised with a fresh Enc_pk(0), flooded with ≥ 2^40 × the worst-case noise
+//! and switched down, so the client's view (x + R) is uniform and statistically independent
+//! (≤ N·2^−40 per ciphertext) of the server's shares. The server never decrypts; its output
+//! share is −R. The client's local term `a_c⊙b_c` involves its own data only.
 
 use fhe::bfv::Ciphertext;
 use fhe_math::rq::{dot_product, Poly};
@@ -127,14 +131,15 @@ pub fn he_bytes(ctx: &HeContext, len: usize, uploads: usize, outputs: usize, ter
     Ok(blocks * (uploads as u64 * wire::seeded_len(ctx)? as u64 + outputs as u64 * wire::full_len(ctx, level)? as u64))
 }
 
-/// Documented bytes of [`mul`] / [`mul_rows`] on `len` output elements.
-pub fn mul_bytes(ctx: &HeContext, len: usize) -> Result<u64> {
-    he_bytes(ctx, len, 3, 1, 3)
+/// Documented bytes of [`mul`] / [`mul_rows`] on `len` output elements (of [`mul_by`] by a
+/// factor already uploaded when `factor_uploaded`).
+pub fn mul_bytes(ctx: &HeContext, len: usize, factor_uploaded: bool) -> Result<u64> {
+    he_bytes(ctx, len, if factor_uploaded { 1 } else { 2 }, 1, 2)
 }
 
 /// Documented bytes of [`square`] on `len` elements.
 pub fn square_bytes(ctx: &HeContext, len: usize) -> Result<u64> {
-    he_bytes(ctx, len, 2, 1, 2)
+    he_bytes(ctx, len, 1, 1, 1)
 }
 
 /// Client: encrypt `vectors` (all of length `len`) block by block and send them in one
@@ -164,7 +169,7 @@ pub(crate) fn server_receive(p: &mut Party, he: &HeParty, uploads: usize, len: u
     Ok((0..blocks).map(|_| it.by_ref().take(uploads).collect()).collect())
 }
 
-fn evaluate(ctx: &HeContext, ups: &[Ciphertext], comb: &LinComb) -> Result<Ciphertext> {
+fn evaluate(ctx: &HeContext, ups: &[&Ciphertext], comb: &LinComb) -> Result<Ciphertext> {
     if comb.mults.is_empty() {
         return Err(Error::He("linear combination without ciphertext terms".into()));
     }
@@ -190,7 +195,7 @@ fn evaluate(ctx: &HeContext, ups: &[Ciphertext], comb: &LinComb) -> Result<Ciphe
 pub(crate) fn server_evaluate_return<F>(
     p: &mut Party,
     he: &HeParty,
-    ups: &[Vec<Ciphertext>],
+    ups: &[Vec<&Ciphertext>],
     len: usize,
     outputs: usize,
     terms: usize,
@@ -263,60 +268,77 @@ fn elementwise(field: Field, a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(&x, &y)| field.mul(x, y)).collect()
 }
 
-fn times_g(field: Field, v: Vec<u64>, g: Option<&[u64]>) -> Vec<u64> {
-    match g {
-        Some(g) => elementwise(field, &v, g),
-        None => v,
+fn add_to(field: Field, mut v: Vec<u64>, w: &[u64]) -> Vec<u64> {
+    for (x, &y) in v.iter_mut().zip(w) {
+        *x = field.add(*x, y);
+    }
+    v
+}
+
+/// A field-shared multiplier for several products: both parties keep their share; the
+/// server also keeps the client's share encrypted once the first [`mul_by`] has uploaded it.
+/// Both parties must pass the same sequence of products (the upload is implied by the order).
+pub struct Factor {
+    share: Vec<u64>,
+    uploaded: bool,
+    /// Server: Enc(client share), one ciphertext per block.
+    enc: Vec<Ciphertext>,
+}
+
+impl Factor {
+    pub fn new(share: Vec<u64>) -> Factor {
+        Factor { share, uploaded: false, enc: Vec::new() }
+    }
+    pub fn len(&self) -> usize {
+        self.share.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.share.is_empty()
     }
 }
 
-fn check_g(len: usize, g: Option<&[u64]>) -> Result<()> {
-    match g {
-        Some(g) => same_len("HE product (multiplier g)", len, g.len()),
-        None => Ok(()),
-    }
-}
-
-/// Shares of `a ⊙ b` (times the server's plaintext `g` when the server passes `Some(g)`;
-/// the client's `g` is ignored and should be `None`). Both parties pass their shares.
-pub fn mul(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
-    same_len("HE product", a.len(), b.len())?;
+/// Shares of `f ⊙ b`; uploads the factor's client share with the first product.
+pub fn mul_by(p: &mut Party, he: &HeParty, f: &mut Factor, b: &[u64]) -> Result<Vec<u64>> {
+    same_len("HE product", f.len(), b.len())?;
     he.check_role(p)?;
-    let len = a.len();
+    let len = b.len();
     if len == 0 {
         return Ok(Vec::new());
     }
     let field = he.ctx.field();
     p.ch.set_phase("he-mul");
+    let first = !f.uploaded;
+    f.uploaded = true;
     if p.is_server() {
-        check_g(len, g)?;
-        let ups = server_receive(p, he, 3, len)?;
+        let mut ups = server_receive(p, he, 1 + usize::from(first), len)?;
+        if first {
+            f.enc = ups.iter_mut().map(|blk| blk.remove(0)).collect();
+        }
+        let refs: Vec<Vec<&Ciphertext>> = f.enc.iter().zip(&ups).map(|(fc, blk)| vec![fc, &blk[0]]).collect();
         let ctx = he.ctx;
-        let mut out = server_evaluate_return(p, he, &ups, len, 1, 3, |blk| {
+        let a = &f.share;
+        let mut out = server_evaluate_return(p, he, &refs, len, 1, 2, |blk| {
             let (a_s, b_s) = (block_slice(ctx, a, blk), block_slice(ctx, b, blk));
-            let g_b = g.map(|g| block_slice(ctx, g, blk));
-            let ones = vec![1u64; a_s.len()];
-            let comb = LinComb {
-                mults: vec![
-                    (0, times_g(field, b_s.to_vec(), g_b)),
-                    (1, times_g(field, a_s.to_vec(), g_b)),
-                    (2, times_g(field, ones, g_b)),
-                ],
-                constant: times_g(field, elementwise(field, a_s, b_s), g_b),
-            };
-            Ok(vec![comb])
+            Ok(vec![LinComb { mults: vec![(0, b_s.to_vec()), (1, a_s.to_vec())], constant: elementwise(field, a_s, b_s) }])
         })?;
         out.pop().ok_or_else(|| Error::He("no output".into()))
     } else {
-        let ab = elementwise(field, a, b);
-        client_upload(p, he, &[a.to_vec(), b.to_vec(), ab], len)?;
-        let mut out = client_receive(p, he, len, 1, 3)?;
-        out.pop().ok_or_else(|| Error::He("no output".into()))
+        let uploads = if first { vec![f.share.clone(), b.to_vec()] } else { vec![b.to_vec()] };
+        client_upload(p, he, &uploads, len)?;
+        let mut out = client_receive(p, he, len, 1, 2)?;
+        let cross = out.pop().ok_or_else(|| Error::He("no output".into()))?;
+        Ok(add_to(field, cross, &elementwise(field, &f.share, b)))
     }
 }
 
-/// Shares of `a ⊙ a` (times the server's `g` if given).
-pub fn square(p: &mut Party, he: &HeParty, a: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
+/// Shares of `a ⊙ b`. Both parties pass their shares.
+pub fn mul(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+    same_len("HE product", a.len(), b.len())?;
+    mul_by(p, he, &mut Factor::new(a.to_vec()), b)
+}
+
+/// Shares of `a ⊙ a`.
+pub fn square(p: &mut Party, he: &HeParty, a: &[u64]) -> Result<Vec<u64>> {
     he.check_role(p)?;
     let len = a.len();
     if len == 0 {
@@ -325,25 +347,20 @@ pub fn square(p: &mut Party, he: &HeParty, a: &[u64], g: Option<&[u64]>) -> Resu
     let field = he.ctx.field();
     p.ch.set_phase("he-square");
     if p.is_server() {
-        check_g(len, g)?;
-        let ups = server_receive(p, he, 2, len)?;
+        let ups = server_receive(p, he, 1, len)?;
+        let refs: Vec<Vec<&Ciphertext>> = ups.iter().map(|blk| blk.iter().collect()).collect();
         let ctx = he.ctx;
-        let mut out = server_evaluate_return(p, he, &ups, len, 1, 2, |blk| {
+        let mut out = server_evaluate_return(p, he, &refs, len, 1, 1, |blk| {
             let a_s = block_slice(ctx, a, blk);
-            let g_b = g.map(|g| block_slice(ctx, g, blk));
             let twice: Vec<u64> = a_s.iter().map(|&x| field.add(x, x)).collect();
-            let comb = LinComb {
-                mults: vec![(0, times_g(field, twice, g_b)), (1, times_g(field, vec![1u64; a_s.len()], g_b))],
-                constant: times_g(field, elementwise(field, a_s, a_s), g_b),
-            };
-            Ok(vec![comb])
+            Ok(vec![LinComb { mults: vec![(0, twice)], constant: elementwise(field, a_s, a_s) }])
         })?;
         out.pop().ok_or_else(|| Error::He("no output".into()))
     } else {
-        let aa = elementwise(field, a, a);
-        client_upload(p, he, &[a.to_vec(), aa], len)?;
-        let mut out = client_receive(p, he, len, 1, 2)?;
-        out.pop().ok_or_else(|| Error::He("no output".into()))
+        client_upload(p, he, &[a.to_vec()], len)?;
+        let mut out = client_receive(p, he, len, 1, 1)?;
+        let cross = out.pop().ok_or_else(|| Error::He("no output".into()))?;
+        Ok(add_to(field, cross, &elementwise(field, a, a)))
     }
 }
 
@@ -352,13 +369,19 @@ pub fn broadcast_rows(per_row: &[u64], cols: usize) -> Vec<u64> {
     per_row.iter().flat_map(|&v| std::iter::repeat_n(v, cols)).collect()
 }
 
-/// Shares of `out[r·cols + c] = a[r] · b[r·cols + c]` (times the server's `g` if given):
-/// `a` has one share per row, `b` is rows × cols row-major.
-pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize, g: Option<&[u64]>) -> Result<Vec<u64>> {
+/// Shares of `out[r·cols + c] = a[r] · b[r·cols + c]`: `a` has one share per row, `b` is
+/// rows × cols row-major.
+pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize) -> Result<Vec<u64>> {
     if cols == 0 || a.len().checked_mul(cols) != Some(b.len()) {
         return Err(Error::Input(format!("row broadcast: {} rows × {cols} columns vs {} elements", a.len(), b.len())));
     }
-    mul(p, he, &broadcast_rows(a, cols), b, g)
+    mul(p, he, &broadcast_rows(a, cols), b)
+}
+
+/// A ring-shared multiplier moved to Z_t (`convert::ring_to_field`) as a [`Factor`] for
+/// [`he_mul_trunc_by`]; `|x| < 2^(ℓ−2)`.
+pub fn ring_factor(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64]) -> Result<Factor> {
+    Ok(Factor::new(ring_to_field(p, ring, he.ctx.field(), x)?))
 }
 
 /// Ring shares of `⌊x·y / 2^s⌋` (faithful floor, or one less with `TruncMode::Approx`; `s = 0`
@@ -368,13 +391,22 @@ pub fn mul_rows(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64], cols: usize, 
 /// Needs `ℓ ≤ bits(t)`, `bound_bits + 2 ≤ ℓ + s ≤ 64` and `2^bound_bits < t/2`.
 #[allow(clippy::too_many_arguments)]
 pub fn he_mul_trunc(p: &mut Party, he: &HeParty, ring: Ring, x: &[u64], y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
+    same_len("HE product", x.len(), y.len())?;
+    let mut f = ring_factor(p, he, ring, x)?;
+    he_mul_trunc_by(p, he, ring, &mut f, y, s, bound_bits, mode)
+}
+
+/// [`he_mul_trunc`] with `x` given as a [`Factor`] (from [`ring_factor`]), so that several
+/// products by the same `x` convert and upload it once.
+#[allow(clippy::too_many_arguments)]
+pub fn he_mul_trunc_by(p: &mut Party, he: &HeParty, ring: Ring, x: &mut Factor, y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
     let field = he.ctx.field();
     if bound_bits + 2 > field.bits() {
         return Err(Error::Config(format!("HE product bound 2^{bound_bits} does not fit Z_t ({} bits)", field.bits())));
     }
-    let xf = ring_to_field(p, ring, field, x)?;
+    same_len("HE product", x.len(), y.len())?;
     let yf = ring_to_field(p, ring, field, y)?;
-    let prod = mul(p, he, &xf, &yf, None)?;
+    let prod = mul_by(p, he, x, &yf)?;
     field_to_ring_trunc(p, field, ring, &prod, bound_bits, s, mode)
 }
 

@@ -162,6 +162,7 @@ pub fn eval_polys(p: &mut Party, he: &HeParty, x: &[u64], polys: &[CentredPoly])
     p.ch.set_phase("he-poly");
     if p.is_server() {
         let ups = hemul::server_receive(p, he, d, len)?;
+        let ups: Vec<Vec<_>> = ups.iter().map(|blk| blk.iter().collect()).collect();
         let binom = binomials(field, d);
         let ctx = he.ctx;
         hemul::server_evaluate_return(p, he, &ups, len, polys.len(), d, |blk| {

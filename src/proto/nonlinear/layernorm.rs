@@ -19,8 +19,9 @@
 //! millionaire and two COTs each, ≈ 12 flights fewer; the run equals
 //! [`reference_layernorm_carried`] given the carries, and the output moves by at most two
 //! units against the faithful one, tested in `tests/he_products.rs`; measured in the engine on
-//! mpnet-base, 128 × 768, `run --layers 1`: 2,515 B per element and 168 flights with IKNP,
-//! 562 B and 172 flights with silent OT, since the Gilboa products send bit j's OT at ℓ − j
+//! mpnet-base, 128 × 768, `run --layers 1`: 2,488 B per element and 168 flights with IKNP,
+//! 535 B and 172 flights with silent OT (2,515 B and 562 B while the client still uploaded its
+//! own share of the HE product), since the Gilboa products send bit j's OT at ℓ − j
 //! bits (2,871 B and 920 B before; 4,222 B and 204 flights with faithful truncations)):
 //! 1. `A = d·x − Σ_j x_j` (local, exact).
 //! 2. `A_h = ⌊A / 2^h⌋` (ring ℓ), `h = max(0, ⌈(3 log2 d + v_max + 2f − 61)/2⌉)` so that
@@ -53,7 +54,7 @@
 //!
 //! **Bytes per element** (d per row), with `S(b)` a Gilboa cross term (b random OTs and
 //! b(b+1)/2 payload bits, `toolkit::mul`): `M(h) + 2C(ℓ)` (trunc) `+ C(64)` (lift) `+ S(64)`
-//! (square) `+ 2S(64)` (OT product) or `C_ot(bits t) + (3·seeded + full)/N + M(w) + C(64)`
+//! (square) `+ 2S(64)` (OT product) or `C_ot(bits t) + (2·seeded + full)/N + M(w) + C(64)`
 //! (HE product: ring→field, `hemul::mul`, field→ring) `+ M(R−Z) + 2C(64)` (trunc)
 //! `+ S(ℓ) + M(G+Z−f) + 2C(ℓ)`
 //! (γ, trunc), where `C(b)` is one b-bit correlated OT and `M(w)` the millionaire on w bits; plus
@@ -284,7 +285,7 @@ fn he_scale(p: &mut Party, he: &HeParty, ring: Ring, a_h: &[u64], r: &[u64], d: 
     let a_f = ring_to_field(p, ring, field, a_h)?;
     let r_narrow: Vec<u64> = r.iter().map(|&v| narrow.reduce(v)).collect();
     let r_f = ring_to_field(p, narrow, field, &r_narrow)?;
-    let prod = mul_rows(p, he, &r_f, &a_f, d, None)?;
+    let prod = mul_rows(p, he, &r_f, &a_f, d)?;
     field_to_ring(p, field, Ring::new(64)?, &prod, RSQRT_FRAC_HE + 1)
 }
 

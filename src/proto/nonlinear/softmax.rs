@@ -59,8 +59,10 @@
 //! `tests/he_products.rs`). Versus the exact softmax: the Horner carries move v by less than
 //! 3·2^−guard units, so each e_j moves by less than two units and the row sum by less than 2n:
 //! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested). Measured in the engine (mpnet-base, 12 heads ×
-//! 128 × 128 scores, 2 cores, `run --layers 2`): 3,766 B per score and 344 flights per layer
-//! with IKNP (5,840 B and 486 flights faithful), 1,109 B and 364 flights with silent OT.
+//! 128 × 128 scores, 2 cores, `run --layers 1`): 3,448 B per score and 338 flights per layer
+//! with IKNP, 840 B and 362 flights with silent OT (3,753 B / 344 and 1,097 B / 368 when every
+//! Horner product converted and uploaded u again and the client uploaded its own products;
+//! 5,840 B and 486 flights with faithful truncations).
 //!
 //! **Error bound.** Protocol = reference exactly. Reference vs the exact softmax: exp per element
 //! ≤ 0.65 LSB (fit ≤ 0.07, final rounding 0.5, Horner floors at F bits; unit-tested on every
@@ -85,12 +87,15 @@
 //! public; the only public data used are the shape and the padding mask.
 //!
 //! **Products.** With `he_products` (the `fastlmpi` profile) every Horner product and the final
-//! `e·(1/S)` is [`crate::proto::linear::hemul::he_mul_trunc`]: both factors to Z_t (`ring_to_field`), one HE
-//! product, back with a faithful `field_to_ring_trunc` — the same floor as the OT product, so
-//! the reference is shared (bounds: Horner products < 2^(2f+guard+3), final < 2^(f+R+2), both
-//! far below t/4). Per product ≈ 2·C_ot(bits t) + (3·seeded + full)/N + field→ring + trunc
-//! instead of `2ℓ·C_cot(ℓ)` + trunc; the server sees only fresh ciphertexts and returns masked,
-//! flooded ones (see `hemul`).
+//! `e·(1/S)` is an HE product ([`crate::proto::linear::hemul::he_mul_trunc`]): both factors to
+//! Z_t (`ring_to_field`), one HE product, back with `field_to_ring_trunc` — the same floor as
+//! the OT product, so the reference is shared (bounds: Horner products < 2^(2f+guard+3),
+//! final < 2^(f+R+2), both far below t/4). The Horner products all multiply by the same `u`,
+//! which is converted and uploaded once ([`crate::proto::linear::hemul::Factor`]): per Horner
+//! product C_ot(bits t) + (seeded + full)/N + field→ring + trunc, plus C_ot(bits t) + seeded/N
+//! once for u; the final product 2·C_ot(bits t) + (2·seeded + full)/N + field→ring + trunc
+//! (instead of `2ℓ·C_cot(ℓ)` + trunc with OT). The server sees only fresh ciphertexts and
+//! returns masked, flooded ones (see `hemul`).
 //!
 //! **Exp variants.** [`ExpKind::Segmented`] (FASTLMPI: unit-width segments, degree 4) and
 //! [`ExpKind::IBert`] (BOLT: I-BERT's degree-2 i-exp, one segment per power of two).
@@ -100,7 +105,7 @@ use std::f64::consts::LN_2;
 use crate::proto::toolkit::b2a::b2a_ring;
 use crate::proto::toolkit::cmp::{lt_public, lt_public_coarse, msb_reduced};
 use crate::proto::ctx::Party;
-use crate::proto::linear::hemul::{he_mul_trunc, HeParty};
+use crate::proto::linear::hemul::{he_mul_trunc, he_mul_trunc_by, ring_factor, Factor, HeParty};
 use crate::proto::toolkit::mul::{mul, mul_trunc};
 use crate::proto::toolkit::mux::mux;
 use super::recip::{add_shares, reciprocal, scale_public, select_by_thresholds, sub_shares, RecipKind, RecipSpec};
@@ -451,13 +456,32 @@ impl<'h, 'a> Products<'h, 'a> {
         }
     }
 
-    /// `x·y` for `|x·y| < 2^bound_bits`.
-    fn mul(&self, p: &mut Party, x: &[u64], y: &[u64], bound_bits: u32) -> Result<Vec<u64>> {
+    /// `u` prepared as the common multiplier of several products ([`Self::mul_trunc_by`]):
+    /// with HE products it is converted to Z_t and uploaded once, not once per product.
+    fn factor(&self, p: &mut Party, u: &[u64]) -> Result<Multiplier> {
         match self {
-            Products::Ot(ring) => mul(p, *ring, x, y),
-            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, 0, bound_bits, TruncMode::Faithful),
+            Products::Ot(_) => Ok(Multiplier::Ring(u.to_vec())),
+            Products::He(ring, he) => Ok(Multiplier::He(ring_factor(p, he, *ring, u)?)),
         }
     }
+
+    /// `⌊u·y / 2^s⌋` (or one less, `mode`; exact for s = 0) by a prepared multiplier, for
+    /// `|u·y| < 2^bound_bits`.
+    #[allow(clippy::too_many_arguments)]
+    fn mul_trunc_by(&self, p: &mut Party, u: &mut Multiplier, y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
+        match (self, u) {
+            (Products::Ot(ring), Multiplier::Ring(u)) if s == 0 => mul(p, *ring, y, u),
+            (Products::Ot(ring), Multiplier::Ring(u)) => mul_trunc(p, *ring, y, u, s, mode),
+            (Products::He(ring, he), Multiplier::He(f)) => he_mul_trunc_by(p, he, *ring, f, y, s, bound_bits, mode),
+            _ => Err(Error::Config("SoftMax: multiplier prepared for the other product kind".into())),
+        }
+    }
+}
+
+/// A multiplier shared by several products (the exp's `u`).
+enum Multiplier {
+    Ring(Vec<u64>),
+    He(Factor),
 }
 
 /// Shares of the fitted `e^z` (at `frac`) for shared `z ≤ 0`.
@@ -496,12 +520,13 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     }
     // In-segment bounds: y < 2^(F+2), u < 2^(f+1), so every product is below 2^(F+f+3).
     let bound = f + spec.guard + f + 3;
+    let mut u = mul.factor(p, &u)?;
     let mut y = coeff[d].clone();
     for k in (1..d).rev() {
-        let prod = mul.mul_trunc(p, &y, &u, f, bound, spec.trunc)?;
+        let prod = mul.mul_trunc_by(p, &mut u, &y, f, bound, spec.trunc)?;
         y = add_shares(ring, &prod, &coeff[k]);
     }
-    let yu = mul.mul(p, &y, &u, bound)?;
+    let yu = mul.mul_trunc_by(p, &mut u, &y, 0, bound, TruncMode::Faithful)?;
     let last = add_shares(ring, &yu, &scale_public(ring, &coeff[0], 1i64 << f));
     let e = trunc(p, ring, &last, f + spec.guard, spec.trunc)?;
     Ok(round_up_unless_carried(p, spec, e))
