@@ -126,6 +126,40 @@ fn a_factor_is_uploaded_once_for_several_products() {
 }
 
 #[test]
+fn plaintext_product_is_exact_and_needs_the_servers_vector() {
+    let ctx = HeContext::new(&preset()).unwrap();
+    let f = ctx.field();
+    let n = ctx.slots() + 77;
+    let (a, g) = (values_with_edges(f, n), values_with_edges(f, n));
+    let (a_s, a_c) = split(f, &a);
+    let out = run_pair(
+        |ch| {
+            let keys = server_setup(ch, &ctx, &[])?;
+            let before = ch.stats();
+            let mut ot = NoOt;
+            let mut p = Party::new(Role::Server, ch, &mut ot);
+            let he = HeParty::server(&ctx, &keys);
+            let y = hemul::mul_plain(&mut p, &he, &a_s, Some(&g))?;
+            let missing = hemul::mul_plain(&mut p, &he, &a_s, None).is_err();
+            Ok((y, p.stats().since(&before).total_bytes(), missing))
+        },
+        |ch| {
+            let keys = client_setup(ch, &ctx, &[], &mut rand::rng())?;
+            let mut ot = NoOt;
+            let mut p = Party::new(Role::Client, ch, &mut ot);
+            let he = HeParty::client(&ctx, &keys);
+            hemul::mul_plain(&mut p, &he, &a_c, None)
+        },
+    )
+    .unwrap();
+    let (y_s, bytes, missing) = out.server;
+    assert_eq!(f.reconstruct(&y_s, &out.client), a.iter().zip(&g).map(|(&x, &w)| f.mul(x, w)).collect::<Vec<_>>());
+    assert_eq!(bytes, hemul::mul_plain_bytes(&ctx, n).unwrap());
+    assert!(missing, "a server without its vector must refuse");
+    println!("he-plain: {:.1} B/element", bytes as f64 / n as f64);
+}
+
+#[test]
 fn square_is_exact() {
     let ctx = HeContext::new(&preset()).unwrap();
     let f = ctx.field();

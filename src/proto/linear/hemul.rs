@@ -7,7 +7,8 @@
 //! needs ct × pt, no evaluation keys, and the result has fresh-level noise.
 //!
 //! **Functionality.** Inputs `a = a_c + a_s`, `b = b_c + b_s` over Z_t (`HeContext::field`);
-//! output fresh additive shares over Z_t of `a ⊙ b` ([`mul`]) or `a ⊙ a` ([`square`]).
+//! output fresh additive shares over Z_t of `a ⊙ b` ([`mul`]), `a ⊙ a` ([`square`]) or
+//! `g ⊙ a` for a plaintext vector `g` of the server's ([`mul_plain`]).
 //! [`mul_rows`] multiplies every element of row `r` of `b` (rows × cols, row-major) by the
 //! per-row value `a[r]` (e.g. a row reciprocal). A [`Factor`] is a multiplier whose client
 //! share is uploaded once and then serves several products ([`mul_by`]: a Horner scheme's
@@ -24,19 +25,21 @@
 //! The client's own product `a_c⊙b_c` never leaves it. With a [`Factor`] `a`, `Enc(a_c)`
 //! travels with the first product's upload only; later products upload `Enc(b_c)` alone.
 //! Square: the client sends Enc(a_c); the server computes `(2a_s)⊙Enc(a_c) + a_s²` and the
-//! client adds `a_c²`. Row broadcast: both parties replicate their per-row share over the
+//! client adds `a_c²`. Plaintext product: the client sends Enc(a_c), the server returns
+//! `g⊙Enc(a_c) + g⊙a_s`. Row broadcast: both parties replicate their per-row share over the
 //! row's columns (local), then [`mul`].
 //!
 //! **Domain / error.** Any field elements; exact mod t.
 //!
 //! **Noise and flooding.** Every plaintext multiplier is a centred SIMD plaintext (coefficients
-//! ≤ t/2 whatever the slots), so with K ct×pt terms (K = 2 for a product, 1 for a square) the
+//! ≤ t/2 whatever the slots), so with K ct×pt terms (K = 2 for a product, 1 for a square or a
+//! plaintext product) the
 //! data-dependent noise is at most `K·N·(t/2)·e_fresh` ([`noise_bound`]); `private_return`
 //! floods with ≥ 2^40 times that and switches down to the lowest level that still decrypts.
 //!
 //! **Bytes per element** (N slots, `seeded` = 32 + ⌈log Q⌉·N/8, `full(ℓ)` = 2·⌈log q_ℓ⌉·N/8
 //! at the return level): product `(2·seeded + full)/N` (`(seeded + full)/N` by a factor
-//! already uploaded), square `(seeded + full)/N`, each block rounded up to a whole ciphertext
+//! already uploaded), square and plaintext product `(seeded + full)/N`, each block rounded up to a whole ciphertext
 //! ([`mul_bytes`], [`square_bytes`]). With `HePreset::simd(8192, 52)` (Q = 218 bits) that is
 //! ≈ 82 B per product element (≈ 55 B by an uploaded factor; 109 B when the client also
 //! uploaded its own product, as before).
@@ -135,6 +138,11 @@ pub fn he_bytes(ctx: &HeContext, len: usize, uploads: usize, outputs: usize, ter
 /// factor already uploaded when `factor_uploaded`).
 pub fn mul_bytes(ctx: &HeContext, len: usize, factor_uploaded: bool) -> Result<u64> {
     he_bytes(ctx, len, if factor_uploaded { 1 } else { 2 }, 1, 2)
+}
+
+/// Documented bytes of [`mul_plain`] on `len` elements (the same as [`square`]).
+pub fn mul_plain_bytes(ctx: &HeContext, len: usize) -> Result<u64> {
+    he_bytes(ctx, len, 1, 1, 1)
 }
 
 /// Documented bytes of [`square`] on `len` elements.
@@ -361,6 +369,34 @@ pub fn square(p: &mut Party, he: &HeParty, a: &[u64]) -> Result<Vec<u64>> {
         let mut out = client_receive(p, he, len, 1, 1)?;
         let cross = out.pop().ok_or_else(|| Error::He("no output".into()))?;
         Ok(add_to(field, cross, &elementwise(field, a, a)))
+    }
+}
+
+/// Shares of `g ⊙ x` for the server's plaintext vector `g` over Z_t (the server passes
+/// `Some(g)`, the client `None`): one upload of Enc(x_c), one ct×pt term.
+pub fn mul_plain(p: &mut Party, he: &HeParty, x: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
+    he.check_role(p)?;
+    let len = x.len();
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let field = he.ctx.field();
+    p.ch.set_phase("he-plain");
+    if p.is_server() {
+        let g = g.ok_or_else(|| Error::Config("server-plaintext HE product needs the server's vector".into()))?;
+        same_len("HE plaintext product", len, g.len())?;
+        let ups = server_receive(p, he, 1, len)?;
+        let refs: Vec<Vec<&Ciphertext>> = ups.iter().map(|blk| blk.iter().collect()).collect();
+        let ctx = he.ctx;
+        let mut out = server_evaluate_return(p, he, &refs, len, 1, 1, |blk| {
+            let (x_s, g_b) = (block_slice(ctx, x, blk), block_slice(ctx, g, blk));
+            Ok(vec![LinComb { mults: vec![(0, g_b.to_vec())], constant: elementwise(field, x_s, g_b) }])
+        })?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
+    } else {
+        client_upload(p, he, &[x.to_vec()], len)?;
+        let mut out = client_receive(p, he, len, 1, 1)?;
+        out.pop().ok_or_else(|| Error::He("no output".into()))
     }
 }
 
