@@ -347,57 +347,61 @@ pub fn mul(p: &mut Party, he: &HeParty, a: &[u64], b: &[u64]) -> Result<Vec<u64>
 
 /// Shares of `a ⊙ a`.
 pub fn square(p: &mut Party, he: &HeParty, a: &[u64]) -> Result<Vec<u64>> {
-    he.check_role(p)?;
-    let len = a.len();
-    if len == 0 {
-        return Ok(Vec::new());
-    }
     let field = he.ctx.field();
     p.ch.set_phase("he-square");
-    if p.is_server() {
-        let ups = server_receive(p, he, 1, len)?;
-        let refs: Vec<Vec<&Ciphertext>> = ups.iter().map(|blk| blk.iter().collect()).collect();
-        let ctx = he.ctx;
-        let mut out = server_evaluate_return(p, he, &refs, len, 1, 1, |blk| {
-            let a_s = block_slice(ctx, a, blk);
-            let twice: Vec<u64> = a_s.iter().map(|&x| field.add(x, x)).collect();
-            Ok(vec![LinComb { mults: vec![(0, twice)], constant: elementwise(field, a_s, a_s) }])
-        })?;
-        out.pop().ok_or_else(|| Error::He("no output".into()))
-    } else {
-        client_upload(p, he, &[a.to_vec()], len)?;
-        let mut out = client_receive(p, he, len, 1, 1)?;
-        let cross = out.pop().ok_or_else(|| Error::He("no output".into()))?;
-        Ok(add_to(field, cross, &elementwise(field, a, a)))
-    }
+    let own = (!p.is_server()).then(|| elementwise(field, a, a));
+    single_term(p, he, a, own, |a_s, _| (a_s.iter().map(|&x| field.add(x, x)).collect(), elementwise(field, a_s, a_s)))
 }
 
 /// Shares of `g ⊙ x` for the server's plaintext vector `g` over Z_t (the server passes
 /// `Some(g)`, the client `None`): one upload of Enc(x_c), one ct×pt term.
 pub fn mul_plain(p: &mut Party, he: &HeParty, x: &[u64], g: Option<&[u64]>) -> Result<Vec<u64>> {
+    let field = he.ctx.field();
+    p.ch.set_phase("he-plain");
+    let g = match (p.is_server(), g) {
+        (true, None) => return Err(Error::Config("server-plaintext HE product needs the server's vector".into())),
+        (true, Some(g)) => {
+            same_len("HE plaintext product", x.len(), g.len())?;
+            g
+        }
+        (false, _) => &[][..], // the client builds no terms
+    };
+    let ctx = he.ctx;
+    single_term(p, he, x, None, |x_s, blk| {
+        let g_b = block_slice(ctx, g, blk);
+        (g_b.to_vec(), elementwise(field, x_s, g_b))
+    })
+}
+
+/// One upload of Enc(x_c) and one returned ciphertext `m ⊙ Enc(x_c) + k` per block, where the
+/// server's `terms(x_s block, block index)` gives (m, k); the client adds `own` (its local
+/// term, if any) to its decryption.
+fn single_term<F>(p: &mut Party, he: &HeParty, x: &[u64], own: Option<Vec<u64>>, terms: F) -> Result<Vec<u64>>
+where
+    F: Fn(&[u64], usize) -> (Vec<u64>, Vec<u64>) + Sync,
+{
     he.check_role(p)?;
     let len = x.len();
     if len == 0 {
         return Ok(Vec::new());
     }
-    let field = he.ctx.field();
-    p.ch.set_phase("he-plain");
-    if p.is_server() {
-        let g = g.ok_or_else(|| Error::Config("server-plaintext HE product needs the server's vector".into()))?;
-        same_len("HE plaintext product", len, g.len())?;
+    let out = if p.is_server() {
         let ups = server_receive(p, he, 1, len)?;
         let refs: Vec<Vec<&Ciphertext>> = ups.iter().map(|blk| blk.iter().collect()).collect();
         let ctx = he.ctx;
-        let mut out = server_evaluate_return(p, he, &refs, len, 1, 1, |blk| {
-            let (x_s, g_b) = (block_slice(ctx, x, blk), block_slice(ctx, g, blk));
-            Ok(vec![LinComb { mults: vec![(0, g_b.to_vec())], constant: elementwise(field, x_s, g_b) }])
-        })?;
-        out.pop().ok_or_else(|| Error::He("no output".into()))
+        server_evaluate_return(p, he, &refs, len, 1, 1, |blk| {
+            let (m, k) = terms(block_slice(ctx, x, blk), blk);
+            Ok(vec![LinComb { mults: vec![(0, m)], constant: k }])
+        })?
     } else {
         client_upload(p, he, &[x.to_vec()], len)?;
-        let mut out = client_receive(p, he, len, 1, 1)?;
-        out.pop().ok_or_else(|| Error::He("no output".into()))
-    }
+        client_receive(p, he, len, 1, 1)?
+    };
+    let y = out.into_iter().next().ok_or_else(|| Error::He("no output".into()))?;
+    Ok(match own {
+        Some(own) => add_to(he.ctx.field(), y, &own),
+        None => y,
+    })
 }
 
 /// Replicate a per-row value over its `cols` columns (row-major layout).
