@@ -278,9 +278,7 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
     let z64 = match he {
         Some(he) => {
             let v = he_variance(p, he, ring, &a_h, &plan)?;
-            p.ch.set_phase("layernorm-rsqrt");
-            let r = reciprocal(p, &plan.rsqrt, &v)?;
-            p.ch.set_phase("layernorm-scale");
+            let r = row_rsqrt(p, &plan, &v)?;
             he_scale(p, he, ring, &a_h, &r, d)?
         }
         None => {
@@ -289,9 +287,7 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
             let sq = square(p, wide, &a64)?;
             let sums: Vec<u64> = sq.chunks(d).map(|r| r.iter().fold(0, |acc, &v| wide.add(acc, v))).collect();
             let v = add_public(p, wide, &sums, plan.eps_term);
-            p.ch.set_phase("layernorm-rsqrt");
-            let r = reciprocal(p, &plan.rsqrt, &v)?;
-            p.ch.set_phase("layernorm-scale");
+            let r = row_rsqrt(p, &plan, &v)?;
             mul(p, wide, &a64, &broadcast_rows(&r, d))?
         }
     };
@@ -313,6 +309,14 @@ pub fn layer_norm(p: &mut Party, he: Option<&HeParty>, spec: &LayerNormSpec, x: 
     } else {
         Ok(out)
     }
+}
+
+/// `r = rsqrt(V)` per row (both variants), then the phase of the rescaling.
+fn row_rsqrt(p: &mut Party, plan: &LnPlan, v: &[u64]) -> Result<Vec<u64>> {
+    p.ch.set_phase("layernorm-rsqrt");
+    let r = reciprocal(p, &plan.rsqrt, v)?;
+    p.ch.set_phase("layernorm-scale");
+    Ok(r)
 }
 
 /// The HE variant needs a plaintext field of more than HE_PRODUCT_BITS + 2 bits.
