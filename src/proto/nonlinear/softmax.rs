@@ -106,7 +106,7 @@ use crate::proto::toolkit::b2a::b2a_ring;
 use crate::proto::toolkit::cmp::{lt_public, lt_public_coarse, msb_reduced};
 use crate::proto::ctx::Party;
 use crate::proto::linear::hemul::{he_mul_trunc, he_mul_trunc_by, ring_factor, Factor, HeParty};
-use crate::proto::toolkit::mul::{mul, mul_trunc};
+use crate::proto::toolkit::mul::mul_trunc;
 use crate::proto::toolkit::mux::mux;
 use super::recip::{add_shares, reciprocal, scale_public, select_by_thresholds, sub_shares, RecipKind, RecipSpec};
 use crate::proto::toolkit::trunc::{trunc, TruncMode};
@@ -470,7 +470,6 @@ impl<'h, 'a> Products<'h, 'a> {
     #[allow(clippy::too_many_arguments)]
     fn mul_trunc_by(&self, p: &mut Party, u: &mut Multiplier, y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
         match (self, u) {
-            (Products::Ot(ring), Multiplier::Ring(u)) if s == 0 => mul(p, *ring, y, u),
             (Products::Ot(ring), Multiplier::Ring(u)) => mul_trunc(p, *ring, y, u, s, mode),
             (Products::He(ring, he), Multiplier::He(f)) => he_mul_trunc_by(p, he, *ring, f, y, s, bound_bits, mode),
             _ => Err(Error::Config("SoftMax: multiplier prepared for the other product kind".into())),
