@@ -17,7 +17,7 @@ use fastlmpi::ot::session::OtSession;
 use fastlmpi::he::{client_setup, server_setup, HeContext, HePreset};
 use fastlmpi::net::{run_pair, CommStats};
 use fastlmpi::proto::ctx::{Cost, Party};
-use fastlmpi::proto::nonlinear::gelu::{gelu, gelu_cost, reference_gelu, FloatPiece, FloatPiecewise, GeluSpec};
+use fastlmpi::proto::nonlinear::gelu::{gelu, gelu_cost, reference_gelu, reference_gelu_carried, FloatPiece, FloatPiecewise, GeluSpec};
 use fastlmpi::proto::toolkit::trunc::{trace, TruncMode};
 use fastlmpi::ot::OtBackend;
 use fastlmpi::proto::linear::hemul::HeParty;
@@ -253,16 +253,34 @@ fn approximate_final_truncation_drops_exactly_the_traced_carry() {
     let mut x = edge_inputs(&spec);
     x.extend((0..300).map(|_| rng.random_range(-8 * one..=8 * one)));
     let n = x.len();
+    // Inputs in each knot's reach [K, K + 2^s), where a missed floor carry picks the piece below.
+    for &k in &spec.knots {
+        x.extend((0..8).map(|j| k + j * 37));
+    }
+    let n = x.len();
     let run = run_gelu(&ctx, &spec, &x);
-    assert_eq!(run.carries.len(), 1, "GeLU's only approximate truncation is its last");
-    let carries = &run.carries[0];
-    assert_eq!(carries.len(), n);
-    let expect = reference_gelu(&x, &spec);
+    assert_eq!(run.carries.len(), 2, "GeLU's approximate steps: the knot floor, then the last truncation");
+    let (knot, carries) = (&run.carries[0], &run.carries[1]);
+    assert_eq!((knot.len(), carries.len()), (n, n));
+    let expect = reference_gelu_carried(&x, &spec, knot);
+    let exact_floor = reference_gelu(&x, &spec);
+    let mut moved = 0;
     for i in 0..n {
         assert_eq!(run.y[i], expect[i] - i64::from(carries[i]), "x = {} ({})", x[i], x[i] as f64 / one as f64);
+        // A piece evaluated up to 2^s units past its knot stays within the set's error bound.
+        let xv = x[i] as f64 / one as f64;
+        if xv.abs() <= 8.0 {
+            let err = (expect[i] as f64 / one as f64 - gelu_exact(xv)).abs();
+            assert!(err < 2e-3, "x = {xv}: error {err} with the piece {}", if knot[i] == 1 { "below" } else { "of x" });
+        }
+        moved += usize::from(expect[i] != exact_floor[i]);
     }
+    for c in [knot, carries] {
+        let ones = c.iter().filter(|&&v| v == 1).count();
+        assert!(ones > 0 && ones < n, "{ones} of {n} carries set: the test would not see a dropped or a kept carry");
+    }
+    println!("{moved} of {n} inputs took the piece below their knot");
     let ones = carries.iter().filter(|&&c| c == 1).count();
-    assert!(ones > 0 && ones < n, "{ones} of {n} carries set: the test would not see a dropped or a kept carry");
 
     let documented = gelu_cost(n, &ctx, &spec).unwrap();
     for (who, observed) in [("server", &run.server_cost), ("client", &run.client_cost)] {
@@ -297,6 +315,13 @@ fn reference_error_against_exact_gelu() {
         }
     }
     println!("reference_gelu vs erf-GeLU on [-8, 8]: max {worst:.3e} at x = {at:.4}, mean {:.3e}", sum / grid.len() as f64);
+    // With the approximate knot floor every input may also take the piece below (γ = 1 where
+    // x mod 2^s is small): the error stays within the same bound.
+    let approx = GeluSpec { out_trunc: TruncMode::Approx, ..spec.clone() };
+    let low = reference_gelu_carried(&grid, &approx, &vec![1; grid.len()]);
+    let worst_low = grid.iter().zip(&low).map(|(&x, &v)| (v as f64 / one - gelu_exact(x as f64 / one)).abs()).fold(0.0, f64::max);
+    println!("with every knot floor one grid step low: max {worst_low:.3e}");
+    assert!(worst_low < 2e-3, "max error {worst_low} with the piece below");
     // The checked-in set claims its own fixed-point maximum error; the protocol's reference
     // must reproduce it (a broken quantisation gives errors ≥ 1e-1).
     assert!(worst < 2e-3, "max error {worst}");

@@ -103,7 +103,8 @@ fn softmax_with_he_products_matches_reference() {
     let spec = SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, 12).unwrap() };
     let (rows, cols) = (4, 16);
     let mut rng = ChaCha20Rng::seed_from_u64(4);
-    let lim = (1i64 << spec.score_bits) - 1;
+    // The domain's edge under approximate selection: |x| < 2^score_bits − 2^f.
+    let lim = (1i64 << spec.score_bits) - (1 << spec.frac) - 1;
     let mut scores: Vec<i64> = (0..2 * cols).map(|_| rng.random_range(-8 * 4096..8 * 4096)).collect();
     let mut huge = vec![-lim; cols];
     huge[7] = lim;
@@ -219,9 +220,10 @@ fn softmax_with_approximate_truncations_matches_its_carries() {
     let ring = Ring::new(40).unwrap();
     let faithful = SoftmaxSpec { he_products: true, ..SoftmaxSpec::new(ring, 12).unwrap() };
     let spec = SoftmaxSpec { trunc: TruncMode::Approx, ..faithful };
-    let (rows, cols) = (6, 16);
+    let (rows, cols) = (7, 16);
     let mut rng = ChaCha20Rng::seed_from_u64(9);
-    let lim = (1i64 << spec.score_bits) - 1;
+    // The domain's edge under approximate selection: |x| < 2^score_bits − 2^f.
+    let lim = (1i64 << spec.score_bits) - (1 << spec.frac) - 1;
     let mut scores: Vec<i64> = (0..2 * cols).map(|_| rng.random_range(-8 * 4096..8 * 4096)).collect();
     let mut huge = vec![-lim; cols];
     huge[7] = lim;
@@ -230,13 +232,15 @@ fn softmax_with_approximate_truncations_matches_its_carries() {
     // A row whose scores sit on the exp's knots (whole units below the maximum) and one below.
     scores.extend((0..cols as i64).map(|j| -(j / 2) * 4096 - (j % 2)));
     scores.extend((0..cols as i64).map(|j| 3 * 4096 - j * 9000));
+    // Near-ties within the max tree's ignored low bits (2^10 units for 16 keys).
+    scores.extend((0..cols as i64).map(|j| 5 * 4096 + (j * 377) % 1000));
     let mask: Vec<u32> = (0..rows * cols).map(|k| (k % cols != 3 || k / cols == 4) as u32).collect();
     let run = |spec: SoftmaxSpec| two_party_traced(ring, &scores, |p, he, own| softmax(p, Some(he), &spec, own, rows, cols, &mask));
     let (got, stats, calls) = run(spec);
     let (_, faithful_stats, none) = run(faithful);
     assert!(none.is_empty());
     let active: usize = mask.iter().filter(|&&m| m != 0).count();
-    assert_eq!(calls.len(), 5, "the exp's three Horner steps and last truncation, the normalisation");
+    assert_eq!(calls.len(), 7, "the max tree, the exp's segment floor, three Horner steps and last truncation, the normalisation");
     assert!(calls.iter().all(|c| c.len() == active));
     assert!(calls.iter().all(|c| count_ones(c) > 0 && count_ones(c) < active));
     let lsb = 4096.0;
@@ -246,8 +250,8 @@ fn softmax_with_approximate_truncations_matches_its_carries() {
         let m = &mask[i * cols..(i + 1) * cols];
         let n = m.iter().filter(|&&k| k != 0).count();
         let cut = |c: &Vec<u8>| c[at..at + n].to_vec();
-        let (h1, h2, h3, exp, out) = (cut(&calls[0]), cut(&calls[1]), cut(&calls[2]), cut(&calls[3]), cut(&calls[4]));
-        let carries = SoftmaxCarries { horner: [&h1, &h2, &h3], exp: &exp, out: &out };
+        let [max, knot, h1, h2, h3, exp, out] = [0, 1, 2, 3, 4, 5, 6].map(|k| cut(&calls[k]));
+        let carries = SoftmaxCarries { max: &max, knot: &knot, horner: [&h1, &h2, &h3], exp: &exp, out: &out };
         at += n;
         assert_eq!(&got[i * cols..(i + 1) * cols], &reference_softmax_carried(row, m, &spec, carries).unwrap()[..], "row {i}");
         let max = row.iter().zip(m).filter(|(_, &k)| k != 0).map(|(&v, _)| v).max().unwrap() as f64 / lsb;

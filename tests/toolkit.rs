@@ -10,7 +10,7 @@ use fastlmpi::ot::{Ot, OtSession, SilentOt};
 use fastlmpi::proto::toolkit::b2a::{b2a_field, b2a_field_cost, b2a_ring, b2a_ring_cost};
 use fastlmpi::proto::toolkit::bits::{and, and_cost};
 use fastlmpi::proto::toolkit::cmp::{
-    drelu, floor_narrow, floor_narrow_cost, lt_public, lt_public_coarse, lt_public_coarse_cost, lt_public_cost, millionaire_cost,
+    drelu, floor_narrow, floor_narrow_cost, lt_public, lt_public_coarse, lt_public_coarse_cost, lt_public_coarse_partial, lt_public_coarse_partial_cost, lt_small_or, lt_small_or_cost, lt_public_cost, millionaire_cost,
     millionaire_gt, msb, msb_cost,
 };
 use fastlmpi::proto::toolkit::convert::{
@@ -643,6 +643,76 @@ fn coarse_threshold_comparison_is_exact() {
         Ok(e.is_err())
     });
     assert!(off_grid.0.out && off_grid.1.out);
+}
+
+/// The partial-carry variant: the floor takes the carry of only the top bits of the low s, so
+/// each comparison is exactly `[x − γ·2^d < T]` with γ the carry of the shares' low d bits
+/// (traced); inputs just above a threshold (inside the 2^d reach) see both outcomes over the
+/// random shares; the documented cost, lower than the exact floor's.
+#[test]
+fn partial_carry_comparison_is_exact_given_its_traced_carries() {
+    let ring = Ring::new(40).unwrap();
+    let (s_bits, k) = (12u32, 11u32);
+    let thresholds: Vec<i64> = (1..=10).map(|j| -j * 4096).collect();
+    let lim = (1i64 << 21) - 1;
+    let mut extra = vec![-lim, 0, -1, lim];
+    for &t in &thresholds {
+        extra.extend((0..12).map(|j| t + j * 21));
+        extra.push(t - 1);
+    }
+    let mut r = rng(24);
+    let vals = signed_values(ring, 21, &extra, 300, &mut r);
+    let enc: Vec<u64> = vals.iter().map(|&v| ring.from_signed(v)).collect();
+    let (x0, x1) = ring.share_vec(&enc, &mut r);
+    for carry_bits in [0u32, 4] {
+        let d = s_bits - carry_bits;
+        let (s, c) = run(|p| {
+            trace::start();
+            let out = lt_public_coarse_partial(p, ring, if p.is_server() { &x0 } else { &x1 }, &thresholds, s_bits, carry_bits, k);
+            Ok((out?, trace::finish()))
+        });
+        let gamma = trace::carries(&s.out.1, &c.out.1).unwrap();
+        assert_eq!(gamma.len(), 1);
+        let mut flipped = 0;
+        for (t_idx, &t) in thresholds.iter().enumerate() {
+            let got = bools(&s.out.0[t_idx], &c.out.0[t_idx]);
+            for (i, &v) in vals.iter().enumerate() {
+                let seen = v - (i64::from(gamma[0][i]) << d);
+                assert_eq!(got[i], (seen < t) as u8, "x = {v}, γ = {}, T = {t}, carry bits {carry_bits}", gamma[0][i]);
+                flipped += usize::from(got[i] != (v < t) as u8);
+            }
+        }
+        assert!(flipped > 0, "no input inside a threshold's reach was classified below it");
+        let n = vals.len();
+        let cost = lt_public_coarse_partial_cost(n, thresholds.len(), s_bits, carry_bits, k);
+        assert_cost(&s, &c, &cost);
+        assert!(cost.ot_count() < lt_public_coarse_cost(n, thresholds.len(), s_bits, k).ot_count());
+    }
+}
+
+/// The table lookup: `[t ∨ (j < τ)]` for an index shared mod 16 and a shared bit, on every
+/// index and both tail values (each with random shares), thresholds 0 and 16 included; its
+/// documented cost; bad arguments are configuration errors.
+#[test]
+fn small_shared_index_comparison_is_exact() {
+    let mut r = rng(25);
+    let n = 16 * 2 * 5;
+    let (j, t): (Vec<u8>, Vec<u8>) = (0..n).map(|i| ((i % 16) as u8, ((i / 16) % 2) as u8)).unzip();
+    let js: Vec<u8> = (0..n).map(|_| (r.next_u32() % 16) as u8).collect();
+    let jc: Vec<u8> = j.iter().zip(&js).map(|(&v, &a)| (v + 16 - a) % 16).collect();
+    let ts: Vec<u8> = (0..n).map(|_| (r.next_u32() & 1) as u8).collect();
+    let tc: Vec<u8> = t.iter().zip(&ts).map(|(&v, &a)| v ^ a).collect();
+    let taus: Vec<u8> = vec![0, 1, 5, 10, 15, 16];
+    let (s, c) = run(|p| if p.is_server() { lt_small_or(p, &js, &ts, &taus) } else { lt_small_or(p, &jc, &tc, &taus) });
+    for (k, &tau) in taus.iter().enumerate() {
+        let got = bools(&s.out[k], &c.out[k]);
+        for i in 0..n {
+            assert_eq!(got[i], u8::from(t[i] == 1 || j[i] < tau), "j = {}, t = {}, τ = {tau}", j[i], t[i]);
+        }
+    }
+    assert_cost(&s, &c, &lt_small_or_cost(n, taus.len()));
+    let (s, c) = run(|p| Ok(lt_small_or(p, &js, &ts, &[17]).is_err() && lt_small_or(p, &js[1..], &ts, &[3]).is_err()));
+    assert!(s.out && c.out);
 }
 
 #[test]

@@ -28,7 +28,9 @@
 //! the private output equals the fixed-point simulation (`model::fixed` with the profile's
 //! reference functions) bit for bit: [`simulate`] when every truncation is faithful,
 //! [`simulate_with_carries`] given the carries the run dropped otherwise (a test traces both
-//! parties to get them, `model::CarrySite` lists the seventeen sites per layer).
+//! parties to get them, `model::CarrySite` lists the twenty sites per layer). SoftMax's max tree
+//! and exp segment floor and GeLU's knot floor ignore low bits in the same way (their carries
+//! decide near-ties and knot-adjacent inputs, and are sites of the tape too).
 //!
 //! **Leakage.** Public: the model's shape, the sequence length, the padding mask (the number
 //! of real tokens), the number of layers run, the profile. The client learns what the server's

@@ -67,10 +67,15 @@ impl FixedNonLinear for ProfileNonLinear {
 
     fn softmax_carried(&self, scores: &[i64], mask: &[u32], fp: FixedPoint, carries: &[&[u8]]) -> Result<Vec<i64>> {
         self.check_frac(fp)?;
-        let &[h1, h2, h3, exp, out] = carries else {
+        let &[max, knot, h1, h2, h3, exp, out] = carries else {
             return Err(Error::Config(format!("SoftMax takes {} carry sites, got {}", CarrySite::SOFTMAX.len(), carries.len())));
         };
-        reference_softmax_carried(scores, mask, &self.specs.softmax, SoftmaxCarries { horner: [h1, h2, h3], exp, out })
+        reference_softmax_carried(scores, mask, &self.specs.softmax, SoftmaxCarries { max, knot, horner: [h1, h2, h3], exp, out })
+    }
+
+    fn gelu_carried(&self, x: &[i64], fp: FixedPoint, knot: &[u8]) -> Result<Vec<i64>> {
+        self.check_frac(fp)?;
+        self.specs.gelu.reference_carried(x, knot)
     }
 
     fn layer_norm_carried(&self, x: &[i64], ln: &LayerNorm, fp: FixedPoint, carries: &[&[u8]]) -> Result<Vec<i64>> {

@@ -22,7 +22,7 @@ use crate::proto::linear::attention::{MatmulShape, SharedMatmulPlan};
 use crate::proto::linear::hemul::HeParty;
 use crate::proto::linear::coeff::{CoeffPlan, MODEL_WEIGHT_BITS};
 use crate::proto::linear::{LinearPlan, LinearShape};
-use crate::proto::nonlinear::gelu::{gelu, reference_gelu, GeluSpec};
+use crate::proto::nonlinear::gelu::{gelu, reference_gelu, reference_gelu_carried, GeluSpec};
 use crate::proto::nonlinear::layernorm::LayerNormSpec;
 use crate::proto::nonlinear::softmax::SoftmaxSpec;
 use crate::proto::toolkit::trunc::TruncMode;
@@ -92,7 +92,11 @@ impl Specs {
                         return Err(Error::Config(format!("the {name} set is fitted for {} fraction bits, not {frac}", set.spec.in_frac)));
                     }
                     let spec = GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?;
-                    Ok(Activation::Segmented(GeluSpec { out_trunc, ..spec }))
+                    // An approximate out_trunc also makes the knot floor approximate, which
+                    // lets a piece reach past its knot: its accumulator bound is checked again.
+                    let spec = GeluSpec { out_trunc, ..spec };
+                    spec.validate(nl_field)?;
+                    Ok(Activation::Segmented(spec))
                 };
                 (
                     SoftmaxSpec { he_products: true, trunc: profile.linear_trunc, ..SoftmaxSpec::new(ring, frac)? },
@@ -131,6 +135,15 @@ impl Activation {
         match self {
             Activation::Segmented(spec) => Ok(reference_gelu(x, spec)),
             Activation::Bolt(spec) => crate::proto::bolt::reference(spec, x),
+        }
+    }
+
+    /// [`Activation::reference`] of a run whose segment selection missed the carries `knot`
+    /// (the segmented activation with an approximate knot floor; others have none).
+    pub fn reference_carried(&self, x: &[i64], knot: &[u8]) -> Result<Vec<i64>> {
+        match self {
+            Activation::Segmented(spec) => Ok(reference_gelu_carried(x, spec, knot)),
+            Activation::Bolt(_) => Err(Error::Config("BOLT's activation has no knot carries".into())),
         }
     }
 

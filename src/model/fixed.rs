@@ -165,6 +165,11 @@ pub trait FixedNonLinear: Sync {
     fn softmax_carried(&self, _scores: &[i64], _mask: &[u32], _fp: FixedPoint, _carries: &[&[u8]]) -> Result<Vec<i64>> {
         Err(Error::Config("these non-linear functions have no carry model for SoftMax".into()))
     }
+    /// [`FixedNonLinear::gelu`] as a run computed it whose segment selection missed `knot`
+    /// (one carry per element).
+    fn gelu_carried(&self, _x: &[i64], _fp: FixedPoint, _knot: &[u8]) -> Result<Vec<i64>> {
+        Err(Error::Config("these non-linear functions have no carry model for GeLU".into()))
+    }
     /// [`FixedNonLinear::layer_norm`] as a run computed it that dropped `carries`: one slice per
     /// LayerNorm site (the rescaling's, the γ product's), one carry per element.
     fn layer_norm_carried(&self, _x: &[i64], _ln: &LayerNorm, _fp: FixedPoint, _carries: &[&[u8]]) -> Result<Vec<i64>> {
@@ -241,11 +246,13 @@ pub struct FixedModel<'m> {
 }
 
 /// Where an encoder layer truncates approximately, in the private engine's order (one
-/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, SoftMax's three Horner
-/// steps, its exp and its normalisation (over the unmasked scores of all heads,
+/// truncation call each): Q‖K‖V, Q·Kᵀ of all heads, the score scaling, SoftMax's max tree and
+/// exp segment floor (comparisons that ignore low bits, whose carries decide near-ties), its
+/// three Horner steps, its exp and its normalisation (over the unmasked scores of all heads,
 /// `proto::nonlinear::softmax`), P·V of
 /// all heads, the attention output, the first LayerNorm's rescaling and γ product
-/// (`proto::nonlinear::layernorm`), the FFN's input projection, GeLU's accumulator (the
+/// (`proto::nonlinear::layernorm`), the FFN's input projection, GeLU's knot floor (the
+/// segment comparisons' integer part, which ignores the carry of its low bits) and accumulator (the
 /// segmented GeLU's final truncation, `proto::nonlinear::gelu`), the FFN's output projection
 /// and the second LayerNorm's two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,6 +260,8 @@ pub enum CarrySite {
     Qkv,
     Scores,
     ScoreScale,
+    SoftmaxMax,
+    SoftmaxKnot,
     SoftmaxHorner1,
     SoftmaxHorner2,
     SoftmaxHorner3,
@@ -263,6 +272,7 @@ pub enum CarrySite {
     Norm1Scale,
     Norm1Out,
     FfnIn,
+    GeluKnot,
     Gelu,
     FfnOut,
     Norm2Scale,
@@ -270,11 +280,18 @@ pub enum CarrySite {
 }
 
 impl CarrySite {
-    pub const COUNT: usize = 17;
-    /// SoftMax's sites in protocol order: the exp's three Horner steps, its last truncation,
-    /// the normalisation.
-    pub const SOFTMAX: [CarrySite; 5] =
-        [CarrySite::SoftmaxHorner1, CarrySite::SoftmaxHorner2, CarrySite::SoftmaxHorner3, CarrySite::SoftmaxExp, CarrySite::SoftmaxOut];
+    pub const COUNT: usize = 20;
+    /// SoftMax's sites in protocol order: the max tree's comparisons, the exp's segment floor,
+    /// its three Horner steps, its last truncation, the normalisation.
+    pub const SOFTMAX: [CarrySite; 7] = [
+        CarrySite::SoftmaxMax,
+        CarrySite::SoftmaxKnot,
+        CarrySite::SoftmaxHorner1,
+        CarrySite::SoftmaxHorner2,
+        CarrySite::SoftmaxHorner3,
+        CarrySite::SoftmaxExp,
+        CarrySite::SoftmaxOut,
+    ];
 }
 
 /// The carries c ∈ {0, 1} a private run dropped in its approximate truncations
@@ -651,7 +668,15 @@ impl<'m> FixedModel<'m> {
     pub fn ffn(&self, index: usize, layer: &QuantizedLayer, x: &Array2<i64>, nl: &dyn FixedNonLinear) -> Result<Array2<i64>> {
         let mut up = layer.ffn_in.apply(x, &self.cfg, "FFN up-projection")?;
         self.drop_carries(index, CarrySite::FfnIn, up.len(), 0, &mut up)?;
-        let mut act = self.map_rows(&up, |_, row| nl.gelu(row, self.cfg.activation()))?;
+        let fp = self.cfg.activation();
+        let mut act = match &self.carries {
+            None => self.map_rows(&up, |_, row| nl.gelu(row, fp))?,
+            Some(tape) => {
+                let knot = tape.site(index, CarrySite::GeluKnot, up.len())?;
+                let d = up.ncols();
+                self.map_rows(&up, |i, row| nl.gelu_carried(row, fp, &knot[i * d..(i + 1) * d]))?
+            }
+        };
         self.drop_carries(index, CarrySite::Gelu, act.len(), 0, &mut act)?;
         let mut down = layer.ffn_out.apply(&act, &self.cfg, "FFN down-projection")?;
         self.drop_carries(index, CarrySite::FfnOut, down.len(), 0, &mut down)?;

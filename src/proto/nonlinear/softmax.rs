@@ -38,7 +38,9 @@
 //! Masked keys are never sent.
 //!
 //! **Valid input domain.** `|x| < 2^score_bits` for every unmasked score (integer
-//! representation), at least one unmasked key per row, `f + 1 ≤ score_bits`, `score_bits + 3 ≤ ℓ`.
+//! representation; `|x| < 2^score_bits − 2^f` with approximate selection, whose tree
+//! comparisons see a difference lowered by up to `2^(f+1)` units), at least one unmasked key
+//! per row, `f + 1 ≤ score_bits`, `score_bits + 3 ≤ ℓ`.
 //! The mask is public (it encodes padding, whose length is part of the public shape).
 //!
 //! **Approximate truncations** (`trunc = Approx`, the `fastlmpi` profile with its default
@@ -53,12 +55,45 @@
 //!   `[z < K_0]` sets u = 0 there: on the tail every coefficient is 0 but u = z is unbounded,
 //!   so a y of −1 left by a dropped carry must not meet it.
 //!
-//! Per element this replaces four faithful truncations (millionaires on f, f + guard and R bits
+//!
+//! **Approximate selection** (same condition, [`SoftmaxSpec::approx_selection`]): comparisons
+//! that ignore low bits (see `cmp`, "Partial carry"), whose missed carries γ the simulation
+//! takes from the trace like the truncations' (two more carry sites, in protocol order before
+//! the Horner steps):
+//! * the max tree compares `⌊(a − b)/2^d⌋ − γ` with `d = f − ⌈log2 L⌉` for a row of `L =
+//!   ⌈log2 n⌉` levels ([`tree_drop_bits`]: `d = 9` at n = 128, so a 12-bit millionaire instead
+//!   of 21 bits): it may keep the smaller of two scores less than `2^d` units apart, so the
+//!   subtracted value `m̃` satisfies `max − L·(2^d − 1) ≤ m̃ ≤ max`, less than one unit low, and
+//!   `z = x − m̃ < 1`; the exp gains the segment `[0, 1)` (11 knots) and the reciprocal's
+//!   input range one bit (`S < e·n·2^f`);
+//! * the exp's segment floor takes the carry of the top [`EXP_CARRY_BITS`] of the f fraction
+//!   bits only (one 1-out-of-8 OT instead of a 12-bit millionaire), so a z whose fraction is
+//!   below 2^−3 may take the segment below with `u ∈ [1, 1 + 2^−3)`; every segment's
+//!   polynomial is fitted on `[0, 1 + 2^−3]` ([`ExpFit::approximate`]: ≤ 0.25 LSB before the
+//!   final truncation on everything it can be fed, unit-tested);
+//! * the knot bits come from that integer part I by one tail comparison `t ≈ [I < K_0 − 4]`
+//!   on `k − 3` bits (it ignores 2 low bits, so it may err only for `I ∈ [K_0 − 4, K_0)`) and
+//!   one table lookup for all m (`[I < K_j] = t ∨ [(I − K_0 + 4) mod 16 < K_j − K_0 + 4]`: one
+//!   1-out-of-32 OT per score with m-bit messages, `cmp::lt_small_or`) instead of m
+//!   shared-leaf comparisons and their AND trees; where t may err both forms give 1, so the
+//!   bits are exact and need no carry model.
+//!
+//! The softmax is invariant under the shift, so the output moves only by the exp's error on the
+//! wider inputs; the bound below holds unchanged (tested with near-ties inside the ignored bits
+//! and at the domain's edge). Per score the tree's millionaire narrows from 21 to 12 bits, the
+//! exp floor's from 12 to 3 bits (one OT) and the m knot comparisons become one tail comparison
+//! on 8 bits plus one lookup. Measured together with two changes below them (the field→ring
+//! wraps as one-digit millionaires, `cmp`; the reciprocal converted to Z_t once per row, see
+//! "Products"): 3,448 → 1,966 B per score with IKNP, 838 → 640 B with silent OT, 338 → 294
+//! flights per layer with IKNP (mpnet-base, 12 heads × 128 × 128 scores, 2 cores,
+//! `run --layers 1`).
+//!
+//! Per element the approximate truncations replace four faithful truncations (millionaires on f, f + guard and R bits
 //! plus two COTs each) by four short COTs, at the price of one ℓ-bit multiplexer. The run
 //! equals [`reference_softmax_carried`] given the carries (`trunc::trace`,
 //! `tests/he_products.rs`). Versus the exact softmax: the Horner carries move v by less than
 //! 3·2^−guard units, so each e_j moves by less than two units and the row sum by less than 2n:
-//! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested). Measured in the engine (mpnet-base, 12 heads ×
+//! `|out_j − p_j| ≤ (6 + 2n·p_j)·2^−f` (tested). Measured in the engine before approximate selection (mpnet-base, 12 heads ×
 //! 128 × 128 scores, 2 cores, `run --layers 1`): 3,448 B per score and 338 flights per layer
 //! with IKNP, 840 B and 362 flights with silent OT (3,753 B / 344 and 1,097 B / 368 when every
 //! Horner product converted and uploaded u again and the client uploaded its own products;
@@ -69,9 +104,10 @@
 //! input of [−14, 0]); outputs tested ≤ 4·2^−f absolute
 //! (`tests/softmax_ln_recip.rs`).
 //!
-//! **Bytes per element** (n unmasked scores per row): tree `M(score_bits+1) + 2·C_cot(ℓ)`,
-//! exp `M(f) + C_cot(k) + M_m(k−1) + m·C_cot(ℓ) + d·(2ℓ·C_cot(ℓ) + trunc)` (`M_m` = m comparisons
-//! sharing leaf OTs, see `cmp`; before the coarse comparison `M_m(score_bits+2)`), product
+//! **Bytes per element** (n unmasked scores per row): tree `M(score_bits+1−d) + 2·C_cot(ℓ)`
+//! (d = 0 without approximate selection), exp `M(c) + C_cot(k) + M_m(k−1) + m·C_cot(ℓ) + d·(2ℓ·C_cot(ℓ) + trunc)` (`M_m` = m comparisons
+//! sharing leaf OTs, see `cmp`; before the coarse comparison `M_m(score_bits+2)`; c = f, or
+//! [`EXP_CARRY_BITS`] with approximate selection), product
 //! `2ℓ·C_cot(ℓ) + trunc`, plus the per-row reciprocal amortised over n. Rounds:
 //! `⌈log2 n⌉·(millionaire + mux) + exp (≈ 7 flights per product) + recip + 1 product`.
 //!
@@ -93,7 +129,9 @@
 //! final < 2^(f+R+2), both far below t/4). The Horner products all multiply by the same `u`,
 //! which is converted and uploaded once ([`crate::proto::linear::hemul::Factor`]): per Horner
 //! product C_ot(bits t) + (seeded + full)/N + field→ring + trunc, plus C_ot(bits t) + seeded/N
-//! once for u; the final product 2·C_ot(bits t) + (2·seeded + full)/N + field→ring + trunc
+//! once for u; the final product multiplies by 1/S, which is converted to Z_t once per row and
+//! repeated over the row's keys (one conversion per row, not per score):
+//! C_ot(bits t)·(1 + 1/n) + (2·seeded + full)/N + field→ring + trunc
 //! (instead of `2ℓ·C_cot(ℓ)` + trunc with OT). The server sees only fresh ciphertexts and
 //! returns masked, flooded ones (see `hemul`).
 //!
@@ -103,13 +141,15 @@
 use std::f64::consts::LN_2;
 
 use crate::proto::toolkit::b2a::b2a_ring;
-use crate::proto::toolkit::cmp::{lt_public, lt_public_coarse, msb_reduced};
+use crate::proto::toolkit::bits::BitShare;
+use crate::proto::toolkit::cmp::{floor_narrow_partial, lt_public, lt_public_coarse_partial, lt_small_or, msb_reduced, SMALL_INDEX};
 use crate::proto::ctx::Party;
-use crate::proto::linear::hemul::{he_mul_trunc, he_mul_trunc_by, ring_factor, Factor, HeParty};
+use crate::proto::linear::hemul::{he_mul_trunc_by, ring_factor, Factor, HeParty};
+use crate::proto::toolkit::convert::ring_to_field;
 use crate::proto::toolkit::mul::mul_trunc;
 use crate::proto::toolkit::mux::mux;
 use super::recip::{add_shares, reciprocal, scale_public, select_by_thresholds, sub_shares, RecipKind, RecipSpec};
-use crate::proto::toolkit::trunc::{trunc, TruncMode};
+use crate::proto::toolkit::trunc::{trace, trunc, TruncMode};
 use crate::error::{Error, Result};
 use crate::share::Ring;
 
@@ -154,6 +194,12 @@ pub const HORNER_SITES: usize = 3;
 /// (`proto::toolkit::trunc`, and [`SoftmaxSpec::trunc`] for the added unit).
 #[derive(Clone, Copy, Debug)]
 pub struct SoftmaxCarries<'a> {
+    /// The max tree's comparisons (approximate selection): per row its carries in tree order
+    /// (level by level, pairs in key order), then a 0.
+    pub max: &'a [u8],
+    /// The exp's segment floor (approximate selection): the carry of the fraction's low
+    /// `f − EXP_CARRY_BITS` bits it ignored.
+    pub knot: &'a [u8],
     pub horner: [&'a [u8]; HORNER_SITES],
     pub exp: &'a [u8],
     pub out: &'a [u8],
@@ -214,23 +260,61 @@ impl SoftmaxSpec {
 
     /// The reciprocal spec for rows of `n` unmasked keys at most.
     pub fn recip_spec(&self, n: usize) -> Result<RecipSpec> {
-        let log_n = usize::BITS - n.max(1).saturating_sub(1).leading_zeros();
-        RecipSpec::new(self.ring, RecipKind::Recip, self.frac, self.recip_frac(), self.frac - 1, self.frac + log_n)
+        RecipSpec::new(self.ring, RecipKind::Recip, self.frac, self.recip_frac(), self.frac - 1, self.frac + ceil_log2(n) + self.exp_headroom())
+    }
+
+    /// Bits by which an exp value may exceed 1: with approximate selection the subtracted
+    /// maximum is up to one unit low, so e^z < e < 2^2; otherwise z ≤ 0 and e ≤ 1 (+ rounding).
+    fn exp_headroom(&self) -> u32 {
+        u32::from(self.approx_selection())
     }
 
     /// The segmented exp fit (deterministic; both parties derive it from the spec). With an
     /// approximate final truncation (which rounds stochastically) the constant terms lose the
     /// half unit that makes a floor round to nearest.
     pub fn exp_fit(&self) -> ExpFit {
-        let fit = match self.exp {
-            ExpKind::Segmented => ExpFit::new(self.frac, self.degree, self.guard),
-            ExpKind::IBert => ExpFit::ibert(self.frac, self.guard),
-        };
-        match self.trunc {
-            TruncMode::Faithful => fit,
-            TruncMode::Approx => fit.without_rounding_half(),
+        match (self.exp, self.trunc) {
+            (ExpKind::Segmented, TruncMode::Faithful) => ExpFit::new(self.frac, self.degree, self.guard),
+            (ExpKind::Segmented, TruncMode::Approx) => ExpFit::approximate(self.frac, self.degree, self.guard),
+            (ExpKind::IBert, TruncMode::Faithful) => ExpFit::ibert(self.frac, self.guard),
+            (ExpKind::IBert, TruncMode::Approx) => ExpFit::ibert(self.frac, self.guard).without_rounding_half(),
         }
     }
+
+    /// Whether the max tree and the exp's segment selection are approximate (see
+    /// "Approximate selection" in the module header): the segmented exp with approximate
+    /// truncations.
+    pub fn approx_selection(&self) -> bool {
+        self.exp == ExpKind::Segmented && self.trunc == TruncMode::Approx
+    }
+
+    /// Carry bits of the exp's segment floor: all `f` fraction bits when exact, the top
+    /// [`EXP_CARRY_BITS`] with approximate selection.
+    fn knot_carry_bits(&self) -> u32 {
+        if self.approx_selection() {
+            EXP_CARRY_BITS
+        } else {
+            self.frac
+        }
+    }
+}
+
+/// With approximate selection the exp's segment floor takes the carry of the top 3 of the f
+/// fraction bits (one 1-out-of-8 OT), so a score may be placed one segment low when its
+/// fraction is below 2^−3: every segment is fitted on `[0, 1 + 2^−3]`.
+pub const EXP_CARRY_BITS: u32 = 3;
+
+/// Low bits the max tree ignores in a row of `n` keys under approximate selection:
+/// `d = f − ⌈log2 L⌉` for `L = ⌈log2 n⌉` levels, so the `L` comparisons on a path each lose
+/// less than `2^d` units and the chosen maximum is less than one unit (`L·2^d ≤ 2^f`) below the
+/// true one (0 for a row of one key: no comparison).
+pub fn tree_drop_bits(frac: u32, n: usize) -> u32 {
+    let levels = ceil_log2(n);
+    frac.saturating_sub(ceil_log2(levels as usize))
+}
+
+fn ceil_log2(n: usize) -> u32 {
+    usize::BITS - n.max(1).saturating_sub(1).leading_zeros()
 }
 
 /// Segmented exp on `[−m, 0]`: knots `K_j` (integers at `frac`) and coefficients at `frac+guard`.
@@ -246,15 +330,30 @@ pub struct ExpFit {
 
 impl ExpFit {
     pub fn new(frac: u32, degree: usize, guard: u32) -> ExpFit {
+        Self::unit_segments(frac, degree, guard, 0, 1.0)
+    }
+
+    /// The fit of approximate selection: a further segment `[0, 1)` (the subtracted maximum may
+    /// be up to one unit low), every segment fitted on `[0, 1 + 2^−EXP_CARRY_BITS]` (a
+    /// segment floor that misses the carry of the low fraction bits moves `u` up by one unit),
+    /// and no rounding half (the final truncation rounds stochastically).
+    pub fn approximate(frac: u32, degree: usize, guard: u32) -> ExpFit {
+        Self::unit_segments(frac, degree, guard, 1, 1.0 + (-(EXP_CARRY_BITS as f64)).exp2()).without_rounding_half()
+    }
+
+    /// Unit segments from `−⌈(f+1)·ln 2⌉` up to `above` units above 0, each polynomial
+    /// fitted on `u ∈ [0, width]`.
+    fn unit_segments(frac: u32, degree: usize, guard: u32, above: i64, width: f64) -> ExpFit {
         let segments = ((frac + 1) as f64 * LN_2).ceil() as i64;
         let one = 1i64 << frac;
         let scale = ((frac + guard) as f64).exp2();
-        let knots: Vec<i64> = (0..segments).map(|j| (j - segments) * one).collect();
+        let knots: Vec<i64> = (-segments..above).map(|j| j * one).collect();
         let coeffs = knots
             .iter()
             .map(|&k| {
                 let base = k as f64 / one as f64;
-                let mut c: Vec<i64> = chebyshev_fit(|u| (base + u).exp(), degree).iter().map(|a| (a * scale).round() as i64).collect();
+                let mut c: Vec<i64> =
+                    chebyshev_fit_on(|u| (base + u).exp(), degree, width).iter().map(|a| (a * scale).round() as i64).collect();
                 // Half an output LSB, so that the final floor rounds to nearest.
                 c[0] += rounding_half(guard);
                 c
@@ -299,7 +398,13 @@ impl ExpFit {
     /// [`ExpFit::eval`] with `horner[i]` subtracted after Horner step i (highest degree
     /// first; missing entries are 0), as an approximate run's steps drop their carries.
     pub fn eval_carried(&self, z: i64, horner: &[u8]) -> i64 {
-        let Some(j) = self.knots.iter().rposition(|&k| k <= z) else { return 0 };
+        self.eval_selected(z, z, horner)
+    }
+
+    /// [`ExpFit::eval_carried`] with the segment chosen for `z_sel` (the value the segment
+    /// floor saw: `z` less the carry it missed) and the polynomial evaluated at `z`.
+    pub fn eval_selected(&self, z: i64, z_sel: i64, horner: &[u8]) -> i64 {
+        let Some(j) = self.knots.iter().rposition(|&k| k <= z_sel) else { return 0 };
         let c = &self.coeffs[j];
         let u = (z - self.knots[j]) as i128;
         let f = self.frac;
@@ -322,6 +427,17 @@ fn rounding_half(guard: u32) -> i64 {
 /// Monomial coefficients (in u ∈ [0, 1]) of the polynomial interpolating `g` at the Chebyshev
 /// nodes of degree `d`.
 pub(crate) fn chebyshev_fit(g: impl Fn(f64) -> f64, d: usize) -> Vec<f64> {
+    chebyshev_fit_on(g, d, 1.0)
+}
+
+/// Monomial coefficients (in u ∈ [0, width]) of the polynomial interpolating `g` at the
+/// Chebyshev nodes of that interval.
+fn chebyshev_fit_on(g: impl Fn(f64) -> f64, d: usize, width: f64) -> Vec<f64> {
+    let unit = chebyshev_fit_unit(|v| g(width * v), d);
+    unit.iter().enumerate().map(|(k, a)| a / width.powi(k as i32)).collect()
+}
+
+fn chebyshev_fit_unit(g: impl Fn(f64) -> f64, d: usize) -> Vec<f64> {
     let n = d + 1;
     let nodes: Vec<f64> =
         (0..n).map(|k| 0.5 + 0.5 * ((2 * k + 1) as f64 * std::f64::consts::PI / (2 * n) as f64).cos()).collect();
@@ -390,9 +506,10 @@ pub fn softmax(p: &mut Party, he: Option<&HeParty>, spec: &SoftmaxSpec, scores: 
     p.ch.set_phase("softmax-recip");
     let longest = active.iter().map(Vec::len).max().unwrap_or(1);
     let r = reciprocal(p, &spec.recip_spec(longest)?, &sums)?;
-    let r_bcast: Vec<u64> = row_vals.iter().zip(&r).flat_map(|(row, &ri)| std::iter::repeat_n(ri, row.len())).collect();
+    let lens: Vec<usize> = row_vals.iter().map(Vec::len).collect();
     p.ch.set_phase("softmax-product");
-    let prob = mul.mul_trunc(p, &e, &r_bcast, spec.recip_frac(), spec.frac + 1 + spec.recip_frac() + 1, spec.trunc)?;
+    let mut r_bcast = mul.row_factor(p, &r, &lens)?;
+    let prob = mul.mul_trunc_by(p, &mut r_bcast, &e, spec.recip_frac(), spec.frac + 1 + spec.exp_headroom() + spec.recip_frac() + 1, spec.trunc)?;
     let prob = round_up_unless_carried(p, spec, prob);
 
     let mut out = vec![0u64; rows * cols];
@@ -405,18 +522,42 @@ pub fn softmax(p: &mut Party, he: Option<&HeParty>, spec: &SoftmaxSpec, scores: 
     Ok(out)
 }
 
-/// Row maxima by a pairwise comparison tree (all rows of a level in one batch).
+/// Row maxima by a pairwise comparison tree (all rows of a level in one batch). With
+/// approximate selection each comparison ignores the low [`tree_drop_bits`] of the difference
+/// (narrower millionaires; the carry it misses is traced, one call for the whole tree, row by
+/// row, one entry per key: the row's comparisons in tree order, then 0).
 fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result<Vec<u64>> {
     let ring = spec.ring;
+    let approx = spec.approx_selection();
+    let drop: Vec<u32> = rows.iter().map(|r| if approx { tree_drop_bits(spec.frac, r.len()) } else { 0 }).collect();
+    let mut low: Vec<Vec<u64>> = rows.iter().map(|r| Vec::with_capacity(r.len())).collect();
     while rows.iter().any(|r| r.len() > 1) {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for r in &rows {
+        let (mut a, mut b, mut owner) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, r) in rows.iter().enumerate() {
             for pair in r.chunks_exact(2) {
                 a.push(pair[0]);
                 b.push(pair[1]);
+                owner.push(i);
             }
         }
-        let a_lt_b = msb_reduced(p, ring, &sub_shares(ring, &a, &b), spec.score_bits + 2, 0)?;
+        let diff = sub_shares(ring, &a, &b);
+        let mut a_lt_b = vec![0u8; diff.len()];
+        let mut ds: Vec<u32> = owner.iter().map(|&i| drop[i]).collect();
+        ds.sort_unstable();
+        ds.dedup();
+        for d in ds {
+            let at: Vec<usize> = (0..diff.len()).filter(|&k| drop[owner[k]] == d).collect();
+            let part: Vec<u64> = at.iter().map(|&k| diff[k]).collect();
+            let lt = msb_reduced(p, ring, &part, spec.score_bits + 2, d)?;
+            for (&k, bit) in at.iter().zip(lt) {
+                a_lt_b[k] = bit;
+            }
+        }
+        if approx {
+            for (k, &i) in owner.iter().enumerate() {
+                low[i].push(diff[k] & ((1u64 << drop[i]) - 1));
+            }
+        }
         let delta = mux(p, ring, &a_lt_b, &sub_shares(ring, &b, &a))?;
         let winners = add_shares(ring, &a, &delta);
         let mut pos = 0;
@@ -430,7 +571,23 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
             *r = next;
         }
     }
+    if approx {
+        // One traced call per tree; entries padded to one per key (a 0 never carries). The
+        // rows of one tree share d unless their lengths differ, so the call's shift is the
+        // smallest d and each entry is rescaled to it: a carry of the low d_i bits.
+        record_tree(&drop, low);
+    }
     rows.iter().map(|r| r.first().copied().ok_or_else(|| Error::protocol("softmax", "empty row"))).collect()
+}
+
+/// Traces the max tree's comparisons as one call: per row its low bits in comparison order and
+/// a 0 for the last key. Rows with fewer dropped bits `d_i` than the call's shift `D` have their
+/// entries scaled by `2^(D − d_i)`, which keeps each carry `[l_S + l_C ≥ 2^d_i]`.
+fn record_tree(drop: &[u32], low: Vec<Vec<u64>>) {
+    let shift = drop.iter().copied().max().unwrap_or(0);
+    trace::record(shift, || {
+        low.into_iter().zip(drop).flat_map(|(row, &d)| row.into_iter().map(move |v| v << (shift - d)).chain(std::iter::once(0))).collect()
+    });
 }
 
 /// How the element-wise products of the protocol are computed.
@@ -448,11 +605,13 @@ impl<'h, 'a> Products<'h, 'a> {
         }
     }
 
-    /// `⌊x·y / 2^s⌋` (or one less, `mode`) for `|x·y| < 2^bound_bits`.
-    fn mul_trunc(&self, p: &mut Party, x: &[u64], y: &[u64], s: u32, bound_bits: u32, mode: TruncMode) -> Result<Vec<u64>> {
+    /// One value per row (the reciprocals), repeated over the row's `lens[i]` keys as a
+    /// multiplier: with HE products each row's value is converted to Z_t once, then repeated.
+    fn row_factor(&self, p: &mut Party, per_row: &[u64], lens: &[usize]) -> Result<Multiplier> {
+        let repeat = |v: &[u64]| -> Vec<u64> { v.iter().zip(lens).flat_map(|(&x, &n)| std::iter::repeat_n(x, n)).collect() };
         match self {
-            Products::Ot(ring) => mul_trunc(p, *ring, x, y, s, mode),
-            Products::He(ring, he) => he_mul_trunc(p, he, *ring, x, y, s, bound_bits, mode),
+            Products::Ot(_) => Ok(Multiplier::Ring(repeat(per_row))),
+            Products::He(ring, he) => Ok(Multiplier::He(Factor::new(repeat(&ring_to_field(p, *ring, he.ctx.field(), per_row)?)))),
         }
     }
 
@@ -499,7 +658,8 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     let f = spec.frac;
     let bits = match spec.exp {
         // Whole-unit knots: compare the integer part of z on k = score_bits + 3 − f bits.
-        ExpKind::Segmented => lt_public_coarse(p, ring, z, &fit.knots, f, spec.score_bits + 3 - f)?,
+        ExpKind::Segmented if spec.approx_selection() => segment_bits_by_lookup(p, spec, z, &fit.knots)?,
+        ExpKind::Segmented => lt_public_coarse_partial(p, ring, z, &fit.knots, f, spec.knot_carry_bits(), spec.score_bits + 3 - f)?,
         ExpKind::IBert => lt_public(p, ring, z, &fit.knots, spec.score_bits + 3, 0)?,
     };
     let arith = b2a_ring(p, ring, &bits.concat())?;
@@ -531,6 +691,39 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     Ok(round_up_unless_carried(p, spec, e))
 }
 
+/// `[z < K_j]` for the unit knots `K_0 < … < K_(m−1)` (at most 12 units apart) with
+/// approximate selection: the integer part `I = ⌊z/2^f⌋` (or one less, the partial carry) in
+/// `Z_{2^k}`, one cheap tail comparison and one table lookup for all the knots. With `B = K_0 −
+/// 2^TAIL_DROP` the tail bit `t ≈ [I < B]` ignores the low [`TAIL_DROP`] bits of `I − B`
+/// (`cmp::msb_reduced`: exact below B and from K_0 on, either value in between), and
+/// `[I < K_j] = t ∨ [(I − B) mod 16 < K_j − B]`: off the tail `I − B ∈ [0, 15]`, on it every
+/// bit is 1, and for `I ∈ [B, K_0)` both forms give 1, so the bits are exact whatever t says
+/// there. One 1-out-of-32 OT per score carries all m bits (`cmp::lt_small_or`) instead of m
+/// shared-leaf comparisons and their AND trees, and the tail comparison runs on `k − 1 −
+/// TAIL_DROP` bits.
+fn segment_bits_by_lookup(p: &mut Party, spec: &SoftmaxSpec, z: &[u64], knots: &[i64]) -> Result<Vec<BitShare>> {
+    let f = spec.frac;
+    let k = spec.score_bits + 3 - f;
+    let units: Vec<i64> = knots.iter().map(|&kn| kn >> f).collect();
+    let (&first, &last) = (units.first().ok_or_else(|| Error::Config("exp without knots".into()))?, units.last().unwrap_or(&0));
+    let base = first - (1 << TAIL_DROP);
+    if last - base >= SMALL_INDEX as i64 || knots.iter().any(|&kn| kn & ((1 << f) - 1) != 0) {
+        return Err(Error::Config(format!("exp knots {units:?}: the lookup needs whole units within {} of the first", SMALL_INDEX as i64 - (1 << TAIL_DROP))));
+    }
+    let narrow = Ring::new(k)?;
+    let high = floor_narrow_partial(p, spec.ring, z, f, spec.knot_carry_bits(), narrow)?;
+    let offset = if p.is_server() { narrow.from_signed(-base) } else { 0 };
+    let from_base: Vec<u64> = high.iter().map(|&v| narrow.add(v, offset)).collect();
+    let tail = msb_reduced(p, narrow, &from_base, k, TAIL_DROP)?;
+    let index: Vec<u8> = from_base.iter().map(|&v| (v % SMALL_INDEX as u64) as u8).collect();
+    let taus: Vec<u8> = units.iter().map(|&u| (u - base) as u8).collect();
+    lt_small_or(p, &index, &tail, &taus)
+}
+
+/// Low bits the exp's tail comparison ignores (see [`segment_bits_by_lookup`]): its reach of
+/// 4 units below the first knot fits the 16-entry table with the 11 unit knots.
+const TAIL_DROP: u32 = 2;
+
 /// After an approximate truncation (`⌊v⌋ − c`) the server adds one unit: `⌊v⌋ + 1 − c`, v
 /// rounded stochastically (see [`SoftmaxSpec::trunc`]). Faithful results pass unchanged.
 fn round_up_unless_carried(p: &Party, spec: &SoftmaxSpec, mut v: Vec<u64>) -> Vec<u64> {
@@ -549,7 +742,7 @@ pub fn reference_softmax(scores: &[i64], mask: &[u32], spec: &SoftmaxSpec) -> Re
     let faithful = SoftmaxSpec { trunc: TruncMode::Faithful, ..*spec };
     let active = mask.iter().filter(|&&m| m != 0).count();
     let zeros = vec![0u8; active];
-    reference_softmax_carried(scores, mask, &faithful, SoftmaxCarries { horner: [&zeros; HORNER_SITES], exp: &zeros, out: &zeros })
+    reference_softmax_carried(scores, mask, &faithful, SoftmaxCarries { max: &zeros, knot: &zeros, horner: [&zeros; HORNER_SITES], exp: &zeros, out: &zeros })
 }
 
 /// [`reference_softmax`] of a run under `spec` whose truncations dropped `carries` (all 0 for
@@ -560,13 +753,21 @@ pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpe
         return Err(Error::Shape { tensor: "softmax mask".into(), expected: vec![scores.len()], got: vec![mask.len()] });
     }
     let active: Vec<usize> = (0..scores.len()).filter(|&j| mask[j] != 0).collect();
-    let max = active.iter().map(|&j| scores[j]).max().ok_or_else(|| Error::Input("softmax row has no unmasked key".into()))?;
+    if active.is_empty() {
+        return Err(Error::Input("softmax row has no unmasked key".into()));
+    }
     let fit = spec.exp_fit();
     let c = carries;
-    let lens: Vec<usize> = c.horner.iter().chain([&c.exp, &c.out]).map(|s| s.len()).collect();
+    let lens: Vec<usize> = [&c.max, &c.knot].into_iter().chain(c.horner.iter()).chain([&c.exp, &c.out]).map(|s| s.len()).collect();
     if lens.iter().any(|&l| l != active.len()) {
         return Err(Error::Shape { tensor: "softmax carries".into(), expected: vec![active.len()], got: lens });
     }
+    let vals: Vec<i64> = active.iter().map(|&j| scores[j]).collect();
+    let (max, knot_drop) = if spec.approx_selection() {
+        (tree_max_carried(&vals, tree_drop_bits(spec.frac, vals.len()), c.max), spec.frac - EXP_CARRY_BITS)
+    } else {
+        (vals.iter().copied().max().unwrap_or(0), 0)
+    };
     // An approximate truncation's result is ⌊v⌋ + 1 − c (`round_up_unless_carried`).
     let dropped = |c: u8| -> i64 {
         match spec.trunc {
@@ -579,7 +780,8 @@ pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpe
         .enumerate()
         .map(|(i, &j)| {
             let horner: Vec<u8> = c.horner.iter().map(|h| h[i]).collect();
-            fit.eval_carried(scores[j] - max, &horner) + dropped(c.exp[i])
+            let z = scores[j] - max;
+            fit.eval_selected(z, z - (i64::from(c.knot[i]) << knot_drop), &horner) + dropped(c.exp[i])
         })
         .collect();
     let sum: i64 = e.iter().sum();
@@ -589,6 +791,31 @@ pub fn reference_softmax_carried(scores: &[i64], mask: &[u32], spec: &SoftmaxSpe
         out[j] = ((ej as i128 * r) >> spec.recip_frac()) as i64 + dropped(cj);
     }
     Ok(out)
+}
+
+/// The protocol's max tree on one row's values, each comparison `[a < b]` decided as
+/// `[⌊(a − b)/2^d⌋ − γ < 0]` with `γ` the next of `carries` (row order of [`row_max`]).
+fn tree_max_carried(vals: &[i64], d: u32, carries: &[u8]) -> i64 {
+    let mut level = vals.to_vec();
+    let mut next_carry = carries.iter();
+    while level.len() > 1 {
+        let mut next: Vec<i64> = level
+            .chunks_exact(2)
+            .map(|pair| {
+                let gamma = i64::from(*next_carry.next().unwrap_or(&0));
+                if ((pair[0] - pair[1]) >> d) - gamma < 0 {
+                    pair[1]
+                } else {
+                    pair[0]
+                }
+            })
+            .collect();
+        if level.len() % 2 == 1 {
+            next.push(level[level.len() - 1]);
+        }
+        level = next;
+    }
+    level[0]
 }
 
 #[cfg(test)]
@@ -608,6 +835,49 @@ mod tests {
         assert!(worst <= 0.65 * lsb, "exp fit error {worst}");
         assert_eq!(fit.eval(fit.knots[0] - 1), 0);
         assert_eq!(fit.eval(i64::MIN / 4), 0);
+    }
+
+    /// The fit of approximate selection on everything the protocol may feed it: z up to one
+    /// unit above 0 (a low maximum), and each z also one segment low (a missed carry, possible
+    /// when its fraction is below 2^−3): within 0.25 LSB of e^z before the final truncation,
+    /// which rounds stochastically (so < 1.25 LSB after it).
+    #[test]
+    fn approximate_exp_fit_covers_its_wider_inputs() {
+        let (f, guard) = (12, 8);
+        let fit = ExpFit::approximate(f, 4, guard);
+        let lsb = 2f64.powi(-(f as i32));
+        let scale = 2f64.powi((f + guard) as i32);
+        let mut worst: f64 = 0.0;
+        for z in -(14 << f)..(1i64 << f) {
+            let low = z - (1 << (f - EXP_CARRY_BITS));
+            let want = (z as f64 * lsb).exp();
+            for z_sel in [z, low] {
+                // The value before the final floor: recompute the last step without flooring.
+                let Some(j) = fit.knots.iter().rposition(|&k| k <= z_sel) else { continue };
+                let c = &fit.coeffs[j];
+                let u = (z - fit.knots[j]) as f64 * lsb;
+                let v: f64 = c.iter().rev().fold(0.0, |acc, &ck| acc * u + ck as f64) / scale;
+                worst = worst.max((v - want).abs() / lsb);
+            }
+        }
+        assert!(worst <= 0.25, "approximate exp fit error {worst} LSB");
+        assert_eq!(fit.eval(fit.knots[0] - 1), 0);
+    }
+
+    #[test]
+    fn tree_drop_keeps_the_maximum_within_a_unit() {
+        for n in 2..600usize {
+            let levels = (n as f64).log2().ceil() as i64;
+            let d = tree_drop_bits(12, n);
+            assert!(levels * ((1i64 << d) - 1) < 1 << 12, "n {n}: d {d}");
+        }
+        assert_eq!(tree_drop_bits(12, 128), 9);
+        // Comparisons lose less than 2^d each: the mirror picks within L·2^d of the maximum.
+        let vals: Vec<i64> = (0..128).map(|j| (j * 37) % 511).collect();
+        let max = *vals.iter().max().unwrap();
+        let got = tree_max_carried(&vals, 9, &[1u8; 128]);
+        assert!(got > max - 7 * 512 && got < max, "{got} vs {max}");
+        assert_eq!(tree_max_carried(&vals, 9, &[0u8; 128]), max);
     }
 
     /// I-BERT's exp keeps its published accuracy (relative error of e^p about 0.5 %).

@@ -35,6 +35,11 @@
 //! [`crate::proto::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
 //! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 9 flights).
 //!
+//! **One digit (w ≤ 4).** With a single digit there is no tree and only the `gt` leaf is
+//! needed, so the comparison is one 1-out-of-2^w OT with 1-bit messages ([`millionaire_cost`]):
+//! with IKNP `w·16` B plus `2^w` bits instead of 68 B (the field→ring wraps of 2–3 bits, the
+//! partial carries of 4 bits).
+//!
 //! **Many thresholds ([`lt_public`] with t ≥ 2).** `x − T_τ` differs between thresholds only in
 //! the server's share, so the client's millionaire input (its low bits) is the same for every τ.
 //! One 1-out-of-16 OT per client digit then carries the `(gt, eq)` leaf bits of all t
@@ -74,6 +79,16 @@
 //! uniform pad over Z_{2^k}, so the output shares mod 2^k are uniform.
 //! SoftMax's 10 exp knots on a 40-bit ring with 12 fraction bits: ≈ 1.3 kB instead of ≈ 3.0 kB.
 //!
+//! **Partial carry ([`lt_public_coarse_partial`], [`floor_narrow_partial`]).** The carry of the
+//! low `s` bits may be taken from their top `c` bits only (a millionaire on `c` bits; none for
+//! `c = 0`): the floor is then `⌊(x − γ·2^d)/2^s⌋`, `d = s − c`, `γ = [l_S + l_C ≥ 2^d]` the
+//! carry of the shares' low `d` bits, i.e. `⌊x/2^s⌋` or one less, the latter only when
+//! `x mod 2^s < 2^d`. Every comparison then sees `x − γ·2^d`: an input less than `2^d` units
+//! above a threshold may be classified below it. γ depends only on the random shares; each
+//! party's low `d` bits go to `trunc::trace`, so a simulation given γ is exact again. Cost
+//! `M(c) + C_cot(k)` (0 for `c = 0`) instead of `M(s) + C_cot(k)`. The same holds for
+//! [`msb_reduced`] with `d > 0`: its output is `[⌊x/2^d⌋ − γ < 0]`.
+//!
 //! **Security (semi-honest).** The server's OT messages are one-time-padded with its fresh
 //! random `gt_S, eq_S`, so the client's outputs are uniform; the server learns nothing from
 //! OT (receiver privacy). The tree uses the AND protocol (simulatable, see `bits`). Outputs
@@ -83,6 +98,7 @@ use rand::RngCore;
 use rayon::prelude::*;
 
 use super::bits::{self, and_with, BitShare};
+use super::trunc::trace;
 use crate::proto::ctx::{Cost, Party, Step, CHUNK};
 use crate::error::{Error, Result};
 use crate::share::Ring;
@@ -159,8 +175,34 @@ fn millionaire_chunk(p: &mut Party, input: &[u64], bits: u32) -> Result<BitShare
         return Ok(vec![0; n]);
     }
     p.ch.set_phase("millionaire");
+    if q == 1 {
+        return single_digit(p, input, bits);
+    }
     let (leaves, mut triples) = leaves_and_triples(p, input, q, n * millionaire_and_count(q))?;
     combine_tree(p, &leaves, n, q, &mut triples)
+}
+
+/// A millionaire on `w ≤ 4` bits: no tree, so the leaf needs only its `gt` bit, and the OT
+/// only `2^w` messages: one 1-out-of-2^w OT with 1-bit messages per comparison (the server
+/// offers `[v > y] ⊕ r` for every client value v, keeps r) instead of a 1-out-of-16 OT with
+/// 2-bit messages (IKNP: w·16 B + 2^w bits instead of 64 B + 4 B).
+fn single_digit(p: &mut Party, input: &[u64], w: u32) -> Result<BitShare> {
+    let arity = 1usize << w;
+    if p.is_server() {
+        let mut masks = vec![0u8; input.len()];
+        p.rng().fill_bytes(&mut masks);
+        masks.iter_mut().for_each(|m| *m &= 1);
+        let msgs: Vec<u64> = input
+            .iter()
+            .zip(&masks)
+            .flat_map(|(&y, &r)| (0..arity as u64).map(move |v| u64::from(v > (y & (arity as u64 - 1))) ^ u64::from(r)))
+            .collect();
+        p.ot_n_send(&msgs, arity, 1)?;
+        Ok(masks)
+    } else {
+        let choices: Vec<u8> = input.iter().map(|&x| (x & (arity as u64 - 1)) as u8).collect();
+        Ok(p.ot_n_recv(&choices, arity, 1)?.iter().map(|&b| (b & 1) as u8).collect())
+    }
 }
 
 /// The `gt` shares of `n` comparisons from their 2-bit leaves (`leaves[e·q + j]` for digit j).
@@ -416,6 +458,15 @@ fn millionaire_shared_chunk(p: &mut Party, input: &[u64], t: usize, c: usize, bi
 /// integer part `⌊x / 2^s⌋` only (see "Coarse thresholds" in the module header): exact for
 /// `|⌊x/2^s⌋ − T/2^s| < 2^(k−1)` and `k + s ≤ ℓ`.
 pub fn lt_public_coarse(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64], s: u32, k: u32) -> Result<Vec<BitShare>> {
+    lt_public_coarse_partial(p, ring, x, thresholds, s, s, k)
+}
+
+/// [`lt_public_coarse`] on the integer part as [`floor_narrow_partial`] computes it from the
+/// top `carry_bits` of the `s` low bits: the result is `[x − γ·2^d < T]` with `d = s −
+/// carry_bits` and `γ ∈ {0, 1}` the carry of the shares' low `d` bits (traced), i.e. an input at
+/// most `2^d − 1` units above a threshold may be classified below it. Exact for
+/// `carry_bits = s`; same domain.
+pub fn lt_public_coarse_partial(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64], s: u32, carry_bits: u32, k: u32) -> Result<Vec<BitShare>> {
     check_coarse(ring, thresholds, s, k)?;
     if x.is_empty() {
         return Ok(vec![Vec::new(); thresholds.len()]);
@@ -424,7 +475,7 @@ pub fn lt_public_coarse(p: &mut Party, ring: Ring, x: &[u64], thresholds: &[i64]
         return lt_public(p, ring, x, thresholds, k, 0);
     }
     let narrow = Ring::new(k)?;
-    let high = floor_narrow(p, ring, x, s, narrow)?;
+    let high = floor_narrow_partial(p, ring, x, s, carry_bits, narrow)?;
     let coarse: Vec<i64> = thresholds.iter().map(|&t| t >> s).collect();
     lt_public(p, narrow, &high, &coarse, k, 0)
 }
@@ -444,28 +495,118 @@ fn check_coarse(ring: Ring, thresholds: &[i64], s: u32, k: u32) -> Result<()> {
 /// `k`-bit correlated OT for its B2A). Exact for every ring element: the wrap of the shares
 /// moves the sum by `2^(ℓ−s)`, a multiple of `2^k`.
 pub fn floor_narrow(p: &mut Party, ring: Ring, x: &[u64], s: u32, narrow: Ring) -> Result<Vec<u64>> {
-    if s == 0 || s + narrow.bits() > ring.bits() {
-        return Err(Error::Config(format!("narrow floor needs 1 ≤ s and s + k ≤ ℓ (s = {s}, k = {}, ℓ = {})", narrow.bits(), ring.bits())));
+    floor_narrow_partial(p, ring, x, s, s, narrow)
+}
+
+/// [`floor_narrow`] with the carry of only the top `carry_bits ≤ s` of the low `s` bits (a
+/// millionaire on `carry_bits` bits; none for 0): shares of `⌊(x − γ·2^d) / 2^s⌋ mod 2^k`,
+/// `d = s − carry_bits`, where `γ = [l_S + l_C ≥ 2^d]` is the carry of the shares' low `d`
+/// bits that this floor ignores, so the result is `⌊x/2^s⌋` or one less, the latter only if
+/// `x mod 2^s < 2^d`. Each party's low `d` bits go to `trunc::trace` (a simulation rebuilds γ).
+pub fn floor_narrow_partial(p: &mut Party, ring: Ring, x: &[u64], s: u32, carry_bits: u32, narrow: Ring) -> Result<Vec<u64>> {
+    if s == 0 || carry_bits > s || s + narrow.bits() > ring.bits() {
+        return Err(Error::Config(format!(
+            "narrow floor needs 1 ≤ s, carry_bits ≤ s and s + k ≤ ℓ (s = {s}, carry_bits = {carry_bits}, k = {}, ℓ = {})",
+            narrow.bits(),
+            ring.bits()
+        )));
     }
-    let low_mask = (1u64 << s) - 1;
+    let d = s - carry_bits;
+    if d > 0 {
+        trace::record(d, || x.iter().map(|&v| v & ((1u64 << d) - 1)).collect());
+    }
+    if carry_bits == 0 {
+        return Ok(x.iter().map(|&v| narrow.reduce(v >> s)).collect());
+    }
+    let mask = (1u64 << carry_bits) - 1;
     let mill_in: Vec<u64> =
-        x.iter().map(|&v| if p.is_server() { low_mask - (v & low_mask) } else { v & low_mask }).collect();
-    let carry = millionaire_gt(p, &mill_in, s)?;
+        x.iter().map(|&v| if p.is_server() { mask - ((v >> d) & mask) } else { (v >> d) & mask }).collect();
+    let carry = millionaire_gt(p, &mill_in, carry_bits)?;
     let carry = super::b2a::b2a_ring(p, narrow, &carry)?;
     Ok(x.iter().zip(&carry).map(|(&v, &c)| narrow.add(narrow.reduce(v >> s), c)).collect())
 }
 
 /// Documented cost of [`floor_narrow`] on `n` elements into `Z_{2^k}`.
 pub fn floor_narrow_cost(n: usize, s: u32, k: u32) -> Cost {
-    millionaire_cost(n, s) + Cost::cot(k, n).then(&[Step::OtServerSends])
+    floor_narrow_partial_cost(n, s, k)
+}
+
+/// Documented cost of [`floor_narrow_partial`] with `carry_bits` on `n` elements into `Z_{2^k}`.
+pub fn floor_narrow_partial_cost(n: usize, carry_bits: u32, k: u32) -> Cost {
+    if carry_bits == 0 {
+        return Cost::default();
+    }
+    millionaire_cost(n, carry_bits) + Cost::cot(k, n).then(&[Step::OtServerSends])
 }
 
 /// Documented cost of [`lt_public_coarse`] with `t` thresholds.
 pub fn lt_public_coarse_cost(n: usize, t: usize, s: u32, k: u32) -> Cost {
+    lt_public_coarse_partial_cost(n, t, s, s, k)
+}
+
+/// Documented cost of [`lt_public_coarse_partial`] with `t` thresholds.
+pub fn lt_public_coarse_partial_cost(n: usize, t: usize, s: u32, carry_bits: u32, k: u32) -> Cost {
     if s == 0 {
         return lt_public_cost(n, t, k, 0);
     }
-    floor_narrow_cost(n, s, k) + lt_public_cost(n, t, k, 0)
+    floor_narrow_partial_cost(n, carry_bits, k) + lt_public_cost(n, t, k, 0)
+}
+
+/// Index range of [`lt_small_or`]: indices are shared mod 16.
+pub const SMALL_INDEX: usize = 16;
+
+/// Shares of `[t ∨ (j < τ)]` for each public `τ ∈ taus` (`τ ≤ 16`, at most 64 of them), where
+/// `j = (j_S + j_C) mod 16` is additively shared (each party's `j_P` below 16) and
+/// `t = t_S ⊕ t_C` is a shared bit: one 1-out-of-32 OT per element, server sender, client
+/// choice `(t_C, j_C)`, `|taus|`-bit messages. The server's message for choice `(a, v)` is
+/// `([t_S ⊕ a] ∨ [(j_S + v) mod 16 < τ]) ⊕ r_τ` over all τ, with `r` uniform: its output
+/// share is `r`, the client's is what it receives. One result `BitShare` per τ.
+/// Security: the client sees one of 32 one-time-padded messages (sender privacy of the OT),
+/// the server nothing (receiver privacy).
+pub fn lt_small_or(p: &mut Party, j: &[u8], t: &[u8], taus: &[u8]) -> Result<Vec<BitShare>> {
+    if j.len() != t.len() || taus.is_empty() || taus.len() > 64 || taus.iter().any(|&tau| tau as usize > SMALL_INDEX) {
+        return Err(Error::Config(format!("small comparison: {} indices, {} bits, {} thresholds (1–64, each ≤ 16)", j.len(), t.len(), taus.len())));
+    }
+    let (n, width) = (j.len(), taus.len() as u32);
+    let choices = 2 * SMALL_INDEX;
+    let mut packed = vec![0u64; n];
+    if n == 0 {
+        return Ok(vec![Vec::new(); taus.len()]);
+    }
+    p.ch.set_phase("small comparison");
+    for (start, part) in (0..n).step_by(CHUNK).zip(packed.chunks_mut(CHUNK)) {
+        let c = part.len();
+        if p.is_server() {
+            let mut masks = vec![0u64; c];
+            let keep = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            masks.iter_mut().for_each(|m| *m = p.rng().next_u64() & keep);
+            let mut msgs = vec![0u64; c * choices];
+            msgs.par_chunks_mut(choices).enumerate().for_each(|(i, row)| {
+                let (js, ts) = (j[start + i] as usize, t[start + i] & 1);
+                for (choice, m) in row.iter_mut().enumerate() {
+                    let tail = ts ^ (choice / SMALL_INDEX) as u8 == 1;
+                    let idx = (js + choice % SMALL_INDEX) % SMALL_INDEX;
+                    let bits = taus.iter().enumerate().fold(0u64, |acc, (k, &tau)| acc | (u64::from(tail || idx < tau as usize) << k));
+                    *m = bits ^ masks[i];
+                }
+            });
+            p.ot_n_send(&msgs, choices, width)?;
+            part.copy_from_slice(&masks);
+        } else {
+            let sel: Vec<u8> = (start..start + c).map(|i| ((t[i] & 1) << 4) | (j[i] % SMALL_INDEX as u8)).collect();
+            part.copy_from_slice(&p.ot_n_recv(&sel, choices, width)?);
+        }
+    }
+    Ok((0..taus.len()).map(|k| packed.iter().map(|&v| ((v >> k) & 1) as u8).collect()).collect())
+}
+
+/// Documented cost of [`lt_small_or`] on `n` elements with `t` thresholds.
+pub fn lt_small_or_cost(n: usize, t: usize) -> Cost {
+    let mut cost = Cost::default();
+    for start in (0..n).step_by(CHUNK) {
+        cost = cost + Cost::one_of_n(2 * SMALL_INDEX, t as u32, (n - start).min(CHUNK)).then(&[Step::OtServerSends]);
+    }
+    cost
 }
 
 /// Shares of `[x < T]` for one public threshold, exact on `−2^(ℓ−1) ≤ x − T < 2^(ℓ−1)`.
@@ -516,6 +657,10 @@ pub fn millionaire_cost(n: usize, w: u32) -> Cost {
     while left > 0 {
         let c = left.min(CHUNK);
         left -= c;
+        if q == 1 {
+            cost = cost + Cost::one_of_n(1 << w, 1, c).then(&[Step::OtServerSends]);
+            continue;
+        }
         let triple_ots = bits::triple_ot_count(c * millionaire_and_count(q));
         cost = cost + Cost::one_of_n(RADIX, 2, c * q + triple_ots).then(&[Step::OtServerSends]) + tree_exchange_cost(c, q);
     }

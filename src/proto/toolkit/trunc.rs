@@ -155,7 +155,7 @@ pub mod trace {
         CALLS.with(|c| c.borrow_mut().take()).unwrap_or_default()
     }
 
-    pub(super) fn record(shift: u32, low: impl FnOnce() -> Vec<u64>) {
+    pub(crate) fn record(shift: u32, low: impl FnOnce() -> Vec<u64>) {
         CALLS.with(|c| {
             if let Some(calls) = c.borrow_mut().as_mut() {
                 calls.push(LowBits { shift, low: low() });
