@@ -112,6 +112,25 @@ fn tiny_mpnet_with_head_matches_simulation_bit_for_bit() {
     assert!(out.records.records.iter().any(|r| r.op == "gelu" && r.comm.bytes_sent > 0));
 }
 
+/// Each online operator records its OTs as 1-of-2 equivalents, the same on both OT backends
+/// (the count does not depend on how the OTs are made), and SoftMax and GeLU run some.
+#[test]
+fn operators_record_backend_free_ot_counts() {
+    let dir = tempfile_dir("engine-tiny-ots");
+    let model = tiny_model(&dir, &tiny::TinySpec::mpnet());
+    let tok = model.public.tokenizer.encode_padded("the cat sat", 16, true, Some(12)).unwrap();
+    let layers = model.config().num_hidden_layers;
+    let counts = |ot: fastlmpi::ot::OtBackend| -> Vec<(String, u64)> {
+        let (out, _) = private_run(&model, &tok, &Profile::fastlmpi().with_ot(ot), layers);
+        out.records.records.iter().filter(|r| r.phase == fastlmpi::engine::report::Phase::Online).map(|r| (r.op.clone(), r.ot_equivalents)).collect()
+    };
+    let (iknp, silent) = (counts(fastlmpi::ot::OtBackend::Iknp), counts(fastlmpi::ot::OtBackend::Silent));
+    assert_eq!(iknp, silent);
+    for op in ["softmax", "gelu", "layernorm-1"] {
+        assert!(iknp.iter().any(|(o, n)| o == op && *n > 0), "{op} recorded no OTs: {iknp:?}");
+    }
+}
+
 /// A BERT-style checkpoint: the pooler (dense + tanh on the first token) runs privately and
 /// matches the simulation bit for bit; the segmented tanh keeps it close to the f32 model.
 #[test]

@@ -392,7 +392,7 @@ mod tests {
     use crate::engine::report::OpRecord;
 
     fn rec(layer: Option<usize>, op: &str, secs: f64, bytes: u64) -> OpRecord {
-        OpRecord { layer, op: op.into(), phase: Phase::Online, wall_secs: secs, comm: CommStats { bytes_sent: bytes, bytes_recv: 0, rounds: 2, messages_sent: 1 } }
+        OpRecord { layer, op: op.into(), phase: Phase::Online, wall_secs: secs, comm: CommStats { bytes_sent: bytes, bytes_recv: 0, rounds: 2, messages_sent: 1 }, ot_equivalents: 0 }
     }
 
     #[test]

@@ -340,11 +340,12 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
     Ok(())
 }
 
-/// Per-operator totals (online), one line each.
+/// Per-operator totals (online), one line each; the OTs as 1-of-2 equivalents (backend-free).
 pub fn op_table(rec: &Recorder) -> String {
-    let mut s = String::from("operator         time (s)   sent (MiB)   recv (MiB)   rounds\n");
+    let mut s = String::from("operator         time (s)   sent (MiB)   recv (MiB)   rounds   OTs (1-of-2)\n");
     for (op, t, c) in rec.per_op() {
-        s.push_str(&format!("{op:<14} {t:>10.3} {:>12.2} {:>12.2} {:>8}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
+        let ots: u64 = rec.records.iter().filter(|r| r.phase == crate::engine::report::Phase::Online && r.op == op).map(|r| r.ot_equivalents).sum();
+        s.push_str(&format!("{op:<14} {t:>10.3} {:>12.2} {:>12.2} {:>8} {ots:>14}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
     }
     s
 }

@@ -25,6 +25,11 @@ pub struct OpRecord {
     pub phase: Phase,
     pub wall_secs: f64,
     pub comm: CommStats,
+    /// The region's OTs as 1-of-2 random OTs (a 1-of-N OT counts ⌈log2 N⌉): what the bytes
+    /// would be on any OT backend is this times its per-OT cost plus the non-OT bytes. 0 where
+    /// not counted (setup regions, older records).
+    #[serde(default)]
+    pub ot_equivalents: u64,
 }
 
 /// A started measurement; hand it back to [`Recorder::finish`].
@@ -57,12 +62,17 @@ impl Recorder {
         Mark { layer, op: op.to_string(), phase, t0: Instant::now(), stats0: ch.stats() }
     }
     pub fn finish(&mut self, ch: &dyn Channel, mark: Mark) {
+        self.finish_counted(ch, mark, 0);
+    }
+    /// [`Recorder::finish`] with the region's OT count (1-of-2 equivalents).
+    pub fn finish_counted(&mut self, ch: &dyn Channel, mark: Mark, ot_equivalents: u64) {
         self.records.push(OpRecord {
             layer: mark.layer,
             op: mark.op,
             phase: mark.phase,
             wall_secs: mark.t0.elapsed().as_secs_f64(),
             comm: ch.stats().since(&mark.stats0),
+            ot_equivalents,
         });
     }
     /// Totals over all records of one phase.

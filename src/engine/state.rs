@@ -273,7 +273,8 @@ pub struct Sess<'a> {
     /// The cache's clock when this inference started: it never evicts entries used since.
     pub weights_since: u64,
     pub(super) layer: Option<usize>,
-    pub(super) open: Vec<Mark>,
+    /// Open measurements with the OT log's length at their start.
+    pub(super) open: Vec<(Mark, usize)>,
     pub(super) progress: Option<ProgressBar>,
 }
 
@@ -284,13 +285,14 @@ impl Sess<'_> {
             pb.set_message(op.to_string());
         }
         let mark = self.rec.start(&mut *self.p.ch, self.layer, op, Phase::Online);
-        self.open.push(mark);
+        self.open.push((mark, self.p.ot_log().len()));
     }
 
     /// Finish the innermost measurement.
     pub fn end(&mut self) {
-        if let Some(mark) = self.open.pop() {
-            self.rec.finish(&*self.p.ch, mark);
+        if let Some((mark, log_at)) = self.open.pop() {
+            let ots = self.p.ot_equivalents_since(log_at);
+            self.rec.finish_counted(&*self.p.ch, mark, ots);
         }
     }
 }

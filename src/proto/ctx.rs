@@ -85,6 +85,16 @@ impl<'a> Party<'a> {
         &self.log
     }
 
+    /// The OTs this party's calls from log position `from` on ran, as 1-of-2 random OTs
+    /// ([`Cost::random_ot_equivalents`]: a backend-free count; 0 if the log was cleared since).
+    pub fn ot_equivalents_since(&self, from: usize) -> u64 {
+        let mut c = Cost::default();
+        for call in self.log.get(from..).unwrap_or(&[]) {
+            c.add_ot(call.kind, call.bits, call.count);
+        }
+        c.random_ot_equivalents()
+    }
+
     /// Forget the OT log (e.g. after a setup phase).
     pub fn clear_ot_log(&mut self) {
         self.log.clear();
