@@ -15,6 +15,14 @@
 //!   with `x'` the low ℓ−1 bits, i.e. the millionaire `[x'_C > 2^(ℓ−1) − 1 − x'_S]`.
 //! * [`lt_public`]: shares of `[x < T]` for public thresholds `T` (one batched MSB of `x − T`).
 //! * [`msb_reduced`] / reduced `lt_public`: MSB using only bits `d .. k−1` of the shares.
+//! * [`lt_small_or`]: shares of `[t ∨ (j < τ)]` for an index `j` shared mod 16, a shared bit
+//!   `t` and public thresholds τ: one 1-out-of-32 OT per element (a table lookup; SoftMax's
+//!   exp segments).
+//!
+//! The comparisons that ignore low bits (reduced width, partial carry below) compute an
+//! approximate functionality whose result depends on the carry γ ∈ {0, 1} of the shares' low
+//! bits, exactly as `trunc`'s approximate truncation (Cheetah, §5.2) does: γ is never opened,
+//! each party keeps its own low bits, and only a test that runs both parties can rebuild it.
 //!
 //! **Message flow (millionaire on w bits, q = ⌈w/4⌉ digits, batch n).**
 //! 1. One batch of `n·q + ⌈n·A(q)/2⌉` 1-out-of-16 OTs with 2-bit messages, server = sender:
