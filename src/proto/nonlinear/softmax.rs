@@ -142,7 +142,7 @@ use std::f64::consts::LN_2;
 
 use crate::proto::toolkit::b2a::b2a_ring;
 use crate::proto::toolkit::bits::BitShare;
-use crate::proto::toolkit::cmp::{floor_narrow_partial, lt_public, lt_public_coarse_partial, lt_small_or, msb_reduced, SMALL_INDEX};
+use crate::proto::toolkit::cmp::{floor_narrow_partial, lt_public, lt_public_coarse, lt_small_or, msb_reduced, SMALL_INDEX};
 use crate::proto::ctx::Party;
 use crate::proto::linear::hemul::{he_mul_trunc_by, ring_factor, Factor, HeParty};
 use crate::proto::toolkit::convert::ring_to_field;
@@ -288,15 +288,6 @@ impl SoftmaxSpec {
         self.exp == ExpKind::Segmented && self.trunc == TruncMode::Approx
     }
 
-    /// Carry bits of the exp's segment floor: all `f` fraction bits when exact, the top
-    /// [`EXP_CARRY_BITS`] with approximate selection.
-    fn knot_carry_bits(&self) -> u32 {
-        if self.approx_selection() {
-            EXP_CARRY_BITS
-        } else {
-            self.frac
-        }
-    }
 }
 
 /// With approximate selection the exp's segment floor takes the carry of the top 3 of the f
@@ -573,8 +564,8 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
     }
     if approx {
         // One traced call per tree; entries padded to one per key (a 0 never carries). The
-        // rows of one tree share d unless their lengths differ, so the call's shift is the
-        // smallest d and each entry is rescaled to it: a carry of the low d_i bits.
+        // rows of one tree share d unless their lengths differ; `record_tree` rescales each
+        // row's entries to the call's shift, the largest d.
         record_tree(&drop, low);
     }
     rows.iter().map(|r| r.first().copied().ok_or_else(|| Error::protocol("softmax", "empty row"))).collect()
@@ -659,7 +650,7 @@ fn exp_with(p: &mut Party, spec: &SoftmaxSpec, mul: &Products, z: &[u64]) -> Res
     let bits = match spec.exp {
         // Whole-unit knots: compare the integer part of z on k = score_bits + 3 − f bits.
         ExpKind::Segmented if spec.approx_selection() => segment_bits_by_lookup(p, spec, z, &fit.knots)?,
-        ExpKind::Segmented => lt_public_coarse_partial(p, ring, z, &fit.knots, f, spec.knot_carry_bits(), spec.score_bits + 3 - f)?,
+        ExpKind::Segmented => lt_public_coarse(p, ring, z, &fit.knots, f, spec.score_bits + 3 - f)?,
         ExpKind::IBert => lt_public(p, ring, z, &fit.knots, spec.score_bits + 3, 0)?,
     };
     let arith = b2a_ring(p, ring, &bits.concat())?;
@@ -711,7 +702,7 @@ fn segment_bits_by_lookup(p: &mut Party, spec: &SoftmaxSpec, z: &[u64], knots: &
         return Err(Error::Config(format!("exp knots {units:?}: the lookup needs whole units within {} of the first", SMALL_INDEX as i64 - (1 << TAIL_DROP))));
     }
     let narrow = Ring::new(k)?;
-    let high = floor_narrow_partial(p, spec.ring, z, f, spec.knot_carry_bits(), narrow)?;
+    let high = floor_narrow_partial(p, spec.ring, z, f, EXP_CARRY_BITS, narrow)?;
     let offset = if p.is_server() { narrow.from_signed(-base) } else { 0 };
     let from_base: Vec<u64> = high.iter().map(|&v| narrow.add(v, offset)).collect();
     let tail = msb_reduced(p, narrow, &from_base, k, TAIL_DROP)?;
