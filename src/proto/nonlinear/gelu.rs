@@ -224,10 +224,15 @@ impl GeluSpec {
         }
     }
 
+    /// Low bits of `x` whose carry the knot floor ignores (`knot_shift − knot_carry_bits`).
+    fn knot_missed_bits(&self) -> u32 {
+        self.knot_shift() - self.knot_carry_bits()
+    }
+
     /// How far above its upper knot a piece can be evaluated: `2^s − 1` units with an
     /// approximate knot floor, else 0.
     fn knot_reach(&self) -> i64 {
-        let missed = self.knot_shift() - self.knot_carry_bits();
+        let missed = self.knot_missed_bits();
         if missed == 0 {
             0
         } else {
@@ -417,14 +422,14 @@ impl GeluSpec {
 /// Cleartext mirror of [`gelu`] on signed fixed-point inputs (`|x| < 2^input_bits`) with a
 /// faithful `out_trunc` (an approximate run is mirrored by [`reference_gelu_carried`]).
 pub fn reference_gelu(x: &[i64], spec: &GeluSpec) -> Vec<i64> {
-    reference_gelu_carried(x, spec, &vec![0; x.len()])
+    reference_gelu_carried(x, spec, &[])
 }
 
 /// [`reference_gelu`] for a run whose knot floor missed the carries `knot` (one per element,
-/// 0/1; all 0 when the floor is exact): element v takes the piece of `v − γ·2^s`. The output
+/// 0/1; missing entries count as 0, so `&[]` for an exact floor): element v takes the piece of `v − γ·2^s`. The output
 /// truncation's carries are subtracted by the caller (`trunc::trace`).
 pub fn reference_gelu_carried(x: &[i64], spec: &GeluSpec, knot: &[u8]) -> Vec<i64> {
-    let missed = spec.knot_shift() - spec.knot_carry_bits();
+    let missed = spec.knot_missed_bits();
     x.iter()
         .zip(knot.iter().chain(std::iter::repeat(&0)))
         .map(|(&v, &gamma)| match &spec.pieces[spec.piece_of(v - (i64::from(gamma) << missed))] {

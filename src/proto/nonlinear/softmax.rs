@@ -521,7 +521,9 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
     let ring = spec.ring;
     let approx = spec.approx_selection();
     let drop: Vec<u32> = rows.iter().map(|r| if approx { tree_drop_bits(spec.frac, r.len()) } else { 0 }).collect();
-    let mut low: Vec<Vec<u64>> = rows.iter().map(|r| Vec::with_capacity(r.len())).collect();
+    // Each comparison's low bits only matter to a running trace (the simulation's carry model).
+    let tracing = approx && trace::is_active();
+    let mut low: Vec<Vec<u64>> = rows.iter().map(|r| Vec::with_capacity(if tracing { r.len() } else { 0 })).collect();
     while rows.iter().any(|r| r.len() > 1) {
         let (mut a, mut b, mut owner) = (Vec::new(), Vec::new(), Vec::new());
         for (i, r) in rows.iter().enumerate() {
@@ -544,7 +546,7 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
                 a_lt_b[k] = bit;
             }
         }
-        if approx {
+        if tracing {
             for (k, &i) in owner.iter().enumerate() {
                 low[i].push(diff[k] & ((1u64 << drop[i]) - 1));
             }
@@ -562,7 +564,7 @@ fn row_max(p: &mut Party, spec: &SoftmaxSpec, mut rows: Vec<Vec<u64>>) -> Result
             *r = next;
         }
     }
-    if approx {
+    if tracing {
         // One traced call per tree; entries padded to one per key (a 0 never carries). The
         // rows of one tree share d unless their lengths differ; `record_tree` rescales each
         // row's entries to the call's shift, the largest d.

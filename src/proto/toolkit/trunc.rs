@@ -155,6 +155,11 @@ pub mod trace {
         CALLS.with(|c| c.borrow_mut().take()).unwrap_or_default()
     }
 
+    /// Whether this thread is keeping its truncations (callers skip collecting low bits otherwise).
+    pub(crate) fn is_active() -> bool {
+        CALLS.with(|c| c.borrow().is_some())
+    }
+
     pub(crate) fn record(shift: u32, low: impl FnOnce() -> Vec<u64>) {
         CALLS.with(|c| {
             if let Some(calls) = c.borrow_mut().as_mut() {
