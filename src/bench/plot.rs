@@ -77,12 +77,12 @@ pub fn write_run_svg(path: &Path, rec: &Recorder, title: &str) -> Result<()> {
     let ops = rec.per_op();
     let one = |name: &str, values: Vec<f64>| vec![Series { name: name.to_string(), values }];
     let layer_labels: Vec<String> = layers.iter().map(|(l, _, _)| l.to_string()).collect();
-    let op_labels: Vec<String> = ops.iter().map(|(o, _, _)| o.clone()).collect();
+    let op_labels: Vec<String> = ops.iter().map(|o| o.op.clone()).collect();
     let panels = [
         BarPanel { title: format!("{title}: time per layer (s)"), labels: layer_labels.clone(), series: one("time", layers.iter().map(|l| l.1).collect()) },
         BarPanel { title: "MiB per layer (both directions)".into(), labels: layer_labels, series: one("MiB", layers.iter().map(|l| mib(l.2.bytes_sent + l.2.bytes_recv)).collect()) },
-        BarPanel { title: "time per operator, all layers (s)".into(), labels: op_labels.clone(), series: one("time", ops.iter().map(|o| o.1).collect()) },
-        BarPanel { title: "MiB per operator, all layers".into(), labels: op_labels, series: one("MiB", ops.iter().map(|o| mib(o.2.bytes_sent + o.2.bytes_recv)).collect()) },
+        BarPanel { title: "time per operator, all layers (s)".into(), labels: op_labels.clone(), series: one("time", ops.iter().map(|o| o.wall_secs).collect()) },
+        BarPanel { title: "MiB per operator, all layers".into(), labels: op_labels, series: one("MiB", ops.iter().map(|o| mib(o.comm.bytes_sent + o.comm.bytes_recv)).collect()) },
     ];
     write_bar_panels(path, 2, &panels)
 }

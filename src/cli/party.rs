@@ -343,9 +343,9 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
 /// Per-operator totals (online), one line each; the OTs as 1-of-2 equivalents (backend-free).
 pub fn op_table(rec: &Recorder) -> String {
     let mut s = String::from("operator         time (s)   sent (MiB)   recv (MiB)   rounds   OTs (1-of-2)\n");
-    for (op, t, c) in rec.per_op() {
-        let ots: u64 = rec.records.iter().filter(|r| r.phase == crate::engine::report::Phase::Online && r.op == op).map(|r| r.ot_equivalents).sum();
-        s.push_str(&format!("{op:<14} {t:>10.3} {:>12.2} {:>12.2} {:>8} {ots:>14}\n", mib(c.bytes_sent), mib(c.bytes_recv), c.rounds));
+    for t in rec.per_op() {
+        let c = t.comm;
+        s.push_str(&format!("{:<14} {:>10.3} {:>12.2} {:>12.2} {:>8} {:>14}\n", t.op, t.wall_secs, mib(c.bytes_sent), mib(c.bytes_recv), c.rounds, t.ot_equivalents));
     }
     s
 }

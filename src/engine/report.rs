@@ -32,6 +32,15 @@ pub struct OpRecord {
     pub ot_equivalents: u64,
 }
 
+/// One operator's online totals over all layers ([`Recorder::per_op`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTotal {
+    pub op: String,
+    pub wall_secs: f64,
+    pub comm: CommStats,
+    pub ot_equivalents: u64,
+}
+
 /// A started measurement; hand it back to [`Recorder::finish`].
 #[must_use]
 pub struct Mark {
@@ -99,15 +108,16 @@ impl Recorder {
         out
     }
     /// Records summed per operator name (online only), in first-seen order.
-    pub fn per_op(&self) -> Vec<(String, f64, CommStats)> {
-        let mut out: Vec<(String, f64, CommStats)> = Vec::new();
+    pub fn per_op(&self) -> Vec<OpTotal> {
+        let mut out: Vec<OpTotal> = Vec::new();
         for r in self.records.iter().filter(|r| r.phase == Phase::Online) {
-            match out.iter_mut().find(|(x, _, _)| *x == r.op) {
-                Some(e) => {
-                    e.1 += r.wall_secs;
-                    e.2 = e.2 + r.comm;
+            match out.iter_mut().find(|t| t.op == r.op) {
+                Some(t) => {
+                    t.wall_secs += r.wall_secs;
+                    t.comm = t.comm + r.comm;
+                    t.ot_equivalents += r.ot_equivalents;
                 }
-                None => out.push((r.op.clone(), r.wall_secs, r.comm)),
+                None => out.push(OpTotal { op: r.op.clone(), wall_secs: r.wall_secs, comm: r.comm, ot_equivalents: r.ot_equivalents }),
             }
         }
         out

@@ -287,7 +287,6 @@ impl SoftmaxSpec {
     pub fn approx_selection(&self) -> bool {
         self.exp == ExpKind::Segmented && self.trunc == TruncMode::Approx
     }
-
 }
 
 /// With approximate selection the exp's segment floor takes the carry of the top 3 of the f
