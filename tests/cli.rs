@@ -116,7 +116,7 @@ fn serve_and_client_run_as_separate_processes() {
 fn run_spawns_and_reaps_the_server() {
     let model = minilm();
     let out = run_to_end(
-        fastlmpi(&["run", "--no-fetch", "--json", "--layers", "1", "--input", "The new movie is awesome"])
+        fastlmpi(&["run", "--no-fetch", "--json", "--layers", "1", "--weight-cache-mib", "512", "--input", "The new movie is awesome"])
             .args(["--model", model.to_str().unwrap()]),
         Duration::from_secs(600),
     );
@@ -128,6 +128,11 @@ fn run_spawns_and_reaps_the_server() {
     let cos = v["agreement"]["pooled_cosine"].as_f64().unwrap();
     assert!(cos > 0.999, "private vs plaintext cosine {cos}");
     assert_eq!(v["layers"], 1);
+    // The server warmed its weight cache during setup (one layer's matrices fit in 512 MiB).
+    assert!(v["server"]["weight_cache_bytes"].as_u64().unwrap() > 0, "{}", v["server"]);
+    let n = v["seq_len"].as_u64().unwrap();
+    assert_eq!(v["elements_per_layer"]["gelu"].as_u64().unwrap(), n * 1536);
+    assert_eq!(v["elements_per_layer"]["softmax"].as_u64().unwrap(), 12 * n * n);
 }
 
 /// A server process killed when the test ends, also when an assertion fails first.

@@ -29,6 +29,8 @@ pub struct RecordNames {
     pub eval_private: &'static str,
     pub eval_plain: &'static [&'static str],
     pub benches: &'static [&'static str],
+    /// Pairs of `run` records of one command on the IKNP and on the silent OT backend.
+    pub ot_pairs: &'static [(&'static str, &'static str)],
 }
 
 pub const FULL: RecordNames = RecordNames {
@@ -38,6 +40,10 @@ pub const FULL: RecordNames = RecordNames {
     eval_private: "eval-minilm-l6-private-200.json",
     eval_plain: &["eval-minilm-l6-plain.json", "eval-mpnet-base-plain.json"],
     benches: &["ot-bench.json", "toolkit-bench.json", "linear-bench.json"],
+    ot_pairs: &[
+        ("run-mpnet-base-128-2layers-ot-iknp.json", "run-mpnet-base-128-2layers-ot-silent.json"),
+        ("run-minilm-l6-ot-iknp.json", "run-minilm-l6-ot-silent.json"),
+    ],
 };
 
 /// `--quick` writes the same kinds of record under these names (cheap settings).
@@ -48,6 +54,7 @@ pub const QUICK: RecordNames = RecordNames {
     eval_private: "eval-minilm-l6-private.json",
     eval_plain: &["eval-minilm-l6-plain.json"],
     benches: &["ot-bench.json", "toolkit-bench.json"],
+    ot_pairs: &[],
 };
 
 fn load(dir: &Path, name: &str) -> Result<Option<Value>> {
@@ -94,8 +101,9 @@ fn provenance_line(rec: &Value, file: &str) -> String {
         Some(p) => {
             let mem = u(p, &["machine", "memory_bytes"]).map(|b| format!(", {:.1} GiB", gib(b))).unwrap_or_default();
             let note = s(p, &["note"]).map(|n| format!(", {n}")).unwrap_or_default();
+            let cpu = s(p, &["machine", "cpu"]).map(|c| format!(" ({c})")).unwrap_or_default();
             format!(
-                "`{}` — commit {}, {} build, {} cores{mem}{note}, {} (`{file}`)",
+                "`{}` — commit {}, {} build, {} cores{cpu}{mem}{note}, {} (`{file}`)",
                 s(p, &["command"]).unwrap_or("?"),
                 s(p, &["commit"]).unwrap_or("?"),
                 s(p, &["build"]).unwrap_or("?"),
@@ -121,20 +129,28 @@ fn peak_line(peak: Option<&Value>) -> String {
     }
 }
 
-/// Per-operator online totals of a run record's client records: (op, seconds, bytes).
-fn run_ops(rec: &Value) -> Vec<(String, f64, f64)> {
-    let mut out: Vec<(String, f64, f64)> = Vec::new();
+/// One operator's online totals over a run record's encoder layers.
+struct OpRow {
+    op: String,
+    secs: f64,
+    bytes: f64,
+    ots: f64,
+}
+
+/// Per-operator online totals of a run record's client records (encoder layers only).
+fn run_ops(rec: &Value) -> Vec<OpRow> {
+    let mut out: Vec<OpRow> = Vec::new();
     let records = rec.pointer("/client/private_inference/records").and_then(Value::as_array).cloned().unwrap_or_default();
     for r in records.iter().filter(|r| s(r, &["phase"]) == Some("Online") && r.get("layer").is_some_and(|l| !l.is_null())) {
-        let (op, secs) = (s(r, &["op"]).unwrap_or("?").to_string(), f(r, &["wall_secs"]).unwrap_or(0.0));
-        let bytes = (u(r, &["comm", "bytes_sent"]).unwrap_or(0) + u(r, &["comm", "bytes_recv"]).unwrap_or(0)) as f64;
-        match out.iter_mut().find(|(o, _, _)| *o == op) {
-            Some(e) => {
-                e.1 += secs;
-                e.2 += bytes;
-            }
-            None => out.push((op, secs, bytes)),
-        }
+        let op = s(r, &["op"]).unwrap_or("?");
+        let i = out.iter().position(|o| o.op == op).unwrap_or_else(|| {
+            out.push(OpRow { op: op.to_string(), secs: 0.0, bytes: 0.0, ots: 0.0 });
+            out.len() - 1
+        });
+        let row = &mut out[i];
+        row.secs += f(r, &["wall_secs"]).unwrap_or(0.0);
+        row.bytes += (u(r, &["comm", "bytes_sent"]).unwrap_or(0) + u(r, &["comm", "bytes_recv"]).unwrap_or(0)) as f64;
+        row.ots += u(r, &["ot_equivalents"]).unwrap_or(0) as f64;
     }
     out
 }
@@ -168,12 +184,82 @@ fn run_section(out: &mut String, rec: &Value, file: &str) {
     let ops = run_ops(rec);
     if !ops.is_empty() && layers > 0 {
         let _ = writeln!(out, "\nPer encoder layer (mean over {layers}):\n\n| operator | time (s) | MiB | share of bytes |\n|---|---|---|---|");
-        let total: f64 = ops.iter().map(|o| o.2).sum();
-        for (op, secs, bytes) in &ops {
-            let _ = writeln!(out, "| {op} | {:.1} | {:.0} | {:.0} % |", secs / layers as f64, mib(bytes / layers as f64), 100.0 * bytes / total.max(1.0));
+        let total: f64 = ops.iter().map(|o| o.bytes).sum();
+        for o in &ops {
+            let _ = writeln!(out, "| {} | {:.1} | {:.0} | {:.0} % |", o.op, o.secs / layers as f64, mib(o.bytes / layers as f64), 100.0 * o.bytes / total.max(1.0));
         }
-        let secs: f64 = ops.iter().map(|o| o.1).sum();
+        let secs: f64 = ops.iter().map(|o| o.secs).sum();
         let _ = writeln!(out, "| all | {:.1} | {:.0} | 100 % |", secs / layers as f64, mib(total / layers as f64));
+    }
+    out.push('\n');
+}
+
+/// The non-linear operators (whose bytes the OT backend changes) and the element count
+/// (`elements_per_layer` of a run record) each is measured per.
+const NONLINEAR_OPS: [(&str, &str); 4] = [("gelu", "gelu"), ("softmax", "softmax"), ("layernorm-1", "layernorm"), ("layernorm-2", "layernorm")];
+
+/// (bytes, 1-of-2 OT equivalents) per element of the operators named `ops` (all counted per
+/// element kind `kind`), or None when the record does not say its element counts.
+fn per_element(rec: &Value, ops: &[OpRow], kind: &str) -> Option<(f64, f64)> {
+    let elements = u(rec, &["elements_per_layer", kind])? as f64 * u(rec, &["layers"])? as f64;
+    let rows: Vec<&OpRow> = ops.iter().filter(|o| NONLINEAR_OPS.iter().any(|(op, k)| *k == kind && o.op == *op)).collect();
+    let n = rows.len() as f64 * elements;
+    (n > 0.0).then(|| (rows.iter().map(|o| o.bytes).sum::<f64>() / n, rows.iter().map(|o| o.ots).sum::<f64>() / n))
+}
+
+fn nonlinear_bytes(ops: &[OpRow]) -> f64 {
+    ops.iter().filter(|o| NONLINEAR_OPS.iter().any(|(op, _)| o.op == *op)).map(|o| o.bytes).sum()
+}
+
+/// The same `run` on each OT backend: per-element bytes and OT counts of the non-linear
+/// operators, and the ratios the silent backend gives.
+fn ot_backends_section(out: &mut String, pairs: &[[(Value, &str); 2]]) {
+    if pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### OT backends: the same runs on IKNP and on silent OT
+");
+    for (rec, file) in pairs.iter().flatten() {
+        let _ = writeln!(out, "* {}", provenance_line(rec, file));
+    }
+    let _ = writeln!(
+        out,
+        "\nPer element: bytes both directions (1-of-2 OT equivalents, the backend-independent count); LayerNorm is the mean of its two instances.\n\n\
+         | model | layers | tokens | OT | online (s) | online MiB | rounds | non-linear MiB per layer | GeLU B (OTs) | SoftMax B (OTs) | LayerNorm B (OTs) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for (rec, _) in pairs.iter().flatten() {
+        let ops = run_ops(rec);
+        let layers = u(rec, &["layers"]).unwrap_or(0).max(1) as f64;
+        let cell = |kind: &str| per_element(rec, &ops, kind).map(|(b, o)| format!("{b:.0} ({o:.1})")).unwrap_or_else(|| "–".into());
+        let online_bytes = u(rec, &["online", "comm", "bytes_sent"]).unwrap_or(0) + u(rec, &["online", "comm", "bytes_recv"]).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {} | {:.0} | {} | {} | {} |",
+            s(rec, &["model"]).unwrap_or("?"),
+            u(rec, &["layers"]).unwrap_or(0),
+            u(rec, &["seq_len"]).unwrap_or(0),
+            s(rec, &["ot"]).unwrap_or("?"),
+            f(rec, &["online", "wall_secs"]).unwrap_or(0.0),
+            mib(online_bytes as f64),
+            count(u(rec, &["online", "comm", "rounds"]).unwrap_or(0)),
+            mib(nonlinear_bytes(&ops) / layers),
+            cell("gelu"),
+            cell("softmax"),
+            cell("layernorm"),
+        );
+    }
+    out.push('\n');
+    for [(iknp, _), (silent, _)] in pairs {
+        let (bi, bs) = (nonlinear_bytes(&run_ops(iknp)), nonlinear_bytes(&run_ops(silent)));
+        let (ti, ts) = (f(iknp, &["online", "wall_secs"]).unwrap_or(0.0), f(silent, &["online", "wall_secs"]).unwrap_or(0.0));
+        let _ = writeln!(
+            out,
+            "* {}: non-linear bytes IKNP / silent {:.2}×; online time silent / IKNP {:.2}×",
+            s(iknp, &["model"]).unwrap_or("?"),
+            bi / bs.max(1.0),
+            ts / ti.max(f64::MIN_POSITIVE)
+        );
     }
     out.push('\n');
 }
@@ -428,6 +514,13 @@ pub fn render(dir: &Path, names: &RecordNames, sets: &[(&str, ApproxFile)]) -> R
         }
     }
     eval_plain_section(&mut out, &plain);
+    let mut pairs = Vec::new();
+    for &(iknp, silent) in names.ot_pairs {
+        if let (Some(a), Some(b)) = (load(dir, iknp)?, load(dir, silent)?) {
+            pairs.push([(a, iknp), (b, silent)]);
+        }
+    }
+    ot_backends_section(&mut out, &pairs);
     approx_section(&mut out, sets);
     let mut benches = Vec::new();
     for &name in names.benches {
@@ -482,6 +575,40 @@ mod tests {
         // 100 s compute + 3e9 B × 8 / 3e9 b/s + 1000 × 0.4 ms = 108.4 s; the old one: 128.4 s.
         assert!(out.contains("108 s = compute 100 s (the local record's online time)"), "{out}");
         assert!(out.contains("the record's own estimate, 128 s"), "{out}");
+    }
+
+    #[test]
+    fn ot_backend_rows_are_per_element_and_per_layer() {
+        // Two layers; GeLU 1000 elements and SoftMax 500 per layer, LayerNorm 100 per instance.
+        let rec = |ot: &str, gelu_bytes: u64, secs: f64| {
+            let op = |op: &str, layer: u64, bytes: u64, ots: u64| {
+                serde_json::json!({"op": op, "layer": layer, "phase": "Online", "wall_secs": 1.0, "ot_equivalents": ots,
+                    "comm": {"bytes_sent": bytes, "bytes_recv": 0}})
+            };
+            let mut records = Vec::new();
+            for layer in 0..2 {
+                records.push(op("gelu", layer, gelu_bytes, 40_000));
+                records.push(op("softmax", layer, 500_000, 10_000));
+                records.push(op("layernorm-1", layer, 30_000, 1_000));
+                records.push(op("layernorm-2", layer, 10_000, 1_000));
+                records.push(op("qkv", layer, 7_000_000, 0));
+            }
+            serde_json::json!({"model": "m", "ot": ot, "layers": 2, "seq_len": 10,
+                "elements_per_layer": {"gelu": 1000, "softmax": 500, "layernorm": 100},
+                "online": {"wall_secs": secs, "comm": {"bytes_sent": 1u64 << 20, "bytes_recv": 0, "rounds": 7}},
+                "client": {"private_inference": {"records": records}}})
+        };
+        let mut out = String::new();
+        ot_backends_section(&mut out, &[[(rec("iknp", 1_200_000, 10.0), "a.json"), (rec("silent", 300_000, 12.0), "b.json")]]);
+        // GeLU 1.2 MB / 1000 = 1200 B and 40 OTs per element; SoftMax 1000 B, 20 OTs;
+        // LayerNorm (30 kB + 10 kB) / 200 = 200 B, 10 OTs.
+        assert!(out.contains("| m | 2 | 10 | iknp | 10.0 | 1 | 7 | 2 | 1200 (40.0) | 1000 (20.0) | 200 (10.0) |"), "{out}");
+        assert!(out.contains("| 300 (40.0) |"), "{out}");
+        // Non-linear bytes per run: 2 × (1.2 M + 0.54 M) against 2 × (0.3 M + 0.54 M).
+        assert!(out.contains("non-linear bytes IKNP / silent 2.07×; online time silent / IKNP 1.20×"), "{out}");
+        let mut none = String::new();
+        ot_backends_section(&mut none, &[]);
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub struct EvalArgs {
     pub head: Option<PathBuf>,
     /// With --private: MiB of encoded weights the server keeps between sentences (filled during
     /// setup in the order the sentences run, least recently used evicted; 0 encodes them per
-    /// sentence). MiniLM needs ≈ 6.8 / 7.5 / 12.4 GiB for all 6 layers at 8 / 16 / 32 tokens.
+    /// sentence). MiniLM needs ≈ 1.7 / 3.8 / 7.6 GiB for all 6 layers at 7 / 16 / 32 tokens.
     #[arg(long, default_value_t = 3072)]
     pub weight_cache_mib: usize,
     /// Records file (default: results/eval-<model>-<timestamp>.json).

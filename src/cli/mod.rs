@@ -164,6 +164,11 @@ pub struct RunArgs {
     /// Pad the input to this many tokens (e.g. 128, BOLT's benchmark length); default: the token count.
     #[arg(long)]
     pub seq_len: Option<usize>,
+    /// MiB of encoded weights the server prepares during setup (0: encode them per call in the
+    /// online phase). A budget that holds the whole model (MiniLM ≈ 1.7 GiB at 7 tokens) measures
+    /// the online time of a long-running server whose cache is warm.
+    #[arg(long, default_value_t = 0)]
+    pub weight_cache_mib: usize,
     /// Print the full record as JSON.
     #[arg(long)]
     pub json: bool,

@@ -267,6 +267,16 @@ fn plaintext_agreement(input: &ClientInput, outcome: &ClientOutcome) -> Option<A
     })
 }
 
+/// Values each non-linear operator of one encoder layer processes at `n` padded tokens (so a
+/// record's bytes can be read per element): SoftMax scores, GeLU inputs, LayerNorm entries.
+fn elements_per_layer(cfg: &model::BertConfig, n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "softmax": cfg.num_attention_heads * n * n,
+        "gelu": n * cfg.intermediate_size,
+        "layernorm": n * cfg.hidden_size,
+    })
+}
+
 /// Print the result, the agreement and the per-layer table; write the record to `results/`.
 fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutcome, server: Option<&PartyReport>, json: bool) -> Result<()> {
     let agreement = plaintext_agreement(input, outcome);
@@ -282,6 +292,7 @@ fn finish_client(input: &ClientInput, client: &PartyReport, outcome: &ClientOutc
         "seq_len": input.tokens.len(),
         "layers": input.layers,
         "layers_in_model": input.public.config.num_hidden_layers,
+        "elements_per_layer": elements_per_layer(&input.public.config, input.tokens.len()),
         "prediction": prediction.as_ref().map(|p| serde_json::json!({"label": p.name(), "probability": p.probability})),
         "label": outcome.label,
         "logits": outcome.logits,
@@ -453,7 +464,7 @@ pub fn client_handshake(ch: &mut PartyChannel, public: &model::PublicModel, prof
 pub fn run(args: &RunArgs) -> Result<()> {
     // Validate input and fetch the model before spawning anything.
     let input = prepare_client(&args.model, &args.text, args.seq_len, &args.engine)?;
-    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine, 0)?;
+    let server = LocalServer::spawn(&input.resolved.dir, &args.net, &args.engine, args.weight_cache_mib)?;
     let mut ch = server.connect(&args.net)?;
     let (report, outcome) = client_session(&mut ch, &input)?;
     drop(ch);
