@@ -252,7 +252,6 @@ fn approximate_final_truncation_drops_exactly_the_traced_carry() {
     let mut rng = rand::rng();
     let mut x = edge_inputs(&spec);
     x.extend((0..300).map(|_| rng.random_range(-8 * one..=8 * one)));
-    let n = x.len();
     // Inputs in each knot's reach [K, K + 2^s), where a missed floor carry picks the piece below.
     for &k in &spec.knots {
         x.extend((0..8).map(|j| k + j * 37));

@@ -164,6 +164,43 @@ fn staircase_correlated_ot_narrows_each_instance_and_its_payload() {
     assert!(out.is_err());
 }
 
+/// Correlated OT mod p: x uniform in Z_p, the receiver x + c·δ mod p (δ given unreduced too),
+/// one bits(p)-bit message per OT; a modulus outside 2..=2^62 is refused before any message.
+#[test]
+fn correlated_ot_mod_p_gives_x_and_x_plus_delta_mod_p() {
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    for p in [2u64, 3, 4_503_599_627_370_449, (1 << 62) - 57] {
+        let n = 1000;
+        let deltas: Vec<u64> = (0..n).map(|i| if i % 7 == 0 { rng.random::<u64>() } else { rng.random_range(0..p) }).collect();
+        let choices: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+        let (d2, c2) = (deltas.clone(), choices.clone());
+        let (xs, ys, s_stats, _) = run_after_setup(move |ot, ch| ot.send_correlated_mod(ch, &d2, p), move |ot, ch| ot.recv_correlated_mod(ch, &c2, p));
+        for i in 0..n {
+            assert!(xs[i] < p && ys[i] < p, "p {p}, i {i}");
+            let expect = if choices[i] { ((xs[i] as u128 + deltas[i] as u128) % p as u128) as u64 } else { xs[i] };
+            assert_eq!(ys[i], expect, "p {p}, i {i}");
+        }
+        assert_eq!(s_stats.bytes_sent, packed_len(n, 64 - p.leading_zeros()) as u64, "p {p}");
+        // Both residues occur (x is not stuck at 0 for p = 2).
+        if p == 2 {
+            assert!(xs.iter().any(|&x| x == 1) && xs.iter().any(|&x| x == 0));
+        }
+    }
+    for bad in [0u64, 1, (1 << 62) + 1] {
+        let out = run_pair(
+            move |ch| {
+                let mut ot = OtSession::setup(ch, Role::Server)?;
+                ot.send_correlated_mod(ch, &[1, 2], bad)
+            },
+            move |ch| {
+                let mut ot = OtSession::setup(ch, Role::Client)?;
+                ot.recv_correlated_mod(ch, &[true, false], bad)
+            },
+        );
+        assert!(out.is_err(), "modulus {bad} accepted");
+    }
+}
+
 #[test]
 fn random_ot_gives_pairs_and_the_chosen_key_both_directions() {
     let mut rng = ChaCha20Rng::seed_from_u64(13);

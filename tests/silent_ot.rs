@@ -111,6 +111,27 @@ fn staircase_correlated_ot_narrows_each_instance_and_its_payload() {
     }
 }
 
+/// Correlated OT mod p on stored correlations: one correction bit per OT from the receiver,
+/// one bits(p)-bit message per OT from the sender.
+#[test]
+fn correlated_ot_mod_p_sends_one_residue_per_ot() {
+    let mut rng = ChaCha20Rng::seed_from_u64(24);
+    for p in [3u64, 4_503_599_627_370_449] {
+        let n = 777;
+        let deltas: Vec<u64> = (0..n).map(|_| rng.random_range(0..p)).collect();
+        let choices: Vec<bool> = (0..n).map(|_| rng.random()).collect();
+        let (d, c) = (deltas.clone(), choices.clone());
+        let (xs, ys, s_stats, c_stats) = run_silent(move |ot, ch| ot.send_correlated_mod(ch, &d, p), move |ot, ch| ot.recv_correlated_mod(ch, &c, p));
+        for i in 0..n {
+            let want = if choices[i] { (xs[i] + deltas[i]) % p } else { xs[i] };
+            assert!(xs[i] < p);
+            assert_eq!(ys[i], want, "p {p}, OT {i}");
+        }
+        assert_eq!(c_stats.bytes_sent, 8 + n.div_ceil(8) as u64);
+        assert_eq!(s_stats.bytes_sent, packed_len(n, 64 - p.leading_zeros()) as u64);
+    }
+}
+
 #[test]
 fn one_of_n_ot_delivers_the_chosen_entry_with_log_n_correction_bits() {
     let mut rng = ChaCha20Rng::seed_from_u64(22);

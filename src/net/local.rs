@@ -204,6 +204,9 @@ mod tests {
         .unwrap();
         let measured = (n as f64 * 8.0) / out.server.as_secs_f64();
         let ratio = measured / bits_per_sec;
-        assert!((0.9..=1.1).contains(&ratio), "throughput {measured:.3e} bit/s vs {bits_per_sec:.3e} (ratio {ratio:.3})");
+        // The link never runs faster than configured (an unshaped loopback moves GB/s); it may
+        // run slower when the test shares its cores with others, so the lower bound only
+        // catches a shaper that throttles far below its rate.
+        assert!((0.5..=1.1).contains(&ratio), "throughput {measured:.3e} bit/s vs {bits_per_sec:.3e} (ratio {ratio:.3})");
     }
 }

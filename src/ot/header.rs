@@ -20,6 +20,8 @@ pub enum OtKind {
     RawCots = 5,
     /// Correlated OTs whose widths step down from `bits` to 1 (a Gilboa product's bits).
     CorrelatedStaircase = 6,
+    /// Correlated OTs over Z_p for a modulus p both parties know (`bits` = bits of p).
+    CorrelatedMod = 7,
 }
 
 impl OtKind {
@@ -31,6 +33,7 @@ impl OtKind {
             OtKind::Random => "random OT",
             OtKind::RawCots => "silent OT bootstrap",
             OtKind::CorrelatedStaircase => "correlated OT (decreasing widths)",
+            OtKind::CorrelatedMod => "correlated OT mod p",
         }
     }
 }
@@ -42,6 +45,16 @@ pub enum Widths {
     Uniform(u32),
     /// Instance i over Z_{2^(bits − i mod bits)} (see `Ot::send_correlated_staircase`).
     Staircase(u32),
+    /// Every instance over Z_p, p the modulus (see `Ot::send_correlated_mod`).
+    Modulus(u64),
+}
+
+/// Largest modulus of a correlated OT mod p (a sum of two residues must fit a u64).
+pub const MAX_MODULUS: u64 = 1 << 62;
+
+/// Bits a residue mod `p` is sent in (those of p, as `share::Field::bits`).
+pub fn modulus_bits(p: u64) -> u32 {
+    64 - p.leading_zeros()
 }
 
 impl Widths {
@@ -50,6 +63,7 @@ impl Widths {
         match self {
             Widths::Uniform(b) => b,
             Widths::Staircase(b) => super::staircase_width(b, i),
+            Widths::Modulus(p) => modulus_bits(p),
         }
     }
     pub fn mask(self, i: usize) -> u64 {
@@ -63,24 +77,41 @@ impl Widths {
                 super::check_staircase(n, b)?;
                 BatchHeader::new(OtKind::CorrelatedStaircase, b, 2, n)
             }
+            Widths::Modulus(p) => {
+                if !(2..=MAX_MODULUS).contains(&p) {
+                    return Err(Error::Ot(format!("correlated OT mod p: modulus {p} outside 2..=2^62")));
+                }
+                BatchHeader::new(OtKind::CorrelatedMod, modulus_bits(p), 2, n)
+            }
         }
     }
     /// Sender of a correlated OT from its two pads per instance: x_i = pad0_i and the message
     /// y_i = x_i + δ_i − pad1_i, both at instance i's width (the receiver with c_i = 1 adds y_i
     /// to pad1_i and gets x_i + δ_i). Returns (x, y).
     pub fn correlate(self, pad0: &[u128], pad1: &[u128], deltas: &[u64]) -> (Vec<u64>, Vec<u64>) {
+        if let Widths::Modulus(p) = self {
+            // A 128-bit pad reduced mod p < 2^62 is uniform up to 2^-66.
+            let xs: Vec<u64> = pad0.iter().map(|&h| (h % p as u128) as u64).collect();
+            let y = (0..deltas.len()).map(|i| (xs[i] + deltas[i] % p + (p - (pad1[i] % p as u128) as u64)) % p).collect();
+            return (xs, y);
+        }
         let xs: Vec<u64> = pad0.iter().enumerate().map(|(i, &h)| h as u64 & self.mask(i)).collect();
         let y = (0..deltas.len()).map(|i| xs[i].wrapping_add(deltas[i]).wrapping_sub(pad1[i] as u64) & self.mask(i)).collect();
         (xs, y)
     }
     /// Receiver of a correlated OT: its pad h_i, plus y_i when c_i = 1, at instance i's width.
     pub fn decorrelate(self, h: &[u128], y: &[u64], choices: &[bool]) -> Vec<u64> {
+        if let Widths::Modulus(p) = self {
+            let pad = |i: usize| (h[i] % p as u128) as u64;
+            return (0..choices.len()).map(|i| if choices[i] { (pad(i) + y[i] % p) % p } else { pad(i) }).collect();
+        }
         (0..choices.len()).map(|i| if choices[i] { (h[i] as u64).wrapping_add(y[i]) & self.mask(i) } else { h[i] as u64 & self.mask(i) }).collect()
     }
     /// Send the masked messages, each at its width, as one message.
     pub fn send(self, ch: &mut dyn Channel, y: &[u64]) -> Result<()> {
         match self {
             Widths::Uniform(b) => ch.send_packed(y, b),
+            Widths::Modulus(p) => ch.send_packed(y, modulus_bits(p)),
             Widths::Staircase(_) => ch.send_bytes(&crate::net::pack_widths(y, |i| self.of(i))),
         }
     }
@@ -88,6 +119,8 @@ impl Widths {
     pub fn recv(self, ch: &mut dyn Channel, n: usize) -> Result<Vec<u64>> {
         match self {
             Widths::Uniform(b) => ch.recv_packed(n, b),
+            // A residue ≥ p from the peer is reduced on use (decorrelate), never trusted as one.
+            Widths::Modulus(p) => ch.recv_packed(n, modulus_bits(p)),
             Widths::Staircase(b) => {
                 let mut buf = vec![0u8; super::staircase_payload_bits(n, b).div_ceil(8)];
                 ch.recv_bytes(&mut buf)?;

@@ -16,8 +16,10 @@
 //! * **Extension** ([`iknp`]): IKNP with AES-128 counter-mode PRG, 128×128 block transposes
 //!   ([`transpose`]) and the fixed-key AES hash `H(x, tw) = π(π(x) ⊕ tw) ⊕ π(x)` ([`prg`]).
 //!   Chosen-message OT masks the messages with the two hashed rows; correlated OT sends
-//!   `y = x + δ − H(q ⊕ Δ)` with `x = H(q)`; both use the receiver's real choices directly in
-//!   the extension matrix (no separate derandomisation round).
+//!   `y = x + δ − H(q ⊕ Δ)` with `x = H(q)` (over Z_{2^bits}, or over Z_p with both hashes
+//!   reduced mod p: a 128-bit hash mod p < 2^62 is uniform up to 2^-66, so `x` and `y` are
+//!   uniform residues); both use the receiver's real choices directly in the extension
+//!   matrix (no separate derandomisation round).
 //! * **1-out-of-N** (N ≤ 256): the log2-construction (as in Naor–Pinkas and SCI's split OT):
 //!   `l = ⌈log2 N⌉` random 1-of-2 OTs with keys `K_j^0, K_j^1`; message `v` is masked with
 //!   `H(K_1^{v_1} ⊕ … ⊕ K_l^{v_l}, tw(i, v))`. The receiver knows only the keys of its own
@@ -35,6 +37,7 @@
 //! | random OT (`send_random`) | 8 + B(n) | – | 1 |
 //! | chosen 1-of-2 | 8 + B(n) | ⌈2n·bits/8⌉ | 2 |
 //! | correlated | 8 + B(n) | ⌈n·bits/8⌉ | 2 |
+//! | correlated mod p | 8 + B(n) | ⌈n·bits(p)/8⌉ | 2 |
 //! | 1-of-N | 8 + B(n·⌈log2 N⌉) | ⌈n·N·bits/8⌉ | 2 |
 //!
 //! A batch of calls in the same direction that do not depend on each other's outputs could be
@@ -175,6 +178,23 @@ pub trait Ot: Send {
         check_staircase(choices.len(), bits)?;
         let t = self.recv_correlated(ch, choices, bits)?;
         Ok(t.iter().enumerate().map(|(i, &v)| v & mask(staircase_width(bits, i))).collect())
+    }
+
+    /// Correlated OT over Z_p (2 ≤ p ≤ 2^62, e.g. the HE plaintext prime): the sender obtains
+    /// uniform `x_i ∈ Z_p` (returned) and the receiver `x_i + c_i·δ_i mod p`. The default runs
+    /// a chosen OT of `(x_i, x_i + δ_i)` (same functionality, both messages sent); the real
+    /// backends send one `⌈log2 p⌉`-bit message, `x + δ − H(pad¹) mod p` with `x = H(pad⁰) mod p`.
+    fn send_correlated_mod(&mut self, ch: &mut dyn Channel, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
+        header::Widths::Modulus(p).header(deltas.len())?;
+        let mut rng = rand::rng();
+        let xs: Vec<u64> = deltas.iter().map(|_| rand::Rng::random_range(&mut rng, 0..p)).collect();
+        let msgs: Vec<[u64; 2]> = xs.iter().zip(deltas).map(|(&x, &d)| [x, (x + d % p) % p]).collect();
+        self.send_chosen(ch, &msgs, header::modulus_bits(p))?;
+        Ok(xs)
+    }
+    fn recv_correlated_mod(&mut self, ch: &mut dyn Channel, choices: &[bool], p: u64) -> Result<Vec<u64>> {
+        header::Widths::Modulus(p).header(choices.len())?;
+        Ok(self.recv_chosen(ch, choices, header::modulus_bits(p))?.iter().map(|&v| v % p).collect())
     }
 
     /// Chosen-message 1-out-of-N OT with short messages. `msgs` is row-major, `msgs.len()`

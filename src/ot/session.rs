@@ -281,6 +281,14 @@ impl Ot for OtSession {
         self.recv_cot(ch, choices, Widths::Staircase(bits))
     }
 
+    fn send_correlated_mod(&mut self, ch: &mut dyn Channel, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
+        self.send_cot(ch, deltas, Widths::Modulus(p))
+    }
+
+    fn recv_correlated_mod(&mut self, ch: &mut dyn Channel, choices: &[bool], p: u64) -> Result<Vec<u64>> {
+        self.recv_cot(ch, choices, Widths::Modulus(p))
+    }
+
     fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], n: usize, bits: u32) -> Result<()> {
         let len = rows_of(msgs, n)?;
         let header = BatchHeader::new(OtKind::OneOfN, bits, n, len)?;

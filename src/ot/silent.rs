@@ -5,7 +5,8 @@
 //! The receiver sends `d_i = c_i ⊕ b_i` (one bit); the sender's two pads are
 //! `P_i^j = H(K_i ⊕ (j ⊕ d_i)·Δ, tw_i)`, and the receiver's `H(M_i, tw_i)` equals `P_i^{c_i}`.
 //! * chosen 1-of-2: the sender sends `m_i^j ⊕ P_i^j` for j = 0, 1;
-//! * correlated over Z_{2^ℓ}: `x_i = P_i^0`, the sender sends `x_i + δ_i − P_i^1`;
+//! * correlated over Z_{2^ℓ}: `x_i = P_i^0`, the sender sends `x_i + δ_i − P_i^1`; over Z_p
+//!   the same with both pads reduced mod p (one `bits(p)`-bit residue per OT);
 //! * 1-of-N: `l = ⌈log2 N⌉` derandomised COTs give keys `P_{i,j}^{v_j}`; message `v` is masked
 //!   with `H(⊕_j P_{i,j}^{v_j}, tw(i, v))` as in the IKNP session, and only the `l` correction
 //!   bits and the `N` masked messages travel.
@@ -14,7 +15,7 @@
 //! | call | receiver → sender | sender → receiver | flights |
 //! |---|---|---|---|
 //! | chosen 1-of-2 | 8 + ⌈n/8⌉ | ⌈2n·bits/8⌉ | 2 |
-//! | correlated | 8 + ⌈n/8⌉ | ⌈n·bits/8⌉ | 2 |
+//! | correlated (mod 2^bits or mod p) | 8 + ⌈n/8⌉ | ⌈n·bits/8⌉ | 2 |
 //! | 1-of-N | 8 + ⌈n·l/8⌉ | ⌈n·N·bits/8⌉ | 2 |
 //! plus, when the direction's buffer runs short, the generator's refill
 //! ([`super::ferret::refill_bytes`]: 169,360 bytes for the first 1,077,912 COTs of a
@@ -207,6 +208,14 @@ impl Ot for SilentOt {
 
     fn recv_correlated_staircase(&mut self, ch: &mut dyn Channel, choices: &[bool], bits: u32) -> Result<Vec<u64>> {
         self.recv_cot(ch, choices, Widths::Staircase(bits))
+    }
+
+    fn send_correlated_mod(&mut self, ch: &mut dyn Channel, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
+        self.send_cot(ch, deltas, Widths::Modulus(p))
+    }
+
+    fn recv_correlated_mod(&mut self, ch: &mut dyn Channel, choices: &[bool], p: u64) -> Result<Vec<u64>> {
+        self.recv_cot(ch, choices, Widths::Modulus(p))
     }
 
     fn send_1_of_n(&mut self, ch: &mut dyn Channel, msgs: &[u64], n: usize, bits: u32) -> Result<()> {

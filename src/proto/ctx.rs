@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::error::{Error, Result};
 use crate::net::{Channel, CommStats};
 use crate::ot::session::choice_bits;
+use crate::ot::header::modulus_bits;
 use crate::ot::{Ot, OtBackend};
 use crate::share::Role;
 
@@ -126,6 +127,31 @@ impl<'a> Party<'a> {
         let c = to_bools(choices);
         let out = self.record(OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated(ch, &c, bits))?;
         expect_len("correlated OT (receiver)", &out, c.len())?;
+        Ok(out)
+    }
+
+    /// Correlated OT over Z_p, sender side: uniform `x_i ∈ Z_p`; the receiver gets
+    /// `x_i + c_i·Δ_i mod p`. Costed as a correlated OT of `bits(p − 1)` bits (one random OT
+    /// plus one message of that width).
+    pub fn cot_send_mod(&mut self, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
+        if deltas.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bits = modulus_bits(p);
+        let out = self.record(OtKind::Correlated, true, deltas.len(), bits, |ot, ch| ot.send_correlated_mod(ch, deltas, p))?;
+        expect_len("correlated OT mod p (sender)", &out, deltas.len())?;
+        Ok(out)
+    }
+
+    /// Correlated OT over Z_p, receiver side, with 0/1 choice bytes.
+    pub fn cot_recv_mod(&mut self, choices: &[u8], p: u64) -> Result<Vec<u64>> {
+        if choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = to_bools(choices);
+        let bits = modulus_bits(p);
+        let out = self.record(OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated_mod(ch, &c, p))?;
+        expect_len("correlated OT mod p (receiver)", &out, c.len())?;
         Ok(out)
     }
 

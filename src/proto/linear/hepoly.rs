@@ -25,7 +25,9 @@
 //!   Enc(x_c^j), j = 1..d   ──────────────▶    for each i: C_i = Σ_j c_{i,j} ⊙ Enc(x_c^j) + c_{i,0}
 //!   V_i^c = Dec(C_i')      ◀──────────────    (C_i', −R_i) = private_return(C_i)
 //! ```
-//! d = max degree. Two flights.
+//! d = max degree. Two flights. [`eval_polys_selected`] returns instead the selected sum
+//! `Σ_i b_i·V_i` for XOR-shared bits `b_i` (the server's bits folded into its plaintexts, one
+//! more return, then one chosen OT per polynomial; see there).
 //!
 //! **Error.** Exact mod t.
 //!
@@ -39,7 +41,8 @@
 //! uniformly masked values independent of the server's share and coefficients (which are
 //! public here anyway). The server never decrypts.
 
-use crate::proto::ctx::Party;
+use crate::proto::ctx::{Cost, Party};
+use crate::proto::toolkit::mux::{client_bit_times_server_field, client_bit_times_server_field_cost};
 use super::hemul::{self, block_slice, HeParty, LinComb};
 use crate::error::{Error, Result};
 use crate::he::HeContext;
@@ -167,20 +170,118 @@ pub fn eval_polys(p: &mut Party, he: &HeParty, x: &[u64], polys: &[CentredPoly])
         let ctx = he.ctx;
         hemul::server_evaluate_return(p, he, &ups, len, polys.len(), d, |blk| {
             let xs = block_slice(ctx, x, blk);
-            Ok(polys
-                .iter()
-                .map(|poly| {
-                    let mut c = server_coefficients(field, &binom, poly, d, xs);
-                    let constant = std::mem::take(&mut c[0]);
-                    let mults = c.into_iter().enumerate().skip(1).map(|(j, v)| (j - 1, v)).collect();
-                    LinComb { mults, constant }
-                })
-                .collect())
+            Ok(polys.iter().map(|poly| lin_comb(server_coefficients(field, &binom, poly, d, xs))).collect())
         })
     } else {
         hemul::client_upload(p, he, &client_powers(field, x, d), len)?;
         hemul::client_receive(p, he, len, polys.len(), d)
     }
+}
+
+/// The output `c_0 + Σ_{j≥1} c_j ⊙ Enc(x_c^j)` for the plaintext vectors `c` (upload j − 1
+/// holds `x_c^j`).
+fn lin_comb(mut c: Vec<Vec<u64>>) -> LinComb {
+    let constant = std::mem::take(&mut c[0]);
+    let mults = c.into_iter().enumerate().skip(1).map(|(j, v)| (j - 1, v)).collect();
+    LinComb { mults, constant }
+}
+
+/// The server's outputs of [`eval_polys_selected`] for one block: `U_i = (1 − 2b_i) ⊙ P_i`
+/// for every polynomial, then `W = Σ_i b_i ⊙ P_i` (`coeffs[i][j]` the plaintext vectors of
+/// `P_i`, `bits[i]` the server's bits of the block).
+fn selection_outputs(field: Field, coeffs: Vec<Vec<Vec<u64>>>, bits: &[&[u8]]) -> Vec<LinComb> {
+    let slots = bits.first().map_or(0, |b| b.len());
+    let terms = coeffs.first().map_or(0, Vec::len);
+    let mut w = vec![vec![0u64; slots]; terms];
+    let mut out = Vec::with_capacity(coeffs.len() + 1);
+    for (mut c, b) in coeffs.into_iter().zip(bits) {
+        for (cj, wj) in c.iter_mut().zip(w.iter_mut()) {
+            for ((v, acc), &bit) in cj.iter_mut().zip(wj.iter_mut()).zip(b.iter()) {
+                if bit & 1 == 1 {
+                    *acc = field.add(*acc, *v);
+                    *v = field.neg(*v);
+                }
+            }
+        }
+        out.push(lin_comb(c));
+    }
+    out.push(lin_comb(w));
+    out
+}
+
+/// Field shares of `Σ_i b_i · P_i(x − M_i)`: the polynomials selected by XOR-shared bits
+/// (`bits[i]` this party's shares of `b_i`, one per element; GeLU's one-hot segment
+/// indicator). Since `b_i = b_i^S + (1 − 2b_i^S)·b_i^C`, the server folds its own bits into
+/// the evaluation: it returns `U_i = (1 − 2b_i^S) ⊙ P_i` for every i and `W = Σ_i b_i^S ⊙ P_i`
+/// (P + 1 masked returns, the same ct × pt noise bound as [`eval_polys`]); the client then
+/// multiplies its share of each `U_i` by its bit locally, and the server's share by one chosen
+/// OT (`mux::client_bit_times_server_field`):
+/// `Σ_i b_i P_i = W + Σ_i b_i^C·U_i`. P OTs instead of the 2P of a multiplexer per
+/// polynomial, for one more returned ciphertext per block. Flights: the two of the HE step,
+/// then the OT's two.
+///
+/// Security: the client sees P + 1 returns, each masked by its own uniform R over Z_t
+/// (flooded and switched down as in [`eval_polys`]), and the OT's output masked by the
+/// sender's uniform r; the server sees client-key ciphertexts and the OT receiver's
+/// (hidden) choices. The server's bits enter only its plaintext vectors.
+pub fn eval_polys_selected(p: &mut Party, he: &HeParty, x: &[u64], polys: &[CentredPoly], bits: &[&[u8]]) -> Result<Vec<u64>> {
+    he.check_role(p)?;
+    let field = he.ctx.field();
+    let d = check_polys(field, polys)?;
+    let len = x.len();
+    if bits.len() != polys.len() || bits.iter().any(|b| b.len() != len) {
+        return Err(Error::Config(format!("polynomial selection: {} bit vectors for {} polynomials of {len} inputs", bits.len(), polys.len())));
+    }
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let m = polys.len();
+    p.ch.set_phase("he-poly");
+    let shares = if p.is_server() {
+        let ups = hemul::server_receive(p, he, d, len)?;
+        let ups: Vec<Vec<_>> = ups.iter().map(|blk| blk.iter().collect()).collect();
+        let binom = binomials(field, d);
+        let ctx = he.ctx;
+        hemul::server_evaluate_return(p, he, &ups, len, m + 1, d, |blk| {
+            let xs = block_slice(ctx, x, blk);
+            let start = (blk * ctx.slots()).min(len);
+            let own: Vec<&[u8]> = bits.iter().map(|b| &b[start..start + xs.len()]).collect();
+            let coeffs = polys.iter().map(|poly| server_coefficients(field, &binom, poly, d, xs)).collect();
+            Ok(selection_outputs(field, coeffs, &own))
+        })?
+    } else {
+        hemul::client_upload(p, he, &client_powers(field, x, d), len)?;
+        hemul::client_receive(p, he, len, m + 1, d)?
+    };
+    let (u, w) = shares.split_at(m);
+    let mut y = w[0].clone();
+    if p.is_server() {
+        let cross = client_bit_times_server_field(p, field, &Vec::new(), &u.concat())?;
+        for chunk in cross.chunks(len) {
+            add_field_into(field, &mut y, chunk);
+        }
+    } else {
+        let cross = client_bit_times_server_field(p, field, &bits.concat(), &[])?;
+        for ((ui, bi), chunk) in u.iter().zip(bits).zip(cross.chunks(len)) {
+            let own: Vec<u64> = ui.iter().zip(bi.iter()).map(|(&v, &b)| if b & 1 == 1 { v } else { 0 }).collect();
+            add_field_into(field, &mut y, &own);
+            add_field_into(field, &mut y, chunk);
+        }
+    }
+    Ok(y)
+}
+
+fn add_field_into(field: Field, acc: &mut [u64], part: &[u64]) {
+    for (a, &b) in acc.iter_mut().zip(part) {
+        *a = field.add(*a, b);
+    }
+}
+
+/// Documented cost of [`eval_polys_selected`] on `len` inputs (HE bytes as `own_bytes`).
+pub fn eval_polys_selected_cost(ctx: &HeContext, len: usize, polys: &[CentredPoly]) -> Result<Cost> {
+    let d = check_polys(ctx.field(), polys)?;
+    let he = hemul::he_bytes(ctx, len, d, polys.len() + 1, d)?;
+    Ok(Cost::own(he) + client_bit_times_server_field_cost(len * polys.len(), ctx.field()))
 }
 
 #[cfg(test)]

@@ -37,11 +37,12 @@
 //! the same signed `x` over Z_p (`ℓ ≤ bits(p)`, so `|x| < p/2`).
 //!
 //! **Method.** As in `trunc`: the server adds `2^(ℓ−2)` so `y` has MSB 0 and the ring wrap is
-//! `w = m_S ∨ m_C` (MSBs of the shares). `m_S·m_C` is shared over Z_p with one chosen OT
-//! (server offers `(r, r + m_S)`, the client chooses with `m_C`). Then
+//! `w = m_S ∨ m_C` (MSBs of the shares). `m_S·m_C` is shared over Z_p with one correlated OT
+//! mod p (`Δ = m_S`, the client chooses with `m_C`: the server keeps uniform `r`, the client
+//! gets `r + m_S·m_C`). Then
 //! `x = y_S + y_C − w·2^ℓ − 2^(ℓ−2)` is evaluated mod p.
 //!
-//! **Domain.** as above. **Error:** exact. **Bytes per element:** `C_ot(bits(p))`.
+//! **Domain.** as above. **Error:** exact. **Bytes per element:** `C_cot(bits(p))`.
 //! Flights: 2 (one OT batch).
 //!
 //! **Security (semi-honest).** Only OT and the millionaire are used, whose outputs are fresh
@@ -121,13 +122,10 @@ pub fn ring_to_field(p: &mut Party, ring: Ring, field: Field, x: &[u64]) -> Resu
     let y: Vec<u64> = if p.is_server() { x.iter().map(|&v| ring.add(v, bias)).collect() } else { x.iter().map(|&v| ring.reduce(v)).collect() };
     let msbs: Vec<u8> = y.iter().map(|&v| ring.msb(v) as u8).collect();
     let raw = if p.is_server() {
-        let r: Vec<u64> = (0..x.len()).map(|_| field.random(p.rng())).collect();
-        let msgs: Vec<[u64; 2]> = r.iter().zip(&msbs).map(|(&r, &m)| [r, field.add(r, m as u64)]).collect();
-        p.ot_send(&msgs, field.bits())?;
-        r
+        let deltas: Vec<u64> = msbs.iter().map(|&m| m as u64).collect();
+        p.cot_send_mod(&deltas, pm)?
     } else {
-        let got = p.ot_recv(&msbs, field.bits())?;
-        got.iter().map(|&v| field.reduce(v)).collect()
+        p.cot_recv_mod(&msbs, pm)?
     };
     let two_l = ((1u128 << l) % pm as u128) as u64;
     let shift = if p.is_server() { field.reduce(bias) } else { 0 };
@@ -156,7 +154,7 @@ pub fn field_to_ring_trunc_cost(n: usize, field: Field, ring: Ring, bound_bits: 
 
 /// Documented cost of [`ring_to_field`] on `n` elements.
 pub fn ring_to_field_cost(n: usize, field: Field) -> Cost {
-    Cost::chosen(field.bits(), n).then(&[Step::OtServerSends])
+    Cost::cot(field.bits(), n).then(&[Step::OtServerSends])
 }
 
 #[cfg(test)]

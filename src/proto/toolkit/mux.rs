@@ -15,15 +15,16 @@
 //! **Bytes per element.** `2·C_cot(ℓ)`. Flights: 3 (two OT batches in opposite directions share
 //! one flight).
 //!
-//! **Field variant ([`mux_field`]).** The same split over Z_p with chosen-message OTs (Z_p is not
-//! a power of two, so the ring correlation does not apply): the sender draws `r` uniform in Z_p
-//! and offers `m_c = (b_own ⊕ c)·x_own + r` for the receiver's bit `c`; the sender keeps `−r`.
-//! Bytes per element `2·C_ot(bits(p))`, flights 3. Used to select among HE results in Z_t
-//! before one field→ring conversion (GeLU).
+//! **Field variant ([`mux_field`]).** The same split over Z_p with correlated OTs mod p
+//! (`Ot::send_correlated_mod`: one `bits(p)`-bit message per OT).
+//! Bytes per element `2·C_cot(bits(p))`, flights 3. [`client_bit_times_server_field`] is its
+//! server-sending half alone (`b_C · x_S`, one `C_cot(bits(p))`, 2 flights): GeLU's selection of
+//! HE results (`hepoly::eval_polys_selected`) folds the server's bits into the HE evaluation and
+//! needs only that half.
 //!
-//! **Security (semi-honest).** Each party sees only the output of one correlated (or chosen)
-//! OT as receiver, which is masked by the sender's uniform `s` (or `r`, uniform over the whole
-//! field); as sender it sees nothing (OT receiver privacy). Outputs are fresh uniform shares
+//! **Security (semi-honest).** Each party sees only the output of one correlated OT (over
+//! Z_{2^ℓ} or Z_p) as receiver, which is masked by the sender's uniform `s` (uniform over the
+//! whole ring or field); as sender it sees nothing (OT receiver privacy). Outputs are fresh uniform shares
 //! of `b·x`.
 
 use super::bits::BitShare;
@@ -68,29 +69,19 @@ pub fn mux_cost(n: usize, ring: Ring) -> Cost {
     Cost::cot(ring.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
 }
 
-/// One party's part of `(b_S ⊕ b_C)·x_own` over Z_p as chosen-OT sender (the peer chooses
-/// with its bit); returns the sender's share `−r`.
+/// One party's part of `(b_S ⊕ b_C)·x_own` over Z_p as sender of a correlated OT mod p
+/// (`Δ = (1 − 2b_own)·x_own`, the peer chooses with its bit); returns `b_own·x_own − r`.
 fn send_term_field(p: &mut Party, field: Field, b: &[u8], x: &[u64]) -> Result<Vec<u64>> {
-    let r: Vec<u64> = (0..x.len()).map(|_| field.random(p.rng())).collect();
-    let msgs: Vec<[u64; 2]> = b
-        .iter()
-        .zip(x)
-        .zip(&r)
-        .map(|((&b, &x), &r)| {
-            let x = field.reduce(x);
-            let (on, off) = (field.add(x, r), r);
-            if b & 1 == 1 { [on, off] } else { [off, on] }
-        })
-        .collect();
-    p.ot_send(&msgs, field.bits())?;
-    Ok(r.iter().map(|&r| field.neg(r)).collect())
+    let deltas: Vec<u64> = b.iter().zip(x).map(|(&b, &x)| if b & 1 == 1 { field.neg(field.reduce(x)) } else { field.reduce(x) }).collect();
+    let r = p.cot_send_mod(&deltas, field.modulus())?;
+    Ok(b.iter().zip(x).zip(&r).map(|((&b, &x), &r)| field.sub(if b & 1 == 1 { field.reduce(x) } else { 0 }, r)).collect())
 }
 
-/// Shares of `b · x` over Z_p (two chosen-OT batches in opposite directions).
+/// Shares of `b · x` over Z_p (two batches of correlated OTs mod p in opposite directions).
 pub fn mux_field(p: &mut Party, field: Field, b: &BitShare, x: &[u64]) -> Result<Vec<u64>> {
     same_len("field multiplexer", b.len(), x.len())?;
     p.ch.set_phase("mux-field");
-    let recv = |p: &mut Party| -> Result<Vec<u64>> { Ok(p.ot_recv(b, field.bits())?.iter().map(|&v| field.reduce(v)).collect()) };
+    let recv = |p: &mut Party| -> Result<Vec<u64>> { p.cot_recv_mod(b, field.modulus()) };
     let (own, peer) = if p.is_server() {
         let own = send_term_field(p, field, b, x)?;
         (own, recv(p)?)
@@ -101,7 +92,25 @@ pub fn mux_field(p: &mut Party, field: Field, b: &BitShare, x: &[u64]) -> Result
     Ok(own.iter().zip(&peer).map(|(&a, &c)| field.add(a, c)).collect())
 }
 
+/// Shares over Z_p of `b_C · x_S`: the client's bit times the server's value, one batch of
+/// correlated OTs mod p with the server sending (`Δ = x_S`; the half of [`mux_field`] whose
+/// server bit is 0). The client passes its bits (`x` empty), the server its values (`b` empty).
+pub fn client_bit_times_server_field(p: &mut Party, field: Field, b: &BitShare, x: &[u64]) -> Result<Vec<u64>> {
+    p.ch.set_phase("bit-times-field");
+    if p.is_server() {
+        let r = p.cot_send_mod(x, field.modulus())?;
+        Ok(r.iter().map(|&r| field.neg(r)).collect())
+    } else {
+        p.cot_recv_mod(b, field.modulus())
+    }
+}
+
+/// Documented cost of [`client_bit_times_server_field`] on `n` elements.
+pub fn client_bit_times_server_field_cost(n: usize, field: Field) -> Cost {
+    Cost::cot(field.bits(), n).then(&[Step::OtServerSends])
+}
+
 /// Documented cost of [`mux_field`] on `n` elements.
 pub fn mux_field_cost(n: usize, field: Field) -> Cost {
-    Cost::chosen(field.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
+    Cost::cot(field.bits(), 2 * n).then(&[Step::OtServerSends, Step::OtClientSends])
 }
