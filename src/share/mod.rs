@@ -64,6 +64,12 @@ impl Ring {
     pub fn add(self, a: u64, b: u64) -> u64 {
         a.wrapping_add(b) & self.mask()
     }
+    /// `acc[i] += other[i]` for every i (the shorter length).
+    pub fn add_into(self, acc: &mut [u64], other: &[u64]) {
+        for (a, &b) in acc.iter_mut().zip(other) {
+            *a = self.add(*a, b);
+        }
+    }
     #[inline]
     pub fn sub(self, a: u64, b: u64) -> u64 {
         a.wrapping_sub(b) & self.mask()
@@ -146,6 +152,12 @@ impl Field {
             s - self.p
         } else {
             s
+        }
+    }
+    /// `acc[i] += other[i] mod p` for every i (the shorter length).
+    pub fn add_into(self, acc: &mut [u64], other: &[u64]) {
+        for (a, &b) in acc.iter_mut().zip(other) {
+            *a = self.add(*a, b);
         }
     }
     #[inline]

@@ -134,20 +134,14 @@ pub fn field_matmul(field: Field, a: &[u64], b: &[u64], shape: MatmulShape) -> V
     y
 }
 
-fn add_into(field: Field, acc: &mut [u64], other: &[u64]) {
-    for (a, &b) in acc.iter_mut().zip(other) {
-        *a = field.add(*a, b);
-    }
-}
-
 /// A party's share of A_h·B_h for each head of one call: its local product plus its shares of
 /// the direct cross terms (stacked n × m blocks) and of the transposed ones (stacked m × n blocks).
 fn push_head_shares(field: Field, shape: MatmulShape, a: &[Vec<u64>], b: &[Vec<u64>], direct: &[u64], transposed: &[u64], shares: &mut Vec<Vec<u64>>) {
     let MatmulShape { n, m, .. } = shape;
     for (h, (a, b)) in a.iter().zip(b).enumerate() {
         let mut share = field_matmul(field, a, b, shape);
-        add_into(field, &mut share, &direct[h * n * m..(h + 1) * n * m]);
-        add_into(field, &mut share, &transpose(&transposed[h * m * n..(h + 1) * m * n], m, n));
+        field.add_into(&mut share, &direct[h * n * m..(h + 1) * n * m]);
+        field.add_into(&mut share, &transpose(&transposed[h * m * n..(h + 1) * m * n], m, n));
         shares.push(share);
     }
 }

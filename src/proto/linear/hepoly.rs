@@ -27,7 +27,7 @@
 //! ```
 //! d = max degree. Two flights. [`eval_polys_selected`] returns instead the selected sum
 //! `Σ_i b_i·V_i` for XOR-shared bits `b_i` (the server's bits folded into its plaintexts, one
-//! more return, then one chosen OT per polynomial; see there).
+//! more return, then one correlated OT mod t per polynomial; see there).
 //!
 //! **Error.** Exact mod t.
 //!
@@ -214,8 +214,8 @@ fn selection_outputs(field: Field, coeffs: Vec<Vec<Vec<u64>>>, bits: &[&[u8]]) -
 /// indicator). Since `b_i = b_i^S + (1 − 2b_i^S)·b_i^C`, the server folds its own bits into
 /// the evaluation: it returns `U_i = (1 − 2b_i^S) ⊙ P_i` for every i and `W = Σ_i b_i^S ⊙ P_i`
 /// (P + 1 masked returns, the same ct × pt noise bound as [`eval_polys`]); the client then
-/// multiplies its share of each `U_i` by its bit locally, and the server's share by one chosen
-/// OT (`mux::client_bit_times_server_field`):
+/// multiplies its share of each `U_i` by its bit locally, and the server's share by one
+/// correlated OT mod t (`mux::client_bit_times_server_field`):
 /// `Σ_i b_i P_i = W + Σ_i b_i^C·U_i`. P OTs instead of the 2P of a multiplexer per
 /// polynomial, for one more returned ciphertext per block. Flights: the two of the HE step,
 /// then the OT's two.
@@ -258,23 +258,17 @@ pub fn eval_polys_selected(p: &mut Party, he: &HeParty, x: &[u64], polys: &[Cent
     if p.is_server() {
         let cross = client_bit_times_server_field(p, field, &Vec::new(), &u.concat())?;
         for chunk in cross.chunks(len) {
-            add_field_into(field, &mut y, chunk);
+            field.add_into(&mut y, chunk);
         }
     } else {
         let cross = client_bit_times_server_field(p, field, &bits.concat(), &[])?;
         for ((ui, bi), chunk) in u.iter().zip(bits).zip(cross.chunks(len)) {
             let own: Vec<u64> = ui.iter().zip(bi.iter()).map(|(&v, &b)| if b & 1 == 1 { v } else { 0 }).collect();
-            add_field_into(field, &mut y, &own);
-            add_field_into(field, &mut y, chunk);
+            field.add_into(&mut y, &own);
+            field.add_into(&mut y, chunk);
         }
     }
     Ok(y)
-}
-
-fn add_field_into(field: Field, acc: &mut [u64], part: &[u64]) {
-    for (a, &b) in acc.iter_mut().zip(part) {
-        *a = field.add(*a, b);
-    }
 }
 
 /// Documented cost of [`eval_polys_selected`] on `len` inputs (HE bytes as `own_bytes`).

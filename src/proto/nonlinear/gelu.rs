@@ -485,30 +485,24 @@ pub fn gelu(p: &mut Party, he: &HeParty, x: &[u64], spec: &GeluSpec) -> Result<V
     let poly_ix: Vec<usize> = (0..spec.pieces.len()).filter(|&i| matches!(spec.pieces[i], Piece::Poly(_))).collect();
     if !poly_ix.is_empty() {
         let part = poly_part(p, he, ring, x, spec, &onehot, &poly_ix)?;
-        add_into(ring, &mut y, &part);
+        ring.add_into(&mut y, &part);
     }
     for (i, piece) in spec.pieces.iter().enumerate() {
         match piece {
             Piece::Identity => {
                 let part = mux(p, ring, &onehot[i], x)?;
-                add_into(ring, &mut y, &part);
+                ring.add_into(&mut y, &part);
             }
             Piece::Const(c) if *c != 0 => {
                 let b = b2a_ring(p, ring, &onehot[i])?;
                 let cr = ring.from_signed(*c);
                 let part: Vec<u64> = b.iter().map(|&v| ring.mul(v, cr)).collect();
-                add_into(ring, &mut y, &part);
+                ring.add_into(&mut y, &part);
             }
             _ => {}
         }
     }
     Ok(y)
-}
-
-fn add_into(ring: Ring, acc: &mut [u64], part: &[u64]) {
-    for (a, &b) in acc.iter_mut().zip(part) {
-        *a = ring.add(*a, b);
-    }
 }
 
 /// Σ_{poly pieces i} b_i · ⌊P_i / 2^(S−frac)⌋ (one truncation of the selected accumulator).
