@@ -131,7 +131,7 @@ impl<'a> Party<'a> {
     }
 
     /// Correlated OT over Z_p, sender side: uniform `x_i ∈ Z_p`; the receiver gets
-    /// `x_i + c_i·Δ_i mod p`. Costed as a correlated OT of `bits(p − 1)` bits (one random OT
+    /// `x_i + c_i·Δ_i mod p`. Costed as a correlated OT of `bits(p)` bits (one random OT
     /// plus one message of that width).
     pub fn cot_send_mod(&mut self, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
         if deltas.is_empty() {
