@@ -188,10 +188,11 @@ fn cost_table_prices_each_candidate_set_by_the_protocol() {
     let table = fit_approx::format_costs(&few, &[("nine segments".into(), many.quantized.clone())]).unwrap();
     println!("{table}");
     let (a, b) = (cost_row(&table, "this fit"), cost_row(&table, "nine segments"));
-    // [random OTs, bytes IKNP, bytes silent, rounds]: more knots cost more OTs; silent < IKNP.
+    // [random OTs, bytes IKNP, bytes silent, rounds]: more knots cost more OTs; silent OT
+    // less than half IKNP (KK13 1-of-16 on IKNP, ≈ 3× with this protocol shape).
     assert_eq!(a.len(), 4);
     assert!(b[0] > a[0], "{a:?} vs {b:?}");
-    assert!(a[2] < a[1] / 3.0 && b[2] < b[1] / 3.0, "{a:?} {b:?}");
+    assert!(a[2] < a[1] / 2.0 && b[2] < b[1] / 2.0, "{a:?} {b:?}");
     // Only the segmented-protocol functions get the table.
     let exp = fit_approx::build_file(&parse("exp")).unwrap();
     assert!(fit_approx::format_costs(&exp, &[]).unwrap().is_empty());

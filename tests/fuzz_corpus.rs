@@ -20,6 +20,7 @@ use fastlmpi::net::{pack_bits, Channel};
 use fastlmpi::ot::base::{receive, BaseSender};
 use fastlmpi::ot::header::{BatchHeader, OtKind};
 use fastlmpi::ot::iknp::{ExtReceiver, ExtSender, KAPPA};
+use fastlmpi::ot::kk13::{KkReceiver, KkSender, CODE_BITS};
 use fastlmpi::share::Role;
 use fhe_traits::Serialize as _;
 
@@ -126,6 +127,12 @@ fn ot_seeds(c: &mut Corpus) {
     let mut payload = vec![3u8];
     payload.extend_from_slice(&pack_bits(&[5; 4 * 16], 12));
     ext.push(with_header(2, 11 << 8 | 14, &payload));
+    let kk_pairs: Vec<[u128; 2]> = (0..CODE_BITS as u128).map(|j| [j, j + 1000]).collect();
+    let s = [0x0123_4567_89ab_cdefu128, 0xfedc_ba98_7654_3210];
+    let kk_chosen: Vec<u128> = (0..CODE_BITS).map(|j| kk_pairs[j][((s[j / 128] >> (j % 128)) & 1) as usize]).collect();
+    let kk_batch = KkReceiver::new(&kk_pairs).unwrap().extend(&[3u8; 130]);
+    KkSender::new(s, &kk_chosen).unwrap().extend(&kk_batch.u_bytes, 130).expect("real KK13 rows");
+    ext.push(with_header(3, 130, &kk_batch.u_bytes));
 }
 
 #[test]

@@ -3,12 +3,16 @@
 //! documented formulas, and rejection of malformed base-OT messages.
 
 use fastlmpi::net::{packed_len, run_pair, Channel, CommStats};
-use fastlmpi::ot::session::{choice_bits, SETUP_BYTES_SENT, SETUP_ROUNDS};
+use fastlmpi::ot::kk13;
+use fastlmpi::ot::session::{choice_bits, BASE_SETUP_BYTES_SENT, BASE_SETUP_ROUNDS, SETUP_BYTES_SENT, SETUP_ROUNDS};
 use fastlmpi::ot::{Ot, OtSession};
 use fastlmpi::share::Role;
 use fastlmpi::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+
+mod common;
+use common::RecordingChannel;
 
 const BATCHES: [usize; 6] = [0, 1, 127, 128, 129, 1000];
 const WIDTHS: [u32; 4] = [1, 12, 37, 64];
@@ -31,12 +35,16 @@ fn run_after_setup<S: Send, C: Send>(
     let out = run_pair(
         |ch| {
             let mut s = OtSession::setup(ch, Role::Server)?;
+            // The client sent last in setup: one byte back settles the direction, so the
+            // calls' first flight counts as a round.
+            ch.send_bytes(&[0])?;
             let before = ch.stats();
             let r = server(&mut s, ch)?;
             Ok((r, ch.stats().since(&before)))
         },
         |ch| {
             let mut s = OtSession::setup(ch, Role::Client)?;
+            ch.recv_bytes(&mut [0u8])?;
             let before = ch.stats();
             let r = client(&mut s, ch)?;
             ch.flush()?;
@@ -53,9 +61,16 @@ fn setup_costs_exactly_the_documented_bytes_and_flights() {
         .unwrap();
     assert_eq!(out.server_stats.bytes_sent, SETUP_BYTES_SENT);
     assert_eq!(out.client_stats.bytes_sent, SETUP_BYTES_SENT);
-    assert_eq!(SETUP_BYTES_SENT, 32 + 128 * 32);
+    // Base OTs (a point, 128 points), then 256 random OTs for KK13's base (header, 2 blocks).
+    assert_eq!(SETUP_BYTES_SENT, 32 + 128 * 32 + 8 + 2 * 2048);
     assert_eq!(out.server_stats.rounds, SETUP_ROUNDS);
     assert_eq!(out.client_stats.rounds, SETUP_ROUNDS);
+    assert_eq!(SETUP_ROUNDS, 4);
+    let base = run_pair(|ch| OtSession::setup_iknp(ch, Role::Server).map(|_| ()), |ch| OtSession::setup_iknp(ch, Role::Client).map(|_| ()))
+        .unwrap();
+    assert_eq!((base.server_stats.bytes_sent, base.client_stats.bytes_sent), (BASE_SETUP_BYTES_SENT, BASE_SETUP_BYTES_SENT));
+    assert_eq!(BASE_SETUP_BYTES_SENT, 32 + 128 * 32);
+    assert_eq!((base.server_stats.rounds, base.client_stats.rounds), (BASE_SETUP_ROUNDS, BASE_SETUP_ROUNDS));
 }
 
 #[test]
@@ -236,7 +251,7 @@ fn random_ot_gives_pairs_and_the_chosen_key_both_directions() {
 #[test]
 fn one_of_n_ot_delivers_the_chosen_row_entry() {
     let mut rng = ChaCha20Rng::seed_from_u64(14);
-    for (n, bits, len) in [(2usize, 64u32, 129usize), (4, 1, 1000), (16, 12, 1000), (16, 37, 1), (256, 64, 130), (5, 8, 77)] {
+    for (n, bits, len) in [(2usize, 64u32, 129usize), (4, 1, 1000), (16, 12, 1000), (16, 37, 1), (256, 64, 130), (5, 8, 77), (8, 2, 5000), (255, 3, 3)] {
         let msgs: Vec<u64> = (0..len * n).map(|_| rng.random::<u64>() & mask(bits)).collect();
         let choices: Vec<u8> = (0..len).map(|_| rng.random_range(0..n) as u8).collect();
         let (m2, c2) = (msgs.clone(), choices.clone());
@@ -247,7 +262,10 @@ fn one_of_n_ot_delivers_the_chosen_row_entry() {
         for i in 0..len {
             assert_eq!(got[i], msgs[i * n + choices[i] as usize], "N {n}, i {i}");
         }
-        assert_eq!(c_stats.bytes_sent, receiver_bytes(len * choice_bits(n), true), "N {n}");
+        // KK13 from N = 5: one 32-byte row per OT; below, ⌈log2 N⌉ IKNP OTs.
+        let want = if n >= 5 { 8 + 32 * len as u64 } else { receiver_bytes(len * choice_bits(n), true) };
+        assert_eq!(kk13::runs_on_kk13(n), n >= 5);
+        assert_eq!(c_stats.bytes_sent, want, "N {n}");
         assert_eq!(s_stats.bytes_sent, packed_len(len * n, bits) as u64, "N {n}");
         assert_eq!(c_stats.rounds, 2);
     }
@@ -310,4 +328,98 @@ fn mismatched_calls_are_detected() {
         },
     );
     assert!(matches!(res, Err(Error::Protocol { .. })), "{res:?}");
+}
+
+#[test]
+fn kk13_receivers_view_does_not_depend_on_the_unchosen_messages() {
+    // 1-of-16 on KK13: the receiver always chooses 0; the 15 other messages are all-zero in
+    // one run and all-ones in the other. Every bit position of the received unchosen entries
+    // must stay balanced in both, i.e. carry no trace of the messages.
+    let (n, len) = (16usize, 4_000usize);
+    for unchosen in [0u64, u64::MAX] {
+        let table: Vec<u64> = (0..len * n).map(|k| if k % n == 0 { 42 } else { unchosen }).collect();
+        let (_, (got, seen), _, _) = run_after_setup(
+            move |ot, ch| ot.send_1_of_n(ch, &table, n, 64),
+            move |ot, ch| {
+                let mut rec = RecordingChannel { inner: ch, seen: Vec::new() };
+                let got = ot.recv_1_of_n(&mut rec, &vec![0u8; len], n, 64)?;
+                Ok((got, rec.seen))
+            },
+        );
+        assert!(got.iter().all(|&g| g == 42));
+        assert_eq!(seen.len(), len * n * 8, "the receiver sees exactly the masked table");
+        let entries = len * (n - 1);
+        for bit in 0..64 {
+            let ones = (0..len * n).filter(|k| k % n != 0).filter(|&k| {
+                let w = u64::from_le_bytes(seen[k * 8..k * 8 + 8].try_into().unwrap());
+                (w >> bit) & 1 == 1
+            });
+            let frac = ones.count() as f64 / entries as f64;
+            // 60,000 fair coins: |frac − ½| < 0.015 fails with probability < 2^-38 per position.
+            assert!((frac - 0.5).abs() < 0.015, "unchosen = {unchosen:#x}: bit {bit} is 1 in {frac} of the entries");
+        }
+    }
+}
+
+#[test]
+fn kk13_one_of_n_needs_its_base_ots() {
+    // A session set up for IKNP only (the silent backend's bootstrap) refuses N ≥ 5 clearly
+    // on both sides, before anything is sent.
+    let out = run_pair(
+        |ch| {
+            let mut ot = OtSession::setup_iknp(ch, Role::Server)?;
+            Ok(ot.send_1_of_n(ch, &[0; 16], 16, 4))
+        },
+        |ch| {
+            let mut ot = OtSession::setup_iknp(ch, Role::Client)?;
+            Ok(ot.recv_1_of_n(ch, &[3], 16, 4).map(|_| ()))
+        },
+    )
+    .unwrap();
+    for r in [out.server, out.client] {
+        assert!(matches!(&r, Err(Error::Ot(m)) if m.contains("KK13")), "{r:?}");
+    }
+}
+
+#[test]
+fn kk13_batches_in_both_directions_stay_correct() {
+    // Counters of both KK13 directions advance independently across interleaved batches.
+    let mut rng = ChaCha20Rng::seed_from_u64(15);
+    let choices: Vec<Vec<u8>> = (0..4).map(|k| (0..100 + 70 * k).map(|_| rng.random_range(0..16u8)).collect()).collect();
+    let table = |k: usize, len: usize| -> Vec<u64> { (0..len * 16).map(|e| (e as u64 * 31 + k as u64) & 0xfff).collect() };
+    let (c1, c2) = (choices.clone(), choices.clone());
+    let out = run_pair(
+        move |ch| {
+            let mut ot = OtSession::setup(ch, Role::Server)?;
+            let mut got = Vec::new();
+            for (k, c) in c1.iter().enumerate() {
+                if k % 2 == 0 {
+                    ot.send_1_of_n(ch, &table(k, c.len()), 16, 12)?;
+                } else {
+                    got.push(ot.recv_1_of_n(ch, c, 16, 12)?);
+                }
+            }
+            Ok(got)
+        },
+        move |ch| {
+            let mut ot = OtSession::setup(ch, Role::Client)?;
+            let mut got = Vec::new();
+            for (k, c) in c2.iter().enumerate() {
+                if k % 2 == 0 {
+                    got.push(ot.recv_1_of_n(ch, c, 16, 12)?);
+                } else {
+                    ot.send_1_of_n(ch, &table(k, c.len()), 16, 12)?;
+                }
+            }
+            Ok(got)
+        },
+    )
+    .unwrap();
+    for (k, c) in choices.iter().enumerate() {
+        let got = if k % 2 == 0 { &out.client[k / 2] } else { &out.server[k / 2] };
+        let t = table(k, c.len());
+        for (i, &v) in c.iter().enumerate() {
+            assert_eq!(got[i], t[i * 16 + v as usize], "batch {k}, OT {i}");
+        }
+    }
 }

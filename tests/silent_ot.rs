@@ -11,6 +11,9 @@ use fastlmpi::ot::session::choice_bits;
 use fastlmpi::ot::{Ot, SilentOt};
 use fastlmpi::share::Role;
 use fastlmpi::Error;
+
+mod common;
+use common::RecordingChannel;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -163,35 +166,6 @@ fn calls_past_the_first_fill_run_an_iteration_and_stay_correct() {
     assert!(got.iter().zip(&c).all(|(&g, &b)| g == if b { 9 } else { 7 }));
     assert_eq!(s_stats.bytes_sent, refill_bytes(1, FIRST_FILL, n) + packed_len(2 * n, 8) as u64);
     assert_eq!(refill_bytes(1, FIRST_FILL, n), 8 + 264 * (32 * 13 + 16));
-}
-
-/// What the receiver sees of an OT batch: the bytes it receives after the prefill.
-struct RecordingChannel<'a> {
-    inner: &'a mut dyn Channel,
-    seen: Vec<u8>,
-}
-
-impl Channel for RecordingChannel<'_> {
-    fn send_bytes(&mut self, data: &[u8]) -> fastlmpi::Result<()> {
-        self.inner.send_bytes(data)
-    }
-    fn recv_bytes(&mut self, buf: &mut [u8]) -> fastlmpi::Result<()> {
-        self.inner.recv_bytes(buf)?;
-        self.seen.extend_from_slice(buf);
-        Ok(())
-    }
-    fn flush(&mut self) -> fastlmpi::Result<()> {
-        self.inner.flush()
-    }
-    fn stats(&self) -> CommStats {
-        self.inner.stats()
-    }
-    fn max_frame(&self) -> usize {
-        self.inner.max_frame()
-    }
-    fn set_phase(&mut self, phase: &str) {
-        self.inner.set_phase(phase)
-    }
 }
 
 #[test]

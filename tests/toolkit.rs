@@ -86,7 +86,8 @@ mod support {
     /// Both parties observed exactly the documented OT counts and own-message bytes, and
     /// both saw the same number of own bytes.
     /// Bytes of one OT call according to the OT layer's documented cost table (IKNP matrix of
-    /// 16 bytes per extended OT in 128-OT blocks, an 8-byte batch header, the masked messages).
+    /// 16 bytes per extended OT in 128-OT blocks or KK13 rows of 32 bytes per 1-of-N OT, an
+    /// 8-byte batch header, the masked messages).
     pub fn iknp_call_bytes(call: &OtCall) -> u64 {
         let matrix = |m: usize| 2048 * m.div_ceil(128) as u64;
         let n = call.count;
@@ -95,6 +96,8 @@ mod support {
             OtKind::Correlated => matrix(n) + (n * bits).div_ceil(8) as u64,
             OtKind::Staircase => matrix(n) + fastlmpi::ot::staircase_payload_bits(n, call.bits).div_ceil(8) as u64,
             OtKind::Chosen => matrix(n) + (2 * n * bits).div_ceil(8) as u64,
+            // KK13 rows of 32 bytes from N = 5, else ⌈log2 N⌉ IKNP OTs per 1-of-N OT.
+            OtKind::OneOfN(k) if k >= 5 => 32 * n as u64 + (n * k * bits).div_ceil(8) as u64,
             OtKind::OneOfN(k) => matrix(n * k.next_power_of_two().trailing_zeros() as usize) + (n * k * bits).div_ceil(8) as u64,
         }
     }

@@ -77,7 +77,7 @@ fn measure_cots(backend: OtBackend, n: usize) -> crate::Result<(f64, CommStats)>
             let mut sink = 0u128;
             match backend {
                 OtBackend::Iknp => {
-                    let mut ot = OtSession::setup(ch, Role::Server)?;
+                    let mut ot = OtSession::setup_iknp(ch, Role::Server)?;
                     for m in slices() {
                         sink ^= ot.raw_cots_send(ch, m)?.0[m - 1];
                     }
@@ -98,7 +98,7 @@ fn measure_cots(backend: OtBackend, n: usize) -> crate::Result<(f64, CommStats)>
             let mut sink = 0u128;
             match backend {
                 OtBackend::Iknp => {
-                    let mut ot = OtSession::setup(ch, Role::Client)?;
+                    let mut ot = OtSession::setup_iknp(ch, Role::Client)?;
                     for m in slices() {
                         let choices: Vec<bool> = (0..m).map(|_| rng.random()).collect();
                         sink ^= ot.raw_cots_recv(ch, &choices)?[m - 1];

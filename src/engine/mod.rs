@@ -157,7 +157,7 @@ impl Profile {
             kind: ProfileKind::Bolt,
             fixed: FixedConfig { frac_bits: 12, weight_frac_bits: 12, ring_bits: 37 },
             linear: LinearBackend::Field(Packing::Bsgs),
-            // BOLT's code runs IKNP (SCI's emp-ot copy), not silent OT.
+            // BOLT's code runs IKNP (SCI's emp-ot copy) and KK13 for its 1-of-N OTs, not silent OT.
             ot: OtBackend::Iknp,
             linear_trunc: TruncMode::Faithful,
         }

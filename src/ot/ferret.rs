@@ -422,7 +422,7 @@ mod tests {
     fn generate(m: usize) -> ((u128, Vec<u128>, u64), (Vec<bool>, Vec<u128>, u64), u64) {
         let out = run_pair(
             |ch| {
-                let mut iknp = OtSession::setup(ch, Role::Server)?;
+                let mut iknp = OtSession::setup_iknp(ch, Role::Server)?;
                 let mut s = CotSender::new(iknp.sender_delta());
                 let before = ch.stats();
                 s.ensure(ch, &mut iknp, m)?;
@@ -431,7 +431,7 @@ mod tests {
                 Ok((delta, k.to_vec(), first, ch.stats().since(&before)))
             },
             |ch| {
-                let mut iknp = OtSession::setup(ch, Role::Client)?;
+                let mut iknp = OtSession::setup_iknp(ch, Role::Client)?;
                 let mut r = CotReceiver::new();
                 r.ensure(ch, &mut iknp, m)?;
                 let (b, mm, first) = r.take(m)?;
@@ -487,7 +487,7 @@ mod tests {
         // 2 iterations (the fifth runs ahead); the last batch still correlates.
         let out = run_pair(
             |ch| {
-                let mut iknp = OtSession::setup(ch, Role::Server)?;
+                let mut iknp = OtSession::setup_iknp(ch, Role::Server)?;
                 let mut s = CotSender::new(iknp.sender_delta());
                 let mut last = Vec::new();
                 for _ in 0..5 {
@@ -497,7 +497,7 @@ mod tests {
                 Ok((s.iterations(), s.delta(), last))
             },
             |ch| {
-                let mut iknp = OtSession::setup(ch, Role::Client)?;
+                let mut iknp = OtSession::setup_iknp(ch, Role::Client)?;
                 let mut r = CotReceiver::new();
                 let mut last = (Vec::new(), Vec::new());
                 for _ in 0..5 {

@@ -47,9 +47,9 @@ pub fn hash_rows(crh: &Crh, rows: &mut [u128], offset: u128, first: u64) {
     });
 }
 
-/// Expand `blocks` PRG blocks for each of the 128 seeds, column-major.
-fn expand_columns(prgs: &[Aes128], first_block: u64, blocks: usize) -> Vec<u128> {
-    let mut cols = vec![0u128; KAPPA * blocks];
+/// Expand `blocks` PRG blocks for each seed (128 for IKNP, 256 for KK13), column-major.
+pub(super) fn expand_columns(prgs: &[Aes128], first_block: u64, blocks: usize) -> Vec<u128> {
+    let mut cols = vec![0u128; prgs.len() * blocks];
     if blocks > 0 {
         cols.par_chunks_mut(blocks).zip(prgs.par_iter()).for_each(|(col, prg)| prg_fill(prg, first_block, col));
     }

@@ -1,4 +1,4 @@
-//! Oblivious transfer: base OT, IKNP OT extension, 1-out-of-N OT.
+//! Oblivious transfer: base OT, IKNP OT extension, KK13 and log-construction 1-out-of-N OT.
 //!
 //! The interface every higher protocol uses is the [`Ot`] trait: one party's endpoint of an
 //! established OT session that can act as sender or as receiver (both directions are set up
@@ -20,25 +20,27 @@
 //!   reduced mod p: a 128-bit hash mod p < 2^62 is uniform up to 2^-66, so `x` and `y` are
 //!   uniform residues); both use the receiver's real choices directly in the extension
 //!   matrix (no separate derandomisation round).
-//! * **1-out-of-N** (N ≤ 256): the log2-construction (as in Naor–Pinkas and SCI's split OT):
+//! * **1-out-of-N**, N ≤ 4: the log2-construction (as in Naor–Pinkas and SCI's split OT):
 //!   `l = ⌈log2 N⌉` random 1-of-2 OTs with keys `K_j^0, K_j^1`; message `v` is masked with
 //!   `H(K_1^{v_1} ⊕ … ⊕ K_l^{v_l}, tw(i, v))`. The receiver knows only the keys of its own
-//!   choice, so every other `v` differs from it by at least one unknown key. This
-//!   construction sends 16·l bytes per OT on the IKNP matrix (64 for N = 16, 128 for
-//!   N = 256). **Not done:** KK13 with a 256-bit Walsh–Hadamard code (32 bytes per OT
-//!   whatever N, i.e. half the cost at N = 16), which needs 256 base OTs per direction.
+//!   choice, so every other `v` differs from it by at least one unknown key: 16·l bytes per
+//!   OT on the IKNP matrix.
+//! * **1-out-of-N**, 5 ≤ N ≤ 256 ([`kk13`]): KK13 with the 256-bit Walsh–Hadamard code, one
+//!   32-byte row per OT whatever N (half the log construction's 64 bytes at N = 16). Its 256
+//!   base OTs per direction are random OTs on the IKNP extension, run once at setup.
 //!
 //! ## Cost per call (n OTs, messages of `bits` bits, empty batches cost nothing)
 //! Let `B(m) = 2048·⌈m/128⌉` (the IKNP matrix, 16 bytes per OT rounded to 128-OT blocks).
 //!
 //! | call | receiver → sender | sender → receiver | flights |
 //! |---|---|---|---|
-//! | setup | 32 + 4096 each way (3 flights: S, C, S) | | 3 |
+//! | setup | 32 + 4096 + 8 + 4096 each way (4 flights: S, C, S, C) | | 4 |
 //! | random OT (`send_random`) | 8 + B(n) | – | 1 |
 //! | chosen 1-of-2 | 8 + B(n) | ⌈2n·bits/8⌉ | 2 |
 //! | correlated | 8 + B(n) | ⌈n·bits/8⌉ | 2 |
 //! | correlated mod p | 8 + B(n) | ⌈n·bits(p)/8⌉ | 2 |
-//! | 1-of-N | 8 + B(n·⌈log2 N⌉) | ⌈n·N·bits/8⌉ | 2 |
+//! | 1-of-N, N ≤ 4 | 8 + B(n·⌈log2 N⌉) | ⌈n·N·bits/8⌉ | 2 |
+//! | 1-of-N, N ≥ 5 (KK13) | 8 + 32·n | ⌈n·N·bits/8⌉ | 2 |
 //!
 //! A batch of calls in the same direction that do not depend on each other's outputs could be
 //! merged by the caller into one call to save flights.
@@ -51,9 +53,10 @@
 //! is pseudorandom when `H` is (tweakable) correlation robust — here fixed-key AES modelled
 //! as an ideal permutation (Guo–Katz–Wang–Yu 2020), with a unique tweak per OT (global
 //! counter, domain tag). Every output is a full-width pseudorandom pad, so the masked
-//! messages and the correlated OT's `x` are uniform over Z_{2^bits}. The 1-of-N pads
-//! additionally rely on `H` hiding linear XOR combinations of independent unknown keys (same
-//! ideal-permutation model).
+//! messages and the correlated OT's `x` are uniform over Z_{2^bits}. The log-construction's
+//! 1-of-N pads additionally rely on `H` hiding linear XOR combinations of independent unknown
+//! keys (same ideal-permutation model); KK13's argument is in [`kk13`]. Its base OTs are
+//! random OTs of this extension, whose unchosen outputs are pseudorandom by the argument above.
 //!
 //! ## Silent backend ([`SilentOt`])
 //! [`ferret`] generates random correlated OTs from regular noise: Ferret's GGM-tree
@@ -71,6 +74,7 @@ pub mod header;
 #[cfg(any(test, feature = "insecure-test-doubles"))]
 pub mod ideal;
 pub mod iknp;
+pub mod kk13;
 pub mod lpn;
 pub mod prg;
 pub mod session;
@@ -89,7 +93,7 @@ use crate::share::Role;
 /// Which OT construction a session runs on (both parties must agree).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OtBackend {
-    /// Base OTs + IKNP extension (16 bytes per OT).
+    /// Base OTs + IKNP extension (16 bytes per OT; 1-of-N OTs for N ≥ 5 on KK13, 32 bytes).
     #[default]
     Iknp,
     /// Silent correlated OT (GGM single-point COTs, dual LPN) bootstrapped from IKNP (≈ 0.85 bit per OT in bulk).
@@ -122,6 +126,16 @@ impl OtBackend {
             OtBackend::Silent => 0.125 + lpn::SET.iteration_bytes() as f64 / lpn::SET.net_outputs() as f64,
         };
         random_ots as f64 * per_random_ot + payload_bits as f64 / 8.0
+    }
+
+    /// Amortised bytes (both directions) of one 1-out-of-`n` OT with `payload_bits` bits of
+    /// messages: on IKNP a KK13 row of 32 bytes from N = 5 on ([`kk13::runs_on_kk13`]), else
+    /// `⌈log2 N⌉` random OTs as [`Self::bytes_per_ot`].
+    pub fn bytes_per_one_of_n(self, n: usize, payload_bits: u64) -> f64 {
+        if self == OtBackend::Iknp && kk13::runs_on_kk13(n) {
+            return kk13::ROW_BYTES as f64 + payload_bits as f64 / 8.0;
+        }
+        self.bytes_per_ot(session::choice_bits(n) as u32, payload_bits)
     }
 
     /// Run the chosen backend's setup; both parties call it at the same point.

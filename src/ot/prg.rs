@@ -54,6 +54,8 @@ pub const DOMAIN_ONE_OF_N: u128 = 2 << 120;
 pub const DOMAIN_GGM: u128 = 3 << 120;
 pub const DOMAIN_SILENT: u128 = 4 << 120;
 pub const DOMAIN_SILENT_ONE_OF_N: u128 = 5 << 120;
+pub const DOMAIN_KK13_INNER: u128 = 6 << 120;
+pub const DOMAIN_KK13_OUTER: u128 = 7 << 120;
 
 /// The fixed-key correlation-robust hash.
 pub struct Crh {

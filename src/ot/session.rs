@@ -8,9 +8,10 @@ use rayon::prelude::*;
 use super::base::{self, BaseSender, POINT_BYTES};
 use super::header::{check_choices, mask, rows_of, BatchHeader, OtKind, Widths};
 use super::iknp::{blocks_for, hash_rows, ExtReceiver, ExtSender, BLOCK_BYTES, KAPPA};
+use super::kk13::{self, KkReceiver, KkSender, Row, CODE_BITS, ROW_BYTES};
 use super::prg::{Crh, DOMAIN_ONE_OF_N};
 use super::Ot;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::net::Channel;
 use crate::share::Role;
 
@@ -18,17 +19,23 @@ use crate::share::Role;
 const TAG_SERVER_IS_BASE_SENDER: u8 = 1;
 const TAG_CLIENT_IS_BASE_SENDER: u8 = 2;
 
-/// One party's OT endpoint: extension sender toward the peer and extension receiver from it.
+/// One party's OT endpoint: extension sender toward the peer and extension receiver from it,
+/// for IKNP and (unless set up without it) for KK13's 1-of-N OTs.
 pub struct OtSession {
     role: Role,
     sender: ExtSender,
     receiver: ExtReceiver,
+    kk: Option<(KkSender, KkReceiver)>,
     crh: Crh,
 }
 
-/// Bytes and flights of the setup, per party (each party sends 32 + 128·32 bytes).
-pub const SETUP_BYTES_SENT: u64 = (POINT_BYTES + KAPPA * POINT_BYTES) as u64;
-pub const SETUP_ROUNDS: u64 = 3;
+/// Bytes and flights of the base OTs, per party (each party sends 32 + 128·32 bytes).
+pub const BASE_SETUP_BYTES_SENT: u64 = (POINT_BYTES + KAPPA * POINT_BYTES) as u64;
+pub const BASE_SETUP_ROUNDS: u64 = 3;
+/// Bytes and flights of the whole setup, per party: the base OTs, then the 256 random OTs of
+/// the KK13 base (an 8-byte header and two 128-OT IKNP blocks), which add one flight.
+pub const SETUP_BYTES_SENT: u64 = BASE_SETUP_BYTES_SENT + 8 + 2 * BLOCK_BYTES as u64;
+pub const SETUP_ROUNDS: u64 = BASE_SETUP_ROUNDS + 1;
 
 fn random_delta() -> (u128, Vec<bool>) {
     let delta: u128 = rand::rng().random();
@@ -42,10 +49,20 @@ fn recv_exact(ch: &mut dyn Channel, n: usize) -> Result<Vec<u8>> {
 }
 
 impl OtSession {
-    /// Run the 2 × 128 base OTs. Both parties call this at the same point with their own role.
+    /// Run the 2 × 128 base OTs, then the KK13 base: 256 random OTs each way on IKNP. Both
+    /// parties call this at the same point with their own role.
     ///
-    /// Flights: server → client `A_s`; client → server `A_c, B_c[128]`; server → client `B_s[128]`.
+    /// Flights: server → client `A_s`; client → server `A_c, B_c[128]`; server → client
+    /// `B_s[128]` and its random-OT matrix; client → server its random-OT matrix.
     pub fn setup(ch: &mut dyn Channel, role: Role) -> Result<OtSession> {
+        let mut session = OtSession::setup_iknp(ch, role)?;
+        session.setup_kk13(ch)?;
+        Ok(session)
+    }
+
+    /// The base OTs only: IKNP works, 1-of-N OTs for N ≥ 5 do not (the silent backend's
+    /// bootstrap, which derives its own 1-of-N).
+    pub fn setup_iknp(ch: &mut dyn Channel, role: Role) -> Result<OtSession> {
         ch.set_phase("OT setup (base OTs)");
         let (delta, delta_bits) = random_delta();
         let crh = Crh::default();
@@ -71,7 +88,24 @@ impl OtSession {
                 (ExtReceiver::new(&pairs)?, ExtSender::new(delta, &seeds)?)
             }
         };
-        Ok(OtSession { role, sender, receiver, crh })
+        Ok(OtSession { role, sender, receiver, kk: None, crh })
+    }
+
+    /// KK13's base OTs from IKNP: in each direction the KK13 sender receives 256 random OTs
+    /// with a uniform choice vector `s`. The server's matrix joins its last base-OT flight.
+    fn setup_kk13(&mut self, ch: &mut dyn Channel) -> Result<()> {
+        ch.set_phase("OT setup (KK13 base OTs)");
+        let s: Row = [rand::rng().random(), rand::rng().random()];
+        let s_bits: Vec<bool> = (0..CODE_BITS).map(|j| (s[j / 128] >> (j % 128)) & 1 == 1).collect();
+        let (keys, pairs) = if self.role.is_server() {
+            let keys = self.recv_random(ch, &s_bits)?;
+            (keys, self.send_random(ch, CODE_BITS)?)
+        } else {
+            let pairs = self.send_random(ch, CODE_BITS)?;
+            (self.recv_random(ch, &s_bits)?, pairs)
+        };
+        self.kk = Some((KkSender::new(s, &keys)?, KkReceiver::new(&pairs)?));
+        Ok(())
     }
 
     pub fn role(&self) -> Role {
@@ -236,6 +270,53 @@ impl OtSession {
     }
 }
 
+impl OtSession {
+    fn kk13(&mut self) -> Result<&mut (KkSender, KkReceiver)> {
+        self.kk.as_mut().ok_or_else(|| Error::Ot("1-of-N OT for N ≥ 5 needs a session set up with its KK13 base OTs".into()))
+    }
+
+    /// KK13 sender: check the announcement, read the receiver's rows, send the table masked
+    /// with the N pads of every row.
+    fn send_1_of_n_kk13(&mut self, ch: &mut dyn Channel, header: BatchHeader, msgs: &[u64], n: usize, bits: u32) -> Result<()> {
+        let len = header.len;
+        self.kk13()?;
+        header.expect(ch)?;
+        let u = recv_exact(ch, len * ROW_BYTES)?;
+        let (sender, _) = self.kk13()?;
+        let (q, first) = sender.extend(&u, len)?;
+        let offsets = sender.offsets(n);
+        let m = mask(bits);
+        let crh = &self.crh;
+        let mut y = vec![0u64; len * n];
+        y.par_chunks_mut(ONE_OF_N_TASK_BLOCKS / n * n).enumerate().for_each(|(task, out)| {
+            let row0 = task * (ONE_OF_N_TASK_BLOCKS / n);
+            let inputs: Vec<Row> = (0..out.len()).map(|k| {
+                let (row, v) = (q[row0 + k / n], offsets[k % n]);
+                [row[0] ^ v[0], row[1] ^ v[1]]
+            }).collect();
+            let pads = kk13::hash_rows(crh, &inputs, |k| first + (row0 + k / n) as u64, |k| k % n);
+            for (k, (o, pad)) in out.iter_mut().zip(pads).enumerate() {
+                *o = (msgs[row0 * n + k] ^ pad as u64) & m;
+            }
+        });
+        ch.send_packed(&y, bits)
+    }
+
+    /// KK13 receiver: announce, send the rows for its choices, unmask its entry of each row.
+    fn recv_1_of_n_kk13(&mut self, ch: &mut dyn Channel, header: BatchHeader, choices: &[u8], n: usize, bits: u32) -> Result<Vec<u64>> {
+        let len = choices.len();
+        let (_, receiver) = self.kk13()?;
+        let batch = receiver.extend(choices);
+        header.send(ch)?;
+        ch.send_bytes(&batch.u_bytes)?;
+        let first = batch.first;
+        let pads = kk13::hash_rows(&self.crh, &batch.t_rows, |i| first + i as u64, |i| choices[i] as usize);
+        let y = ch.recv_packed(len * n, bits)?;
+        let m = mask(bits);
+        Ok((0..len).map(|i| (y[i * n + choices[i] as usize] ^ pads[i] as u64) & m).collect())
+    }
+}
+
 impl Ot for OtSession {
     fn send_chosen(&mut self, ch: &mut dyn Channel, msgs: &[[u64; 2]], bits: u32) -> Result<()> {
         let n = msgs.len();
@@ -296,6 +377,9 @@ impl Ot for OtSession {
             return Ok(());
         }
         ch.set_phase("1-of-N OT (sender)");
+        if kk13::runs_on_kk13(n) {
+            return self.send_1_of_n_kk13(ch, header, msgs, n, bits);
+        }
         let l = choice_bits(n);
         let (q, first) = self.extend_as_sender(ch, header, len * l)?;
         let (k0, k1) = self.sender_pads(&q, len * l, first);
@@ -312,6 +396,9 @@ impl Ot for OtSession {
             return Ok(Vec::new());
         }
         ch.set_phase("1-of-N OT (receiver)");
+        if kk13::runs_on_kk13(n) {
+            return self.recv_1_of_n_kk13(ch, header, choices, n, bits);
+        }
         let l = choice_bits(n);
         let sub_choices: Vec<bool> = choices.iter().flat_map(|&c| (0..l).map(move |j| (c >> j) & 1 == 1)).collect();
         let (t, first) = self.extend_as_receiver(ch, header, &sub_choices)?;

@@ -65,7 +65,7 @@ fn bits_to_u64(bits: impl Iterator<Item = bool>) -> Vec<u64> {
 impl SilentOt {
     /// Base OTs and IKNP now; the silent generators bootstrap on first use.
     pub fn setup(ch: &mut dyn Channel, role: Role) -> Result<SilentOt> {
-        let iknp = OtSession::setup(ch, role)?;
+        let iknp = OtSession::setup_iknp(ch, role)?;
         let sender = CotSender::new(iknp.sender_delta());
         Ok(SilentOt { role, iknp, sender, receiver: CotReceiver::new(), crh: Crh::default() })
     }

@@ -376,7 +376,7 @@ impl Cost {
         // A staircase group of b OTs carries b(b + 1)/2 payload bits.
         let staircase: f64 = self.staircase.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 0) + crate::ot::staircase_payload_bits(n, b) as f64 / 8.0).sum();
         let chosen: f64 = self.chosen.iter().map(|(&b, &n)| n as f64 * backend.bytes_per_ot(1, 2 * b as u64)).sum();
-        let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_ot(choice_bits(k) as u32, (k as u64) * b as u64)).sum();
+        let one_of_n: f64 = self.one_of_n.iter().map(|(&(k, b), &n)| n as f64 * backend.bytes_per_one_of_n(k, (k as u64) * b as u64)).sum();
         self.own_bytes as f64 + correlated + staircase + chosen + one_of_n
     }
 }
@@ -409,9 +409,11 @@ mod tests {
     #[test]
     fn bytes_on_a_backend_follow_the_per_ot_tables() {
         // The OT benchmark's per-OT figures (results/recorded/ot-bench.json): IKNP correlated
-        // ℓ = 37 is 16 + 37/8 B, a 1-of-16 OT with 2-bit messages 4·16 + 16·2/8 = 68 B.
+        // ℓ = 37 is 16 + 37/8 B, a 1-of-16 OT with 2-bit messages a KK13 row and the table,
+        // 32 + 16·2/8 = 36 B, a 1-of-4 OT with 1-bit messages 2·16 + 4/8 = 32.5 B.
         let c = Cost::cot(37, 1000) + Cost::one_of_n(16, 2, 10) + Cost::own(5);
-        assert_eq!(c.bytes_on(OtBackend::Iknp), 5.0 + 1000.0 * (16.0 + 37.0 / 8.0) + 10.0 * 68.0);
+        assert_eq!(c.bytes_on(OtBackend::Iknp), 5.0 + 1000.0 * (16.0 + 37.0 / 8.0) + 10.0 * 36.0);
+        assert_eq!((Cost::one_of_n(4, 1, 2) + Cost::one_of_n(5, 1, 2)).bytes_on(OtBackend::Iknp), 2.0 * 32.5 + 2.0 * (32.0 + 5.0 / 8.0));
         assert_eq!(c.random_ot_equivalents(), 1000 + 10 * 4);
         // Silent: one correction bit and the generator's share per random OT, then the payload.
         let gen = 0.125 + 114_048.0 / 1_077_912.0;

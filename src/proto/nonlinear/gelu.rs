@@ -49,7 +49,9 @@
 //! ring→field conversion) is a correlated OT mod t, one message instead of a chosen OT's two.
 //! Documented cost on mpnet-base's 393,216 GeLU inputs (equal to the measured one in the
 //! two-party tests): 1,351 → 1,234 B per element with IKNP and 500 → 461 B with silent OT by
-//! the folding (54 → 49 OT equivalents), then 1,195 and 422 B with the modular OTs.
+//! the folding (54 → 49 OT equivalents), then 1,195 and 422 B with the modular OTs, then
+//! 891 B with IKNP once its 1-of-16 OTs (3 leaf OTs, 6 for the AND triples) ran on KK13 (32 B
+//! instead of 64 B each; measured, 2 layers of mpnet-base).
 //!
 //! **Valid input domain.** `|x| < 2^input_bits` (at `frac`), with `input_bits + 3 ≤ ℓ`.
 //! The comparison of step 1 is exact there: `|x − K| < 2^(k−1)`, so

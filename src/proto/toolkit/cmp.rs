@@ -38,15 +38,16 @@
 //! w = 36, q = 9, A = 12). Bytes per element: `(q + A/2)·C16 + 2·(2A)/8` where `C16` is the
 //! OT layer's cost of one 1-out-of-16 OT with 2-bit messages (the last term is the toolkit's
 //! own opening traffic, bit-packed per level; exact totals: [`millionaire_cost`]). With the
-//! IKNP session (C16 = 64 + 4 bytes) this is 1026 B per comparison at ℓ = 37 and 273 B at
-//! ℓ = 12 (measured, `results/toolkit-bench.json`). Flights (each OT batch = receiver flight + sender flight; counted by
+//! IKNP session's log2 1-of-16 (C16 = 64 + 4 bytes) this was 1026 B per comparison at ℓ = 37
+//! and 273 B at ℓ = 12; its KK13 1-of-16 (C16 = 32 + 4 bytes) makes it ≈ 546 B at ℓ = 37
+//! (`results/toolkit-bench.json` has the measured figures). Flights (each OT batch = receiver flight + sender flight; counted by
 //! [`crate::proto::ctx::flights`] from the step list of [`millionaire_cost`]): `2L + 1` for `q ≥ 2`,
 //! 2 for `q = 1`, per chunk of `CHUNK` inputs (ℓ = 37 MSB: q = 9, L = 4, 9 flights).
 //!
 //! **One digit (w ≤ 4).** With a single digit there is no tree and only the `gt` leaf is
 //! needed, so the comparison is one 1-out-of-2^w OT with 1-bit messages ([`millionaire_cost`]):
-//! with IKNP `w·16` B plus `2^w` bits instead of 68 B (the field→ring wraps of 2–3 bits, the
-//! partial carries of 4 bits).
+//! with IKNP `w·16` B (32 B by KK13 for w ≥ 3) plus `2^w` bits instead of a 1-of-16 OT with
+//! 2-bit messages and its ANDs (the field→ring wraps of 2–3 bits, the partial carries of 4 bits).
 //!
 //! **Many thresholds ([`lt_public`] with t ≥ 2).** `x − T_τ` differs between thresholds only in
 //! the server's share, so the client's millionaire input (its low bits) is the same for every τ.
