@@ -214,12 +214,17 @@ const SENTENCES: [&str; 20] = [
 ];
 
 /// All 6 layers of MiniLM on 20 real sentences in one session: bit-exact with the simulation
-/// and pooled cosine ≥ 0.999 against f32 on every sentence. Slow (minutes in release).
+/// and pooled cosine ≥ 0.999 against f32 on every sentence. Slow (minutes in release). On the
+/// profile's OT backend (silent); `FASTLMPI_TEST_OT=iknp` runs it on IKNP (KK13 1-of-N).
 #[test]
 #[ignore]
 fn minilm_six_layers_on_twenty_sentences() {
     let model = minilm();
-    let profile = Profile::fastlmpi();
+    let profile = match std::env::var("FASTLMPI_TEST_OT").ok().as_deref() {
+        Some(ot) => Profile::fastlmpi().with_ot(fastlmpi::ot::OtBackend::parse(ot).unwrap()),
+        None => Profile::fastlmpi(),
+    };
+    println!("OT backend: {}", profile.ot.name());
     let max_pos = model.config().max_position_embeddings;
     let toks: Vec<Tokenized> = SENTENCES
         .iter()

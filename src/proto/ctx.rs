@@ -111,68 +111,47 @@ impl<'a> Party<'a> {
 
     /// Correlated OT, sender side: returns the uniform `x_i`; the receiver gets `x_i + c_i·Δ_i`.
     pub fn cot_send(&mut self, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-        if deltas.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = self.record(OtKind::Correlated, true, deltas.len(), bits, |ot, ch| ot.send_correlated(ch, deltas, bits))?;
-        expect_len("correlated OT (sender)", &out, deltas.len())?;
-        Ok(out)
+        self.batch("correlated OT (sender)", OtKind::Correlated, true, deltas.len(), bits, |ot, ch| ot.send_correlated(ch, deltas, bits))
     }
 
     /// Correlated OT, receiver side, with 0/1 choice bytes.
     pub fn cot_recv(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
-        if choices.is_empty() {
-            return Ok(Vec::new());
-        }
         let c = to_bools(choices);
-        let out = self.record(OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated(ch, &c, bits))?;
-        expect_len("correlated OT (receiver)", &out, c.len())?;
-        Ok(out)
+        self.batch("correlated OT (receiver)", OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated(ch, &c, bits))
     }
 
     /// Correlated OT over Z_p, sender side: uniform `x_i ∈ Z_p`; the receiver gets
     /// `x_i + c_i·Δ_i mod p`. Costed as a correlated OT of `bits(p)` bits (one random OT
     /// plus one message of that width).
     pub fn cot_send_mod(&mut self, deltas: &[u64], p: u64) -> Result<Vec<u64>> {
-        if deltas.is_empty() {
-            return Ok(Vec::new());
-        }
-        let bits = modulus_bits(p);
-        let out = self.record(OtKind::Correlated, true, deltas.len(), bits, |ot, ch| ot.send_correlated_mod(ch, deltas, p))?;
-        expect_len("correlated OT mod p (sender)", &out, deltas.len())?;
-        Ok(out)
+        self.batch("correlated OT mod p (sender)", OtKind::Correlated, true, deltas.len(), modulus_bits(p), |ot, ch| ot.send_correlated_mod(ch, deltas, p))
     }
 
     /// Correlated OT over Z_p, receiver side, with 0/1 choice bytes.
     pub fn cot_recv_mod(&mut self, choices: &[u8], p: u64) -> Result<Vec<u64>> {
-        if choices.is_empty() {
-            return Ok(Vec::new());
-        }
         let c = to_bools(choices);
-        let bits = modulus_bits(p);
-        let out = self.record(OtKind::Correlated, false, c.len(), bits, |ot, ch| ot.recv_correlated_mod(ch, &c, p))?;
-        expect_len("correlated OT mod p (receiver)", &out, c.len())?;
-        Ok(out)
+        self.batch("correlated OT mod p (receiver)", OtKind::Correlated, false, c.len(), modulus_bits(p), |ot, ch| ot.recv_correlated_mod(ch, &c, p))
     }
 
     /// Correlated OT with decreasing widths, sender side: instance i over Z_{2^(bits − i mod bits)}.
     pub fn cot_send_staircase(&mut self, deltas: &[u64], bits: u32) -> Result<Vec<u64>> {
-        if deltas.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = self.record(OtKind::Staircase, true, deltas.len(), bits, |ot, ch| ot.send_correlated_staircase(ch, deltas, bits))?;
-        expect_len("correlated OT (sender)", &out, deltas.len())?;
-        Ok(out)
+        self.batch("correlated OT (sender)", OtKind::Staircase, true, deltas.len(), bits, |ot, ch| ot.send_correlated_staircase(ch, deltas, bits))
     }
 
     /// Correlated OT with decreasing widths, receiver side, with 0/1 choice bytes.
     pub fn cot_recv_staircase(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
-        if choices.is_empty() {
+        let c = to_bools(choices);
+        self.batch("correlated OT (receiver)", OtKind::Staircase, false, c.len(), bits, |ot, ch| ot.recv_correlated_staircase(ch, &c, bits))
+    }
+
+    /// One recorded OT call with one output per instance: an empty batch sends nothing, and
+    /// the OT layer's output length is checked (`what` names the call in the error).
+    fn batch(&mut self, what: &str, kind: OtKind, sender: bool, len: usize, bits: u32, f: impl FnOnce(&mut dyn Ot, &mut dyn Channel) -> Result<Vec<u64>>) -> Result<Vec<u64>> {
+        if len == 0 {
             return Ok(Vec::new());
         }
-        let c = to_bools(choices);
-        let out = self.record(OtKind::Staircase, false, c.len(), bits, |ot, ch| ot.recv_correlated_staircase(ch, &c, bits))?;
-        expect_len("correlated OT (receiver)", &out, c.len())?;
+        let out = self.record(kind, sender, len, bits, f)?;
+        expect_len(what, &out, len)?;
         Ok(out)
     }
 
@@ -186,13 +165,8 @@ impl<'a> Party<'a> {
 
     /// Chosen-message 1-out-of-2 OT, receiver side, with 0/1 choice bytes.
     pub fn ot_recv(&mut self, choices: &[u8], bits: u32) -> Result<Vec<u64>> {
-        if choices.is_empty() {
-            return Ok(Vec::new());
-        }
         let c = to_bools(choices);
-        let out = self.record(OtKind::Chosen, false, c.len(), bits, |ot, ch| ot.recv_chosen(ch, &c, bits))?;
-        expect_len("chosen OT (receiver)", &out, c.len())?;
-        Ok(out)
+        self.batch("chosen OT (receiver)", OtKind::Chosen, false, c.len(), bits, |ot, ch| ot.recv_chosen(ch, &c, bits))
     }
 
     /// 1-out-of-`n` OT, sender side (`msgs` row-major, `batch × n`).
@@ -206,12 +180,7 @@ impl<'a> Party<'a> {
 
     /// 1-out-of-`n` OT, receiver side.
     pub fn ot_n_recv(&mut self, choices: &[u8], n: usize, bits: u32) -> Result<Vec<u64>> {
-        if choices.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = self.record(OtKind::OneOfN(n), false, choices.len(), bits, |ot, ch| ot.recv_1_of_n(ch, choices, n, bits))?;
-        expect_len("1-out-of-N OT (receiver)", &out, choices.len())?;
-        Ok(out)
+        self.batch("1-out-of-N OT (receiver)", OtKind::OneOfN(n), false, choices.len(), bits, |ot, ch| ot.recv_1_of_n(ch, choices, n, bits))
     }
 }
 
