@@ -71,6 +71,13 @@ fn measure(make_ot: OtFactory, inputs: &Inputs, op: &BenchOp) -> Result<Measured
     let side = |ch: &mut dyn Channel, role: Role| -> Result<(f64, f64, CommStats, Cost)> {
         let t0 = Instant::now();
         let mut ot = make_ot(ch, role)?;
+        // Whoever sent last in the setup, one byte from the server settles the direction, so
+        // the operation's first flight counts as a round on both sides whatever the backend.
+        if role.is_server() {
+            ch.send_bytes(&[0])?;
+        } else {
+            ch.recv_bytes(&mut [0u8])?;
+        }
         let setup = t0.elapsed().as_secs_f64();
         let mut p = Party::new(role, ch, &mut *ot);
         let (a, b) = if role.is_server() { (&inputs.server, &inputs.server2) } else { (&inputs.client, &inputs.client2) };
