@@ -11,10 +11,12 @@ use crate::approx::{
     ApproxFile, ComparisonRow, Continuity, FitConfig, FixedEvalSpec, Method, PlotCurve, SegmentKind,
 };
 use crate::approx::QuantizedPiecewise;
+use crate::engine::state::{segmented_spec, SegmentedActivation};
 use crate::engine::Profile;
 use crate::he::HeContext;
 use crate::ot::OtBackend;
-use crate::proto::nonlinear::gelu::{gelu_cost, GeluSpec};
+use crate::proto::nonlinear::gelu::{gelu_cost, reference_gelu_carried, GeluSpec};
+use crate::proto::toolkit::trunc::TruncMode;
 use crate::{Error, Result};
 
 /// Batch the cost table is computed for: one BERT-base FFN activation (128 tokens × 3072).
@@ -291,20 +293,50 @@ fn priced_by_protocol(func: &str) -> bool {
     matches!(func, "gelu" | "tanh")
 }
 
-/// Per-element cost of one candidate set in the engine's segmented-activation protocol.
+/// Per-element cost of one candidate set in the engine's segmented-activation protocol, and
+/// its error as the engine computes it.
 struct SetCost {
     random_ots: f64,
     iknp_bytes: f64,
     silent_bytes: f64,
     rounds: u64,
+    engine_error: f64,
 }
 
-/// The cost of evaluating `q` with the `fastlmpi` profile's segmented-activation protocol
-/// (`proto::nonlinear::gelu`, also used for tanh) on [`COST_BATCH`] values, from the
-/// protocols' cost tables (the same tables the two-party tests check byte for byte).
-fn set_cost(q: &QuantizedPiecewise, ctx: &HeContext) -> Result<SetCost> {
-    let fixed = Profile::fastlmpi().fixed;
-    let spec = GeluSpec::from_quantized(q, ctx.field(), fixed.ring_bits, fixed.frac_bits + 7)?;
+/// The segmented protocol's spec for `q` as the `fastlmpi` engine runs `func` (gelu: the
+/// encoder's GeLU, approximate truncation; tanh: the pooler's, faithful).
+fn engine_spec(func: &str, q: &QuantizedPiecewise, ctx: &HeContext) -> Result<GeluSpec> {
+    let which = if func == "gelu" { SegmentedActivation::Gelu } else { SegmentedActivation::PoolerTanh };
+    segmented_spec(&Profile::fastlmpi(), which, q, ctx.field())
+}
+
+/// Max |output − f(x)| over every input of `range` at the spec's 2^-frac, as the engine may compute it:
+/// with an approximate truncation, over both values of each dropped carry (the knot floor's γ
+/// and the output's ulp), which the two-party run may take.
+fn engine_error(spec: &GeluSpec, f: fn(f64) -> f64, range: (f64, f64)) -> f64 {
+    let scale = (1u64 << spec.frac) as f64;
+    let xs: Vec<i64> = ((range.0 * scale).ceil() as i64..=(range.1 * scale).floor() as i64).collect();
+    let approx = spec.out_trunc == TruncMode::Approx;
+    let carries: &[u8] = if approx { &[0, 1] } else { &[0] };
+    let mut worst = 0.0f64;
+    for &gamma in carries {
+        let ys = reference_gelu_carried(&xs, spec, &vec![gamma; xs.len()]);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = f(x as f64 / scale);
+            for &c in carries {
+                worst = worst.max(((y - i64::from(c)) as f64 / scale - want).abs());
+            }
+        }
+    }
+    worst
+}
+
+/// The cost of evaluating `q` for `func` with the `fastlmpi` profile's segmented-activation
+/// protocol (`proto::nonlinear::gelu`, also used for tanh) as the engine configures it, on
+/// [`COST_BATCH`] values, from the protocols' cost tables (the same tables the two-party tests
+/// check byte for byte), and its error over `range` as the engine computes it.
+fn set_cost(func: &str, q: &QuantizedPiecewise, range: (f64, f64), ctx: &HeContext) -> Result<SetCost> {
+    let spec = engine_spec(func, q, ctx)?;
     let cost = gelu_cost(COST_BATCH, ctx, &spec)?;
     let per = |x: f64| x / COST_BATCH as f64;
     Ok(SetCost {
@@ -312,6 +344,7 @@ fn set_cost(q: &QuantizedPiecewise, ctx: &HeContext) -> Result<SetCost> {
         iknp_bytes: per(cost.bytes_on(OtBackend::Iknp)),
         silent_bytes: per(cost.bytes_on(OtBackend::Silent)),
         rounds: cost.rounds(),
+        engine_error: engine_error(&spec, function_spec(func)?.f, range),
     })
 }
 
@@ -329,19 +362,19 @@ pub fn format_costs(file: &ApproxFile, compared: &[(String, QuantizedPiecewise)]
         COST_BATCH,
         Profile::fastlmpi().fixed.ring_bits
     );
-    let _ = writeln!(out, "{:<24} {:>11} {:>12} {:>12} {:>7}", "approximation", "random OTs", "bytes IKNP", "bytes silent", "rounds");
+    let _ = writeln!(out, "{:<24} {:>11} {:>12} {:>12} {:>7} {:>11}", "approximation", "random OTs", "bytes IKNP", "bytes silent", "rounds", "max engine");
     let rows = std::iter::once(("this fit".to_string(), &file.quantized)).chain(compared.iter().map(|(n, q)| (n.clone(), q)));
     for (name, q) in rows {
-        match set_cost(q, &ctx) {
+        match set_cost(&file.function, q, file.range, &ctx) {
             Ok(c) => {
-                let _ = writeln!(out, "{name:<24} {:>11.1} {:>12.1} {:>12.1} {:>7}", c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds);
+                let _ = writeln!(out, "{name:<24} {:>11.1} {:>12.1} {:>12.1} {:>7} {:>11.3e}", c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds, c.engine_error);
             }
             Err(e) => {
                 let _ = writeln!(out, "{name:<24} not evaluable by the protocol: {e}");
             }
         }
     }
-    let _ = writeln!(out, "(random OTs: 1-of-2 OT equivalents, a 1-of-N OT counting log2 N; bytes both directions incl. HE, batch headers left out)");
+    let _ = writeln!(out, "(random OTs: 1-of-2 OT equivalents, a 1-of-N OT counting log2 N; bytes both directions incl. HE, batch headers left out; priced and erring as the engine runs {}: {}; max engine = max |output − f| on the range over the carries a run may drop)", file.function, if file.function == "gelu" { "approximate output truncation and knot floor" } else { "faithful truncations" });
     Ok(out)
 }
 
@@ -358,9 +391,10 @@ struct Candidate {
     outcome: std::result::Result<(f64, SetCost), String>,
 }
 
-/// Whether `a` is beaten by `b` on error and silent bytes (at least as good on both, better on one).
-fn dominated(a: (f64, &SetCost), b: (f64, &SetCost)) -> bool {
-    b.0 <= a.0 && b.1.silent_bytes <= a.1.silent_bytes && (b.0 < a.0 || b.1.silent_bytes < a.1.silent_bytes)
+/// Whether `a` is beaten by `b` on the engine's error and silent bytes (at least as good on
+/// both, better on one).
+fn dominated(a: &SetCost, b: &SetCost) -> bool {
+    b.engine_error <= a.engine_error && b.silent_bytes <= a.silent_bytes && (b.engine_error < a.engine_error || b.silent_bytes < a.silent_bytes)
 }
 
 /// `fit-approx --search`: the error/cost table of every candidate of the grid.
@@ -375,24 +409,30 @@ pub fn search(args: &FitApproxArgs) -> Result<String> {
             for knot_frac in SEARCH_KNOT_GRIDS {
                 let candidate = FitApproxArgs { segments: Some(segments), degree: Some(degree), knot_frac, acc_frac: None, search: false, ..args.clone() };
                 let outcome = build_file(&candidate)
-                    .and_then(|file| Ok((file.errors.fixed.max_abs, set_cost(&file.quantized, &ctx)?)))
+                    .and_then(|file| Ok((file.errors.fixed.max_abs, set_cost(&args.func, &file.quantized, file.range, &ctx)?)))
                     .map_err(|e| e.to_string());
                 rows.push(Candidate { segments, degree, knot_frac, outcome });
             }
         }
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{} candidates for {} (error: max |fixed − f| on the range; cost per element of {} values, segmented protocol of the fastlmpi profile)", rows.len(), args.func, COST_BATCH);
-    let _ = writeln!(out, "{:>4} {:>4} {:>6}  {:>10} {:>11} {:>11} {:>12} {:>7}  best", "seg", "deg", "knots", "max fixed", "random OTs", "bytes IKNP", "bytes silent", "rounds");
+    let _ = writeln!(
+        out,
+        "{} candidates for {} (errors on the range: max fixed = |fixed − f| with exact floors, max engine = |output − f| over the carries the engine's run may drop; cost per element of {} values, segmented protocol as the fastlmpi engine runs it)",
+        rows.len(),
+        args.func,
+        COST_BATCH
+    );
+    let _ = writeln!(out, "{:>4} {:>4} {:>6}  {:>10} {:>10} {:>11} {:>11} {:>12} {:>7}  best", "seg", "deg", "knots", "max fixed", "max engine", "random OTs", "bytes IKNP", "bytes silent", "rounds");
     for row in &rows {
         let knots = row.knot_frac.map_or("free".to_string(), |k| format!("2^-{k}"));
         match &row.outcome {
             Ok((err, c)) => {
-                let best = !rows.iter().any(|o| matches!(&o.outcome, Ok((e2, c2)) if dominated((*err, c), (*e2, c2))));
+                let best = !rows.iter().any(|o| matches!(&o.outcome, Ok((_, c2)) if dominated(c, c2)));
                 let _ = writeln!(
                     out,
-                    "{:>4} {:>4} {:>6}  {:>10.3e} {:>11.1} {:>11.1} {:>12.1} {:>7}  {}",
-                    row.segments, row.degree, knots, err, c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds, if best { "*" } else { "" }
+                    "{:>4} {:>4} {:>6}  {:>10.3e} {:>10.3e} {:>11.1} {:>11.1} {:>12.1} {:>7}  {}",
+                    row.segments, row.degree, knots, err, c.engine_error, c.random_ots, c.iknp_bytes, c.silent_bytes, c.rounds, if best { "*" } else { "" }
                 );
             }
             Err(e) => {
@@ -400,7 +440,7 @@ pub fn search(args: &FitApproxArgs) -> Result<String> {
             }
         }
     }
-    let _ = writeln!(out, "(* = no other candidate has both a smaller or equal error and fewer or equal bytes on silent OT)");
+    let _ = writeln!(out, "(* = no other candidate has both a smaller or equal engine error and fewer or equal bytes on silent OT)");
     Ok(out)
 }
 

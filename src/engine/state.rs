@@ -11,7 +11,7 @@ use rand_chacha::ChaCha20Rng;
 use super::report::{Mark, Phase, Recorder};
 use super::weights::WeightCache;
 use super::{Profile, ProfileKind};
-use crate::approx::ApproxFile;
+use crate::approx::{ApproxFile, QuantizedPiecewise};
 use crate::error::{Error, Result};
 use crate::he::{client_setup, server_setup, ClientKeys, HeContext, ServerKeys};
 use crate::model::{BertConfig, PoolingMode};
@@ -71,6 +71,41 @@ pub struct Specs {
     pub score_scale: i64,
 }
 
+/// The activations the `fastlmpi` profile evaluates with the segmented protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentedActivation {
+    /// The encoder's GeLU: truncates its accumulator like the products around it (a carry
+    /// site of the simulation).
+    Gelu,
+    /// The BERT pooler's tanh: faithful truncation.
+    PoolerTanh,
+}
+
+impl SegmentedActivation {
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentedActivation::Gelu => "GeLU",
+            SegmentedActivation::PoolerTanh => "tanh",
+        }
+    }
+}
+
+/// The segmented protocol's spec for the quantised set `q` as the engine runs `which` under
+/// `profile` (also what `fit-approx` prices its candidates by).
+pub fn segmented_spec(profile: &Profile, which: SegmentedActivation, q: &QuantizedPiecewise, nl_field: Field) -> Result<GeluSpec> {
+    let fixed = profile.fixed;
+    let spec = GeluSpec::from_quantized(q, nl_field, fixed.ring_bits, fixed.frac_bits + 7)?;
+    let out_trunc = match which {
+        SegmentedActivation::Gelu => profile.linear_trunc,
+        SegmentedActivation::PoolerTanh => TruncMode::Faithful,
+    };
+    // An approximate out_trunc also makes the knot floor approximate, which lets a piece
+    // reach past its knot: its accumulator bound is checked again.
+    let spec = GeluSpec { out_trunc, ..spec };
+    spec.validate(nl_field)?;
+    Ok(spec)
+}
+
 impl Specs {
     pub fn new(profile: &Profile, cfg: &BertConfig, nl_field: Field) -> Result<Specs> {
         let fixed = profile.fixed;
@@ -87,23 +122,16 @@ impl Specs {
                 LayerNormSpec { gamma_frac: frac - 2, ..ln },
             ),
             ProfileKind::Fastlmpi => {
-                let segmented = |set: ApproxFile, name: &str, out_trunc: TruncMode| -> Result<Activation> {
+                let segmented = |set: ApproxFile, which: SegmentedActivation| -> Result<Activation> {
                     if set.spec.in_frac != frac {
-                        return Err(Error::Config(format!("the {name} set is fitted for {} fraction bits, not {frac}", set.spec.in_frac)));
+                        return Err(Error::Config(format!("the {} set is fitted for {} fraction bits, not {frac}", which.name(), set.spec.in_frac)));
                     }
-                    let spec = GeluSpec::from_quantized(&set.quantized, nl_field, fixed.ring_bits, frac + 7)?;
-                    // An approximate out_trunc also makes the knot floor approximate, which
-                    // lets a piece reach past its knot: its accumulator bound is checked again.
-                    let spec = GeluSpec { out_trunc, ..spec };
-                    spec.validate(nl_field)?;
-                    Ok(Activation::Segmented(spec))
+                    Ok(Activation::Segmented(segmented_spec(profile, which, &set.quantized, nl_field)?))
                 };
                 (
                     SoftmaxSpec { he_products: true, trunc: profile.linear_trunc, ..SoftmaxSpec::new(ring, frac)? },
-                    // The encoder's GeLU truncates its accumulator like the products around it
-                    // (a carry site of the simulation); the pooler's tanh stays faithful.
-                    segmented(profile.gelu_set()?, "GeLU", profile.linear_trunc)?,
-                    segmented(profile.tanh_set()?, "tanh", TruncMode::Faithful)?,
+                    segmented(profile.gelu_set()?, SegmentedActivation::Gelu)?,
+                    segmented(profile.tanh_set()?, SegmentedActivation::PoolerTanh)?,
                     // FASTLMPI: the per-row rescaling A·(1/σ) is an HE product.
                     LayerNormSpec { he_product: true, trunc: profile.linear_trunc, ..ln },
                 )
