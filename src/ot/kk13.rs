@@ -6,6 +6,10 @@
 //! sender obtains N pads `P_i(v)`, `v ∈ [N]`, and the receiver with choice `r_i ∈ [N]` obtains
 //! `P_i(r_i)` and nothing about the others. The session masks the sender's N messages with them.
 //!
+//! **Domain and error.** 2 ≤ N ≤ 256 (the session uses KK13 from N = 5), every choice below
+//! N, messages of at most 64 bits (masked with the low bits of the pads); exact: the receiver
+//! obtains the chosen message bit for bit.
+//!
 //! **Code.** `C(v)_j = parity(v ∧ j)` for `j ∈ [256]`, the first-order Walsh–Hadamard code of
 //! dimension 8: any two distinct codewords differ in exactly 128 of the 256 positions, so
 //! the code has the distance κ = 128 that KK13 asks for.
